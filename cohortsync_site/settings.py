@@ -1,0 +1,180 @@
+"""CohortSync settings.
+
+Every value comes from the environment (or an optional `.env` file at the project root),
+read once through django-environ. README.md lists every variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Values such as secrets may start with "$"; never resolve them as references.
+env.interpolate = False
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# Development gets clearly marked, insecure defaults; production must configure both.
+_DEV_SECRET_KEY = "insecure-development-only-secret-key-do-not-use-in-production"
+# A valid Fernet key (32 url-safe base64 bytes) that is public: development only.
+_DEV_FIELD_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktbm90LXNlY3JldCE="
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+FIELD_ENCRYPTION_KEYS: list[str] = env.list(
+    "FIELD_ENCRYPTION_KEYS", default=[_DEV_FIELD_ENCRYPTION_KEY] if DEBUG else []
+)
+if not DEBUG:
+    missing = [
+        name
+        for name, value in (("SECRET_KEY", SECRET_KEY), ("FIELD_ENCRYPTION_KEYS", FIELD_ENCRYPTION_KEYS))
+        if not value
+    ]
+    if missing:
+        raise ImproperlyConfigured(
+            f"CohortSync refuses to start in production without {' and '.join(missing)}. "
+            "Set them in the environment or in .env (see README.md, 'Configuration'), "
+            "or set DEBUG=true for a local development instance."
+        )
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "cohorts",
+    "destinations",
+    "syncs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cohortsync_site.urls"
+WSGI_APPLICATION = "cohortsync_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# SQLite in var/ is the embedded, zero-setup default; PostgreSQL via DATABASE_URL=postgres://...
+VAR_DIR = Path(env.str("COHORTSYNC_VAR_DIR", default=str(BASE_DIR / "var")))
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'cohortsync.sqlite3'}")
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # WAL lets the web server read while the task cluster writes; IMMEDIATE takes the write
+    # lock at BEGIN so two writers queue up (busy timeout) instead of failing mid-transaction.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (shared by web and workers: destination tokens live here) --------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache_url("CACHE_URL")}
+elif REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cohortsync_cache"}
+    }
+
+# --- Task queue (django-q2) -------------------------------------------------------------
+# retry must exceed timeout (plus queue wait) or a long task is delivered twice while running.
+TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=3600)
+Q_CLUSTER: dict = {
+    "name": "cohortsync",
+    "workers": env.int("Q_WORKERS", default=2),
+    "timeout": TASK_TIMEOUT_SECONDS,
+    "retry": TASK_TIMEOUT_SECONDS + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 500,
+    "queue_limit": 8,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- CohortSync -------------------------------------------------------------------------
+# Non-official API hosts (sandbox emulators, proxies) that destinations may call: host[:port].
+COHORTSYNC_ALLOWED_API_HOSTS: list[str] = env.list("COHORTSYNC_ALLOWED_API_HOSTS", default=[])
+COHORTSYNC_RUN_RETENTION_DAYS = env.int("COHORTSYNC_RUN_RETENTION_DAYS", default=30)
+COHORTSYNC_REMOVAL_GUARD_RATIO = env.float("COHORTSYNC_REMOVAL_GUARD_RATIO", default=0.5)
+COHORTSYNC_SANDBOX_HOST = env.str("COHORTSYNC_SANDBOX_HOST", default="127.0.0.1")
+COHORTSYNC_SANDBOX_PORT = env.int("COHORTSYNC_SANDBOX_PORT", default=8765)
+COHORTSYNC_HTTP_TIMEOUT_SECONDS = env.float("COHORTSYNC_HTTP_TIMEOUT_SECONDS", default=60.0)
+
+# --- Auth, i18n, static -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+LOGIN_URL = "admin:login"
+
+# Large admin uploads (profile files) are streamed to disk, never held whole in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # urllib3 logs full URLs at DEBUG; keep it quiet so nothing sensitive reaches the logs.
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}

@@ -1,0 +1,24 @@
+"""Test settings: tasks run synchronously, fast hashing, an in-process cache."""
+
+import os
+
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+# Two keys so rotation is exercised: the first encrypts, both decrypt.
+os.environ.setdefault(
+    "FIELD_ENCRYPTION_KEYS",
+    "dGVzdC1rZXktb25lLXRlc3Qta2V5LW9uZS10ZXN0LWs=,dGVzdC1rZXktdHdvLXRlc3Qta2V5LXR3by10ZXN0LWs=",
+)
+
+from .settings import *  # noqa: E402,F403
+from .settings import Q_CLUSTER  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+Q_CLUSTER.pop("redis", None)
+Q_CLUSTER["orm"] = "default"
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+# The sandbox emulators listen on loopback during tests.
+COHORTSYNC_ALLOWED_API_HOSTS = ["127.0.0.1", "localhost"]

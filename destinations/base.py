@@ -1,0 +1,126 @@
+"""The contract between the sync engine and destination connectors.
+
+The engine knows nothing about HTTP; a connector knows nothing about Django models beyond
+the plain values handed to it. One connector class per destination kind implements
+`Connector`; `destinations.registry.connector_for()` builds one from a Destination row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """Everything a connector needs to talk to one destination account (secret included)."""
+
+    kind: str
+    name: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    subdomain: str = ""
+    account_id: str = ""
+    auth_base_url: str = ""
+    data_extension_key: str = ""
+    key_column: str = ""
+    attribute_set: str = ""
+    base_url: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncTarget:
+    """Where one sync writes membership, and how."""
+
+    field: str
+    identity_property: str
+    # create_missing_field, member_value / exited_value (SFMC contacts), property_mapping ...
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """One user's membership to write: True when joining, False when leaving."""
+
+    identity: str
+    is_member: bool
+    # Only filled when the sync maps extra properties to destination columns.
+    properties: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What the destination said about one MembershipChange.
+
+    `ok` means the destination acknowledged the write; only then does the engine move the
+    synced state. `code` and `message` are the destination's own where it gave them.
+    """
+
+    identity: str
+    ok: bool
+    code: str = ""
+    message: str = ""
+    retriable: bool = False
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A field/column/attribute the destination offers as a sync target."""
+
+    name: str
+    label: str
+    type: str
+    is_target_compatible: bool
+
+
+@dataclass(frozen=True)
+class ConnectionReport:
+    ok: bool
+    summary: str
+    fields: Sequence[FieldInfo] = ()
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Implemented once per destination kind (SFMC data extension, SFMC contacts, Marketo).
+
+    push() must be safe to call from several threads at once: the engine pushes up to
+    `max_concurrency` batches in parallel and the connector's rate limiter keeps the total
+    within the destination's limits.
+    """
+
+    @property
+    def api_calls(self) -> int:
+        """HTTP requests made by this connector instance so far (including auth, retries)."""
+        ...
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    def check_connection(self) -> ConnectionReport:
+        """Obtain a token and read what syncs need. Raises DestinationError on failure."""
+        ...
+
+    def list_target_fields(self) -> list[FieldInfo]: ...
+
+    def validate_target(self, target: SyncTarget) -> None:
+        """Raise TargetValidationError (or create the field where allowed) before any push."""
+        ...
+
+    def normalize_identity(self, raw_value: Any) -> str:
+        """Return the value to send, or raise InvalidIdentityError with the reason."""
+        ...
+
+    def batch_size(self, total_changes: int) -> int:
+        """How many changes to hand to one push() call for a run of this size."""
+        ...
+
+    def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
+        """Write one batch; one outcome per change, in order.
+
+        Per-user rejections come back as outcomes with ok=False. Problems that concern the
+        whole run (auth, quota, a missing field) raise a DestinationError.
+        """
+        ...

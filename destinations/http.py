@@ -1,0 +1,294 @@
+"""The one HTTP choke point shared by every destination client.
+
+Each destination's client module builds an `HttpTransport` and does all its HTTP through
+it. The transport:
+- refuses any URL outside the official API hosts or COHORTSYNC_ALLOWED_API_HOSTS, before
+  a byte is sent;
+- always sets timeouts;
+- keeps request rate and concurrency within the destination's limits, across threads;
+- retries transient failures (network errors, 5xx, 429 and whatever the client's
+  `check` callback classifies as transient) with exponential backoff and jitter,
+  honouring Retry-After;
+- counts every request, so runs can report API calls.
+It never logs request bodies, headers or query strings (they carry secrets and tokens).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.cache import cache as django_cache
+
+from destinations.errors import (
+    DestinationError,
+    EndpointNotAllowedError,
+    RateLimitedError,
+    TransientError,
+)
+
+logger = logging.getLogger(__name__)
+
+OFFICIAL_HOST_SUFFIXES = (
+    ".auth.marketingcloudapis.com",
+    ".rest.marketingcloudapis.com",
+    ".mktorest.com",
+)
+# A Retry-After longer than this is not waited out inside a run; the error is raised instead.
+MAX_RETRY_AFTER_SECONDS = 120.0
+
+
+class TokenExpiredError(TransientError):
+    """The access token was refused (401, Marketo 601/602): refresh once, then retry.
+
+    Raised by a client's `check` callback; the transport passes it straight up so the
+    client can refresh its token.
+    """
+
+
+def allowed_extra_hosts() -> list[str]:
+    return [h.strip().lower() for h in settings.COHORTSYNC_ALLOWED_API_HOSTS if h.strip()]
+
+
+def ensure_url_allowed(url: str, *, extra_hosts: Iterable[str] | None = None) -> None:
+    """Raise EndpointNotAllowedError unless `url` may be contacted.
+
+    Official hosts need https. Hosts in COHORTSYNC_ALLOWED_API_HOSTS ("host" for any port,
+    "host:port" for one) may use http or https.
+    """
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    extra = list(allowed_extra_hosts() if extra_hosts is None else extra_hosts)
+    shown = f"{host}:{port}" if port else host
+    if parts.scheme in ("http", "https") and host and (host in extra or shown in extra):
+        return
+    if parts.scheme == "https" and any(host.endswith(suffix) for suffix in OFFICIAL_HOST_SUFFIXES):
+        return
+    raise EndpointNotAllowedError(
+        f"Refusing to contact {parts.scheme}://{shown or '?'}: only https on the official "
+        "hosts (*.auth.marketingcloudapis.com, *.rest.marketingcloudapis.com, *.mktorest.com) "
+        "is allowed. To use another host (a sandbox or a proxy), add it to "
+        "COHORTSYNC_ALLOWED_API_HOSTS.",
+        code="endpoint_not_allowed",
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RateLimiter:
+    """At most `calls` request starts in any sliding window of `period` seconds (thread-safe)."""
+
+    def __init__(self, calls: int, period: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if calls < 1 or period <= 0:
+            raise ValueError("A rate limit needs calls >= 1 and period > 0.")
+        self.calls = calls
+        self.period = period
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and now - self._starts[0] >= self.period:
+                    self._starts.popleft()
+                if len(self._starts) < self.calls:
+                    self._starts.append(now)
+                    return
+                wait = self.period - (now - self._starts[0])
+            self._sleep(max(wait, 0.001))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Backoff before attempt `attempt + 1`: exponential with full jitter, or Retry-After."""
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        max_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max_concurrency + 2)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.rate_limiter = rate_limiter
+        self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self.retry = retry or RetryPolicy()
+        self.timeout = (connect_timeout, read_timeout or settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS)
+        self._sleep = sleep
+        self._calls = 0
+        self._calls_lock = threading.Lock()
+
+    @property
+    def api_calls(self) -> int:
+        return self._calls
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        check: Callable[[requests.Response], None] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send with retries. `check` may raise TransientError (retried) or any other
+        DestinationError (raised at once) for responses that are errors in disguise."""
+        ensure_url_allowed(url)
+        kwargs.setdefault("timeout", self.timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._send_once(method, url, **kwargs)
+                self._raise_for_transport_status(response)
+                if check is not None:
+                    check(response)
+                return response
+            except TokenExpiredError:
+                raise
+            except TransientError as exc:
+                if attempt >= self.retry.max_attempts:
+                    raise
+                if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER_SECONDS:
+                    raise
+                delay = self.retry.delay(attempt, exc.retry_after)
+                logger.info(
+                    "%s %s: %s; retrying in %.1fs (attempt %d of %d)",
+                    method, _safe_url(url), exc, delay, attempt + 1, self.retry.max_attempts,
+                )
+                self._sleep(delay)
+
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        with self._slots:
+            with self._calls_lock:
+                self._calls += 1
+            try:
+                return self.session.request(method, url, **kwargs)
+            except requests.Timeout:
+                raise TransientError(
+                    f"{_safe_url(url)} did not answer within {self.timeout[1]:.0f}s.", code="timeout"
+                ) from None
+            except requests.ConnectionError:
+                raise TransientError(
+                    f"Could not connect to {_safe_url(url)} (network error).", code="network_error"
+                ) from None
+            except requests.RequestException as exc:
+                raise DestinationError(
+                    f"Request to {_safe_url(url)} failed: {type(exc).__name__}.", code="request_error"
+                ) from None
+
+    @staticmethod
+    def _raise_for_transport_status(response: requests.Response) -> None:
+        if response.status_code == 429:
+            raise RateLimitedError(
+                "The destination is throttling requests (HTTP 429).",
+                code="http_429",
+                status=429,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if response.status_code >= 500:
+            raise TransientError(
+                f"The destination had a server error (HTTP {response.status_code}).",
+                code=f"http_{response.status_code}",
+                status=response.status_code,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+
+
+def _safe_url(url: str) -> str:
+    """scheme://host/path, without the query string (which may carry a token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str
+    expires_at: float
+    extra: dict[str, Any]
+
+
+class TokenCache:
+    """Access tokens per credentials, in the Django cache so every worker shares them.
+
+    The cache key is a hash of the credentials; the token is dropped shortly before expiry.
+    """
+
+    def __init__(self, *, namespace: str, early_expiry_seconds: float = 60.0, cache: Any = None) -> None:
+        self.namespace = namespace
+        self.early_expiry_seconds = early_expiry_seconds
+        self.cache = cache if cache is not None else django_cache
+
+    def key(self, *credential_parts: str) -> str:
+        digest = hashlib.sha256("\x1f".join(credential_parts).encode()).hexdigest()
+        return f"cohortsync:token:{self.namespace}:{digest}"
+
+    def get(self, key: str) -> AccessToken | None:
+        stored = self.cache.get(key)
+        if not stored:
+            return None
+        token = AccessToken(**stored)
+        if token.expires_at - self.early_expiry_seconds <= time.time():
+            return None
+        return token
+
+    def put(self, key: str, value: str, expires_in: float, extra: dict[str, Any] | None = None) -> AccessToken:
+        token = AccessToken(value=value, expires_at=time.time() + expires_in, extra=extra or {})
+        ttl = max(1, int(expires_in - self.early_expiry_seconds))
+        self.cache.set(key, {"value": token.value, "expires_at": token.expires_at, "extra": token.extra}, ttl)
+        return token
+
+    def drop(self, key: str) -> None:
+        self.cache.delete(key)

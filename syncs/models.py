@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from cohorts.models import Cohort, Profile
+from destinations.models import Destination
+
+# The profile's own id rather than one of its properties.
+DISTINCT_ID_IDENTITY = "$distinct_id"
+
+
+class Sync(models.Model):
+    """Keep cohort X in field F of destination D, once or on a schedule."""
+
+    class Mode(models.TextChoices):
+        ONE_TIME = "one_time", "One-time export"
+        DYNAMIC = "dynamic", "Dynamic sync"
+
+    name = models.CharField(max_length=200, unique=True)
+    cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="syncs")
+    destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="syncs")
+    target_field = models.CharField(
+        max_length=200,
+        help_text="Where membership is written: the data extension column (Boolean), the "
+        "contact attribute (text) or the Marketo custom field (Boolean, by REST API name).",
+    )
+    identity_property = models.CharField(
+        max_length=200,
+        default="$email",
+        help_text="Profile property whose value identifies the user in the destination: the "
+        "data extension key column / contact key, or the lead's email for Marketo. "
+        f"Use {DISTINCT_ID_IDENTITY} for the profile's distinct id.",
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.DYNAMIC)
+    interval_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Dynamic syncs only. Empty uses the destination's default: 15 minutes for "
+        "SFMC, 120 for Marketo.",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled dynamic syncs are not scheduled."
+    )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per-sync options, e.g. create_missing_field, member_value / exited_value "
+        "(SFMC contacts), property_mapping, removal_guard_ratio.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "target_field"], name="unique_target_field_per_destination"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def effective_interval_minutes(self) -> int:
+        return self.interval_minutes or self.destination.default_interval_minutes
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partially failed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped (previous run still active)"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_RUN_STATUSES = (
+    RunStatus.SUCCEEDED,
+    RunStatus.PARTIAL,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+    RunStatus.SKIPPED,
+)
+
+
+class SyncRun(models.Model):
+    """One execution of a sync, with counts per operation and outcome."""
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual (admin)"
+        SCHEDULE = "schedule", "Schedule"
+        RETRY = "retry", "Retry of failed users"
+        CLI = "cli", "Command line"
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    is_dry_run = models.BooleanField(default=False)
+    is_full_resync = models.BooleanField(default=False)
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running it."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    planned_adds = models.PositiveIntegerField(default=0)
+    attempted_adds = models.PositiveIntegerField(default=0)
+    succeeded_adds = models.PositiveIntegerField(default=0)
+    failed_adds = models.PositiveIntegerField(default=0)
+    planned_removes = models.PositiveIntegerField(default=0)
+    attempted_removes = models.PositiveIntegerField(default=0)
+    succeeded_removes = models.PositiveIntegerField(default=0)
+    failed_removes = models.PositiveIntegerField(default=0)
+    skipped_users = models.PositiveIntegerField(
+        default=0, help_text="Members without the identity property (or with an invalid one)."
+    )
+    api_calls = models.PositiveIntegerField(default=0)
+
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    plan_sample = models.JSONField(
+        default=dict, blank=True, help_text="Dry runs and guarded runs: a sample of the plan."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+        constraints = [
+            # At most one queued or running run per sync, enforced by the database.
+            models.UniqueConstraint(
+                fields=["sync"],
+                condition=Q(status__in=["queued", "running"]),
+                name="one_active_run_per_sync",
+            )
+        ]
+        indexes = [models.Index(fields=["sync", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"Run #{self.pk} of {self.sync}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class SyncFailure(models.Model):
+    """One user that failed, or was skipped, in one run, and why."""
+
+    class Operation(models.TextChoices):
+        ADD = "add", "Add (set member)"
+        REMOVE = "remove", "Remove (set not member)"
+        SKIP = "skip", "Skipped before sending"
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="failures")
+    profile = models.ForeignKey(
+        Profile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    distinct_id = models.CharField(max_length=255, blank=True, default="")
+    identity_value = models.CharField(max_length=512, blank=True, default="")
+    operation = models.CharField(max_length=8, choices=Operation.choices)
+    code = models.CharField(max_length=64)
+    message = models.TextField()
+    retriable = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "identity_value"])]
+
+    def __str__(self) -> str:
+        return f"{self.identity_value or self.distinct_id}: {self.code}"
+
+
+class SyncedMember(models.Model):
+    """What the destination last acknowledged for one identity: the state diffs run against.
+
+    Only acknowledged outcomes are written here; a failed user keeps its previous state and
+    is planned again on the next run.
+    """
+
+    sync = models.ForeignKey(Sync, on_delete=models.CASCADE, related_name="synced_members")
+    identity_value = models.CharField(max_length=512)
+    is_member = models.BooleanField()
+    acknowledged_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sync", "identity_value"], name="unique_synced_identity"
+            )
+        ]
+        indexes = [models.Index(fields=["sync", "is_member"])]
+
+    def __str__(self) -> str:
+        return f"{self.identity_value} = {self.is_member}"
