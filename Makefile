@@ -5,9 +5,11 @@ PY := $(VENV)/bin/python
 
 .PHONY: install demo test lint
 
+# Re-installs when pyproject.toml changes; the stamp keeps `make test` fast otherwise.
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "CohortSync needs Python 3.11 or newer: run make PYTHON=python3.11 ..."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -15,7 +17,7 @@ install: $(VENV)/.installed
 
 # Set up on the embedded defaults (SQLite, sandbox destinations, demo data) and run everything.
 demo: install
-	PY=$(PY) scripts/demo.sh
+	VENV=$(VENV) PY=$(PY) PYTHON=$(PYTHON) scripts/demo.sh
 
 # The whole test suite, on DATABASE_URL (SQLite when unset; CI also runs it on PostgreSQL).
 test: install

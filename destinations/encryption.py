@@ -11,8 +11,9 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import models
+from django.db.models.lookups import Exact
 
 CIPHERTEXT_PREFIX = "fernet:"
 
@@ -62,6 +63,34 @@ def reencrypt_secret(stored: str) -> str:
     return encrypt_secret(decrypt_secret(stored))
 
 
+def is_encrypted_with_current_key(stored: str) -> bool:
+    """True when the first key of FIELD_ENCRYPTION_KEYS alone decrypts `stored`."""
+    if not stored.startswith(CIPHERTEXT_PREFIX):
+        return False
+    current_cipher()  # validates the key list with a helpful message
+    current = Fernet(settings.FIELD_ENCRYPTION_KEYS[0].strip().encode())
+    try:
+        current.decrypt(stored[len(CIPHERTEXT_PREFIX) :].encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+class EmptyOnlyExact(Exact):
+    """`secret=""` asks "is it unset?"; comparing against a value can never be answered.
+
+    Ciphertexts are randomised, so `secret="abc"` would silently match nothing.
+    """
+
+    def get_prep_lookup(self):  # type: ignore[no-untyped-def]
+        if self.rhs != "":
+            raise FieldError(
+                f"'{self.lhs.target.name}' is encrypted: it can only be compared with an empty "
+                "string (to test whether it is set)."
+            )
+        return super().get_prep_lookup()
+
+
 class EncryptedTextField(models.TextField):
     """A text column holding Fernet ciphertext; Python code only ever sees plaintext.
 
@@ -83,7 +112,10 @@ class EncryptedTextField(models.TextField):
         return decrypt_secret(value)
 
     def get_lookup(self, lookup_name):  # type: ignore[no-untyped-def]
-        # Filtering on a secret is meaningless (ciphertexts are randomised) and risky.
-        if lookup_name not in ("isnull", "exact"):
-            return None
-        return super().get_lookup(lookup_name)
+        # Filtering on a secret is meaningless (ciphertexts are randomised) and risky: a
+        # prefix lookup would let anyone who can filter guess it character by character.
+        if lookup_name == "exact":
+            return EmptyOnlyExact
+        if lookup_name == "isnull":
+            return super().get_lookup(lookup_name)
+        return None

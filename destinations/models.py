@@ -85,6 +85,9 @@ class Destination(models.Model):
     connection_checked_at = models.DateTimeField(null=True, blank=True)
     is_connected = models.BooleanField(null=True, blank=True)
     connection_error = models.TextField(blank=True, default="")
+    connection_summary = models.TextField(
+        blank=True, default="", help_text="What the last successful check read."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

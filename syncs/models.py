@@ -1,14 +1,20 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from cohorts.models import Cohort, Profile
 from destinations.models import Destination
 
 # The profile's own id rather than one of its properties.
 DISTINCT_ID_IDENTITY = "$distinct_id"
+# Fields that decide where and under which key users were written: once the destination has
+# acknowledged users, changing them would orphan those users (their old field never cleared).
+FROZEN_SYNC_FIELDS = ("destination", "target_field", "identity_property")
 
 
 class Sync(models.Model):
@@ -62,9 +68,31 @@ class Sync(models.Model):
                 fields=["destination", "target_field"], name="unique_target_field_per_destination"
             )
         ]
+        permissions = [("run_sync", "Can export and sync cohorts")]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        if self.pk is None:
+            return
+        # Local import: selectors import this module.
+        from syncs.selectors import sync_frozen_changes
+
+        changed = sync_frozen_changes(self)
+        if changed:
+            raise ValidationError(
+                {
+                    name: (
+                        f"The {Sync._meta.get_field(name).verbose_name} of '{self.name}' can no "
+                        "longer be changed: the destination has acknowledged users written "
+                        "under the current value, and they would never be cleared. Create a "
+                        "new sync instead (and disable this one)."
+                    )
+                    for name in changed
+                }
+            )
 
     @property
     def effective_interval_minutes(self) -> int:
@@ -124,6 +152,9 @@ class SyncRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     planned_adds = models.PositiveIntegerField(default=0)
     attempted_adds = models.PositiveIntegerField(default=0)
@@ -156,6 +187,7 @@ class SyncRun(models.Model):
             )
         ]
         indexes = [models.Index(fields=["sync", "-created_at"])]
+        permissions = [("manage_run", "Can cancel, retry and approve runs")]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} of {self.sync}"
@@ -217,3 +249,11 @@ class SyncedMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.identity_value} = {self.is_member}"
+
+
+@receiver(post_delete, sender=Sync, dispatch_uid="syncs.sync_deleted_unschedule")
+def _sync_deleted_unschedule(sender: type[Sync], instance: Sync, **kwargs: object) -> None:
+    # However a sync is deleted (admin, shell, apply), its schedule must not outlive it.
+    from syncs.schedules import schedule_delete_for_sync
+
+    schedule_delete_for_sync(sync_id=instance.pk)

@@ -1,0 +1,302 @@
+"""Admin for profiles (with file import) and cohorts (rules, static lists, members)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import slugify
+
+from cohorts.forms import CohortForm, ProfileForm, ProfileImportForm
+from cohorts.importing import ImportFileError, cohort_static_members_replace, profiles_import
+from cohorts.models import Cohort, Profile
+from cohorts.rules import RuleError
+from cohorts.selectors import (
+    EMAIL_PROPERTY,
+    PREVIEW_LIMIT,
+    cohort_member_count,
+    cohort_members,
+    cohort_members_preview,
+    profiles_search,
+)
+
+SHOWN_REJECTS = 100
+EXPORT_URL_NAME = "admin:syncs_sync_export_cohorts"
+
+
+class _Echo:
+    """A write-only file for csv.writer that hands each row back to the caller."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    form = ProfileForm
+    list_display = ("distinct_id", "email", "updated_at")
+    search_fields = ("distinct_id",)
+    search_help_text = "Exact email, or a distinct id or the start of one."
+    readonly_fields = ("properties_table", "created_at", "updated_at")
+    fields = ("distinct_id", "properties_table", "properties", "created_at", "updated_at")
+    list_per_page = 100
+    # Counting a million-row table on every search is the slowest part of the page.
+    show_full_result_count = False
+    change_list_template = "admin/cohorts/profile/change_list.html"
+
+    @admin.display(description="Email")
+    def email(self, obj: Profile) -> str:
+        value = obj.properties.get(EMAIL_PROPERTY) if isinstance(obj.properties, dict) else None
+        return value if isinstance(value, str) else "—"
+
+    @admin.display(description="Properties")
+    def properties_table(self, obj: Profile) -> str:
+        if not obj.properties:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><th scope='row'>{}</th><td><code>{}</code></td></tr>",
+            (
+                (key, json.dumps(value, ensure_ascii=False))
+                for key, value in sorted(obj.properties.items())
+            ),
+        )
+        return format_html("<table>{}</table>", rows)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Profile], search_term: str
+    ) -> tuple[QuerySet[Profile], bool]:
+        return profiles_search(queryset, search_term), False
+
+    def get_urls(self) -> list[Any]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name=f"{prefix}_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("cohorts.add_profile"):
+            raise PermissionDenied
+        report = None
+        if request.method == "POST":
+            form = ProfileImportForm(request.POST, request.FILES)
+            if form.is_valid():
+                upload = form.cleaned_data["file"]
+                try:
+                    report = profiles_import(
+                        source=upload, file_format=form.cleaned_data["file_format"] or None
+                    )
+                except ImportFileError as exc:
+                    self.message_user(
+                        request, f"Nothing was imported from {upload.name}: {exc}", messages.ERROR
+                    )
+                else:
+                    level = messages.SUCCESS if not report.rejected else messages.WARNING
+                    self.message_user(request, f"Imported {upload.name}: {report.summary()}", level)
+                    if report.rejected and not report.rows_accepted:
+                        self.message_user(
+                            request, "Every row was rejected; see the reasons below.", messages.ERROR
+                        )
+        else:
+            form = ProfileImportForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import profiles",
+            "opts": self.opts,
+            "form": form,
+            "report": report,
+            "rejects": report.rejects[:SHOWN_REJECTS] if report else [],
+            "has_view_permission": self.has_view_permission(request),
+        }
+        return TemplateResponse(request, "admin/cohorts/profile/import.html", context)
+
+
+@admin.register(Cohort)
+class CohortAdmin(admin.ModelAdmin):
+    form = CohortForm
+    list_display = ("name", "kind", "definition", "updated_at")
+    list_filter = ("kind",)
+    search_fields = ("name", "description")
+    actions = ["export_to"]
+    readonly_fields = ("listed_ids", "member_count", "members_preview", "created_at", "updated_at")
+    change_form_template = "admin/cohorts/cohort/change_form.html"
+
+    def get_fieldsets(self, request: HttpRequest, obj: Cohort | None = None) -> list[Any]:
+        fieldsets: list[Any] = [
+            (None, {"fields": ("name", "kind", "description")}),
+            (
+                "Rules",
+                {
+                    "classes": ("kind-rules",),
+                    "description": "Used when the kind is “Rules over profile properties”.",
+                    "fields": ("rules",),
+                },
+            ),
+            (
+                "Static list",
+                {
+                    "classes": ("kind-static",),
+                    "description": "Used when the kind is “Static list of distinct ids”. Listed "
+                    "ids become members as soon as a profile with that id exists.",
+                    "fields": (
+                        ("listed_ids",) if obj else ()
+                    ) + ("members_text", "members_file", "clear_members"),
+                },
+            ),
+        ]
+        if obj:
+            fieldsets.append(
+                ("Members now", {"fields": ("member_count", "members_preview", "created_at", "updated_at")})
+            )
+        return fieldsets
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Cohort]:
+        # Listing counts only the cheap part (listed ids); evaluating every rules cohort
+        # against a million profiles per page view would make the list unusable.
+        return super().get_queryset(request).annotate(listed_count=Count("static_memberships"))
+
+    @admin.display(description="Definition")
+    def definition(self, obj: Cohort) -> str:
+        if obj.kind == Cohort.Kind.STATIC:
+            count = getattr(obj, "listed_count", None)
+            return f"{count:,} listed ids" if count is not None else "static list"
+        if not obj.rules:
+            return "no rules yet"
+        conditions = _count_conditions(obj.rules)
+        return f"{conditions} condition{'s' if conditions != 1 else ''}"
+
+    @admin.display(description="Listed ids")
+    def listed_ids(self, obj: Cohort) -> str:
+        count = obj.static_memberships.count()
+        return f"{count:,} distinct ids listed"
+
+    @admin.display(description="Members")
+    def member_count(self, obj: Cohort) -> str:
+        try:
+            count = cohort_member_count(obj)
+        except RuleError as exc:
+            return f"The stored rules are invalid: {exc}"
+        url = reverse("admin:cohorts_cohort_members_csv", args=[obj.pk])
+        return format_html(
+            "{} profiles match right now. <a href='{}'>Download members as CSV</a>",
+            f"{count:,}",
+            url,
+        )
+
+    @admin.display(description="First members")
+    def members_preview(self, obj: Cohort) -> str:
+        try:
+            preview = list(cohort_members_preview(obj, limit=PREVIEW_LIMIT))
+        except RuleError:
+            return "—"
+        if not preview:
+            return "No profile matches."
+        rows = format_html_join(
+            "",
+            "<tr><td><a href='{}'>{}</a></td><td>{}</td></tr>",
+            (
+                (
+                    reverse("admin:cohorts_profile_change", args=[profile.pk]),
+                    profile.distinct_id,
+                    _email(profile),
+                )
+                for profile in preview
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Distinct id</th><th>Email</th></tr></thead>"
+            "<tbody>{}</tbody></table><p class='help'>The first {} by distinct id.</p>",
+            rows,
+            len(preview),
+        )
+
+    def save_model(self, request: HttpRequest, obj: Cohort, form: CohortForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        ids = form.static_member_ids()
+        if ids is not None:
+            count = cohort_static_members_replace(cohort=obj, distinct_ids=ids)
+            self.message_user(request, f"The static list of “{obj}” now has {count:,} distinct ids.")
+
+    @admin.action(description="Export to…")
+    def export_to(self, request: HttpRequest, queryset: QuerySet[Cohort]) -> HttpResponse | None:
+        try:
+            url = reverse(EXPORT_URL_NAME)
+        except NoReverseMatch:
+            self.message_user(
+                request,
+                "Exporting is not available: the syncs admin is not installed.",
+                messages.ERROR,
+            )
+            return None
+        ids = ",".join(str(pk) for pk in queryset.order_by("pk").values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{url}?cohorts={ids}")
+
+    def get_urls(self) -> list[Any]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<path:object_id>/members.csv",
+                self.admin_site.admin_view(self.members_csv_view),
+                name=f"{prefix}_members_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def members_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        cohort = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, cohort):
+            raise PermissionDenied
+        try:
+            members = cohort_members(cohort)
+        except RuleError as exc:
+            self.message_user(request, f"The stored rules are invalid: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:cohorts_cohort_change", args=[cohort.pk]))
+        response = StreamingHttpResponse(_members_csv(members), content_type="text/csv; charset=utf-8")
+        filename = f"{slugify(cohort.name) or 'cohort'}-members.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            context["export_url"] = reverse(EXPORT_URL_NAME)
+        except NoReverseMatch:
+            context["export_url"] = None
+        return super().render_change_form(request, context, *args, **kwargs)
+
+
+def _members_csv(members: QuerySet[Profile]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(["distinct_id", EMAIL_PROPERTY, "properties"])
+    rows = members.order_by("distinct_id").values_list("distinct_id", "properties")
+    for distinct_id, properties in rows.iterator(chunk_size=2000):
+        email = properties.get(EMAIL_PROPERTY) if isinstance(properties, dict) else None
+        yield writer.writerow(
+            [
+                distinct_id,
+                email if isinstance(email, str) else "",
+                json.dumps(properties, ensure_ascii=False, sort_keys=True),
+            ]
+        )
+
+
+def _email(profile: Profile) -> str:
+    value = profile.properties.get(EMAIL_PROPERTY) if isinstance(profile.properties, dict) else None
+    return value if isinstance(value, str) else "—"
+
+
+def _count_conditions(node: Any) -> int:
+    if isinstance(node, dict) and len(node) == 1 and next(iter(node)) in ("all", "any"):
+        children = next(iter(node.values()))
+        return sum(_count_conditions(child) for child in children) if isinstance(children, list) else 0
+    return 1

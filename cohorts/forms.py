@@ -1,0 +1,210 @@
+"""Admin forms for cohorts and profiles: parsing and validation only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from cohorts.importing import MAX_DISTINCT_ID_LENGTH, distinct_ids_from_lines
+from cohorts.models import Cohort, Profile
+from cohorts.rules import RuleError, validate_rules
+
+RULES_HELP = (
+    'A group <code>{"all": [...]}</code> (every condition true) or <code>{"any": [...]}</code> '
+    "(at least one true), holding conditions and nested groups. A condition is "
+    '<code>{"property": "plan", "op": "eq", "value": "pro"}</code>. '
+    "Ops: <code>eq</code>, <code>neq</code>, <code>in</code> / <code>not_in</code> (value is a "
+    "list), <code>contains</code> (text substring, case-sensitive, or array element), "
+    "<code>gt</code> / <code>gte</code> / <code>lt</code> / <code>lte</code> (numbers, or "
+    "dates as <code>YYYY-MM-DD</code>), <code>is_set</code> / <code>is_not_set</code> (no value; "
+    'null and "" count as not set), <code>within_last_days</code> (value N: an ISO date in the '
+    "last N days, UTC). <code>neq</code>, <code>not_in</code> and <code>is_not_set</code> include "
+    "profiles that lack the property. Use <code>$distinct_id</code> for the profile's id. "
+    '<code>{"all": []}</code> matches every profile.'
+)
+RULES_EXAMPLE = {
+    "all": [
+        {"property": "plan", "op": "in", "value": ["pro", "team"]},
+        {
+            "any": [
+                {"property": "last_seen", "op": "within_last_days", "value": 30},
+                {"property": "$email", "op": "contains", "value": "@example.com"},
+            ]
+        },
+    ]
+}
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON textarea that shows indented JSON and says where invalid JSON breaks."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}))
+        super().__init__(*args, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        if value is None:
+            return ""
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise forms.ValidationError(
+                    "This is not valid JSON: %(problem)s at line %(line)s, column %(column)s.",
+                    code="invalid",
+                    params={"problem": exc.msg, "line": exc.lineno, "column": exc.colno},
+                ) from None
+            raise
+
+
+class CohortForm(forms.ModelForm):
+    rules = PrettyJSONField(
+        required=False,
+        help_text=RULES_HELP,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 14,
+                "cols": 90,
+                "class": "vLargeTextField",
+                "spellcheck": "false",
+                "placeholder": json.dumps(RULES_EXAMPLE, indent=2),
+            }
+        ),
+    )
+    members_text = forms.CharField(
+        label="Replace members with",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60, "placeholder": "user-1\nuser-2"}),
+        help_text="Distinct ids, one per line. When given, they replace the whole list. "
+        "Leave empty to keep the current list.",
+    )
+    members_file = forms.FileField(
+        label="…or upload a list",
+        required=False,
+        help_text="A text or CSV file with one distinct id per line (an optional distinct_id "
+        "header line is skipped). Replaces the whole list.",
+    )
+    clear_members = forms.BooleanField(
+        label="Remove every listed id", required=False
+    )
+
+    class Meta:
+        model = Cohort
+        fields = ("name", "kind", "description", "rules")
+
+    def clean_rules(self) -> Any:
+        rules = self.cleaned_data.get("rules")
+        if rules is None:
+            return None
+        try:
+            validate_rules(rules)
+        except RuleError as exc:
+            raise forms.ValidationError(str(exc), code="invalid_rules") from None
+        return rules
+
+    def clean_members_text(self) -> list[str] | None:
+        text = self.cleaned_data.get("members_text") or ""
+        if not text.strip():
+            return None
+        ids = list(distinct_ids_from_lines(text.splitlines()))
+        _check_lengths(ids)
+        return ids
+
+    def clean_members_file(self) -> UploadedFile | None:
+        upload = self.cleaned_data.get("members_file")
+        if upload:
+            upload.seek(0)
+            _check_lengths(distinct_ids_from_lines(_lines(upload)))
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        given = [
+            name
+            for name in ("members_text", "members_file", "clear_members")
+            if cleaned.get(name)
+        ]
+        if kind == Cohort.Kind.RULES:
+            if "rules" in cleaned and cleaned.get("rules") is None and "rules" not in self.errors:
+                self.add_error(
+                    "rules",
+                    'A rules cohort needs rules. To include every profile, use {"all": []}.',
+                )
+            for name in given:
+                self.add_error(name, "Listed members apply only to static cohorts.")
+        if len(given) > 1:
+            raise forms.ValidationError(
+                "Give the new member list one way only: typed, uploaded, or cleared."
+            )
+        return cleaned
+
+    def static_member_ids(self) -> Iterator[str] | None:
+        """The replacement list, streamed; None when the list should stay as it is."""
+        if self.cleaned_data.get("clear_members"):
+            return iter(())
+        if self.cleaned_data.get("members_text"):
+            return iter(self.cleaned_data["members_text"])
+        upload = self.cleaned_data.get("members_file")
+        if upload:
+            upload.seek(0)
+            return distinct_ids_from_lines(_lines(upload))
+        return None
+
+
+def _lines(upload: UploadedFile) -> Iterator[bytes]:
+    return iter(upload.readline, b"")
+
+
+def _check_lengths(ids: Any) -> None:
+    for position, distinct_id in enumerate(ids, start=1):
+        if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
+            raise forms.ValidationError(
+                "Id number %(position)s is longer than %(limit)s characters.",
+                params={"position": position, "limit": MAX_DISTINCT_ID_LENGTH},
+            )
+
+
+class ProfileForm(forms.ModelForm):
+    properties = PrettyJSONField(
+        required=False,
+        help_text='A JSON object, e.g. {"$email": "ana@example.com", "plan": "pro"}. Dates as '
+        "ISO-8601 text in UTC.",
+    )
+
+    class Meta:
+        model = Profile
+        fields = ("distinct_id", "properties")
+
+    def clean_properties(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("properties")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("Properties must be a JSON object {...}.")
+        return value
+
+
+class ProfileImportForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV with a header row and a distinct_id column, or JSON Lines with "
+        '{"distinct_id": ..., "properties": {...}} per line. UTF-8.'
+    )
+    file_format = forms.ChoiceField(
+        label="Format",
+        choices=[("", "Detect from the file"), ("csv", "CSV"), ("jsonl", "JSON Lines")],
+        required=False,
+    )

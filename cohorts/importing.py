@@ -1,0 +1,486 @@
+"""Profile import from CSV or JSON Lines, and static cohort member lists.
+
+Files are streamed line by line and written in set-based batches, so a file of millions of
+rows never sits in memory and never becomes millions of single-row saves.
+
+CSV: a header row with a ``distinct_id`` column; every other column is a property. Cells
+are typed conservatively (cohorts.rules.infer_scalar): exact integers (no leading zeros, at
+most 15 digits), decimals and true/false become numbers and booleans, everything else stays
+text. An empty cell means "not provided" and leaves the stored value alone.
+
+JSON Lines: one ``{"distinct_id": "...", "properties": {...}}`` object per line. A property
+set to null is removed from the profile.
+
+Both: rows upsert by distinct id and merge top-level properties into the stored ones (given
+keys overwrite, other keys are kept). Bad rows are rejected with their line number and the
+import carries on; each batch commits on its own, so re-running a file after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from cohorts.models import Cohort, Profile, StaticMembership
+from cohorts.rules import infer_scalar
+
+FileFormat = Literal["csv", "jsonl"]
+FORMATS: tuple[str, ...] = ("csv", "jsonl")
+DEFAULT_BATCH_SIZE = 5000
+MAX_REJECT_DETAILS = 1000
+MAX_DISTINCT_ID_LENGTH = Profile._meta.get_field("distinct_id").max_length or 255
+DISTINCT_ID_COLUMNS = ("distinct_id", "$distinct_id")
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported (unreadable, no header, no distinct_id)."""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    file_format: str
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejects: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def rows_read(self) -> int:
+        return self.created + self.updated + self.unchanged + self.rejected
+
+    @property
+    def rows_accepted(self) -> int:
+        return self.created + self.updated + self.unchanged
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejects) < MAX_REJECT_DETAILS:
+            self.rejects.append(RejectedRow(line=line, reason=reason))
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows_read:,} rows read: {self.created:,} profiles created, "
+            f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.rejected:,} rejected."
+        )
+
+
+@dataclass
+class _Row:
+    line: int
+    distinct_id: str
+    properties: dict[str, Any]
+    removals: set[str]
+
+
+# --- Public service ----------------------------------------------------------------------
+
+
+def profiles_import(
+    *,
+    source: IO[bytes] | str | os.PathLike[str],
+    file_format: FileFormat | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
+    """Upsert profiles from a CSV or JSON Lines file (a path or a binary file object).
+
+    file_format None infers it from the file name, else from the first line. Raises
+    ImportFileError when the file cannot be read at all; bad rows only end up in the report.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    if file_format is not None and file_format not in FORMATS:
+        raise ImportFileError(f"Unknown format {file_format!r}: use csv or jsonl.")
+    if isinstance(source, str | os.PathLike):
+        try:
+            handle: IO[bytes] = open(source, "rb")
+        except OSError as exc:
+            raise ImportFileError(f"Cannot read {source}: {exc.strerror or exc}.") from None
+        try:
+            return _import_stream(handle, Path(source).name, file_format, batch_size, on_progress)
+        finally:
+            handle.close()
+    name = str(getattr(source, "name", "") or "")
+    return _import_stream(source, name, file_format, batch_size, on_progress)
+
+
+def cohort_static_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int:
+    """Replace a static cohort's list with these ids (blank lines skipped, duplicates
+    collapsed) and return how many distinct ids it now lists.
+
+    Raises ValueError naming the first id that is too long; nothing changes then.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        StaticMembership.objects.filter(cohort=cohort).delete()
+        batch: list[StaticMembership] = []
+        for position, raw in enumerate(distinct_ids, start=1):
+            distinct_id = raw.strip()
+            if not distinct_id:
+                continue
+            if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
+                raise ValueError(
+                    f"Line {position}: distinct id is longer than {MAX_DISTINCT_ID_LENGTH} "
+                    "characters."
+                )
+            batch.append(StaticMembership(cohort=cohort, distinct_id=distinct_id, added_at=now))
+            if len(batch) >= DEFAULT_BATCH_SIZE:
+                StaticMembership.objects.bulk_create(batch, ignore_conflicts=True)
+                batch = []
+        if batch:
+            StaticMembership.objects.bulk_create(batch, ignore_conflicts=True)
+        return StaticMembership.objects.filter(cohort=cohort).count()
+
+
+def distinct_ids_from_lines(lines: Iterable[bytes | str]) -> Iterator[str]:
+    """Ids from an uploaded list: one per line, an optional "distinct_id" header skipped."""
+    for index, raw in enumerate(lines):
+        text = raw.decode("utf-8-sig", errors="replace") if isinstance(raw, bytes) else raw
+        text = text.strip().strip("\ufeff")
+        if index == 0 and text.lower() in DISTINCT_ID_COLUMNS:
+            continue
+        if text:
+            yield text
+
+
+# --- Reading -----------------------------------------------------------------------------
+
+
+def _import_stream(
+    handle: IO[bytes],
+    name: str,
+    file_format: FileFormat | None,
+    batch_size: int,
+    on_progress: Callable[[ImportReport], None] | None,
+) -> ImportReport:
+    lines = _LineReader(handle)
+    chosen = file_format or _infer_format(name, lines)
+    report = ImportReport(file_format=chosen)
+    rows = _csv_rows(lines, report) if chosen == "csv" else _jsonl_rows(lines, report)
+    writer = _BatchWriter(report)
+    pending: dict[str, _Row] = {}
+    for row in rows:
+        existing = pending.get(row.distinct_id)
+        if existing is None:
+            pending[row.distinct_id] = row
+        else:
+            # Two rows for one id in a batch: apply them in file order, like two imports.
+            existing.properties.update(row.properties)
+            existing.properties = {
+                k: v for k, v in existing.properties.items() if k not in row.removals
+            }
+            existing.removals = (existing.removals - set(row.properties)) | row.removals
+            report.updated += 1
+        if len(pending) >= batch_size:
+            writer.write(list(pending.values()))
+            pending = {}
+            if on_progress:
+                on_progress(report)
+    if pending:
+        writer.write(list(pending.values()))
+    if on_progress:
+        on_progress(report)
+    return report
+
+
+class _LineReader:
+    """Binary lines decoded as UTF-8, remembering which line numbers were not valid UTF-8
+    (decoded with surrogate escapes so the CSV parser keeps its place)."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self._peeked: list[bytes] = []
+        self.bad_lines: set[int] = set()
+        self.number = 0
+
+    def peek_first(self) -> bytes:
+        while True:
+            raw = self._readline()
+            if not raw:
+                return b""
+            self._peeked.append(raw)
+            if raw.strip():
+                return raw
+
+    def _readline(self) -> bytes:
+        try:
+            raw = self._handle.readline()
+        except (OSError, ValueError) as exc:
+            raise ImportFileError(f"The file could not be read: {exc}.") from None
+        return raw.encode("utf-8") if isinstance(raw, str) else raw
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self._peeked.pop(0) if self._peeked else self._readline()
+            if not raw:
+                return
+            self.number += 1
+            if self.number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.bad_lines.add(self.number)
+                yield raw.decode("utf-8", errors="surrogateescape")
+
+
+def _infer_format(name: str, lines: _LineReader) -> FileFormat:
+    suffix = Path(name).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    first = lines.peek_first().lstrip(b"\xef\xbb\xbf \t")
+    return "jsonl" if first.startswith(b"{") else "csv"
+
+
+def _csv_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
+    reader = csv.reader(iter(lines))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError("The file is empty: expected a CSV header row.") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"The CSV header row could not be parsed: {exc}.") from None
+    if 1 in lines.bad_lines:
+        raise ImportFileError("The header row is not valid UTF-8 text; save the file as UTF-8.")
+    columns = [name.strip() for name in header]
+    id_positions = [i for i, name in enumerate(columns) if name.lower() in DISTINCT_ID_COLUMNS]
+    if not id_positions:
+        raise ImportFileError(
+            "The CSV header has no distinct_id column; the first row must name the columns, "
+            "e.g. distinct_id,$email,plan."
+        )
+    if len(id_positions) > 1:
+        raise ImportFileError("The CSV header names the distinct_id column more than once.")
+    for position, name in enumerate(columns, start=1):
+        if not name:
+            raise ImportFileError(f"Column {position} of the CSV header has no name.")
+        if columns.count(name) > 1:
+            raise ImportFileError(f"The CSV header names column {name!r} more than once.")
+        if "\x00" in name:
+            raise ImportFileError(f"Column {position} of the CSV header contains a NUL byte.")
+    id_position = id_positions[0]
+    width = len(columns)
+    last_line = reader.line_num
+    while True:
+        start = last_line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            last_line = reader.line_num
+            report.reject(start, f"the row could not be parsed as CSV ({exc})")
+            continue
+        last_line = reader.line_num
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue
+        if any(number in lines.bad_lines for number in range(start, last_line + 1)):
+            report.reject(start, "the row is not valid UTF-8 text")
+            continue
+        if len(cells) > width:
+            report.reject(start, f"the row has {len(cells)} values but the header has {width} columns")
+            continue
+        if any("\x00" in cell for cell in cells):
+            report.reject(start, "the row contains a NUL byte")
+            continue
+        distinct_id = cells[id_position].strip() if id_position < len(cells) else ""
+        problem = _distinct_id_problem(distinct_id)
+        if problem:
+            report.reject(start, problem)
+            continue
+        properties = {
+            columns[i]: infer_scalar(cell)
+            for i, cell in enumerate(cells)
+            if i != id_position and cell != ""
+        }
+        yield _Row(line=start, distinct_id=distinct_id, properties=properties, removals=set())
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
+    for text in lines:
+        number = lines.number
+        if not text.strip():
+            continue
+        if number in lines.bad_lines:
+            report.reject(number, "the line is not valid UTF-8 text")
+            continue
+        try:
+            record = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            report.reject(number, f"the line is not valid JSON ({_short(exc)})")
+            continue
+        if not isinstance(record, dict):
+            report.reject(number, 'the line must be a JSON object {"distinct_id": ..., "properties": {...}}')
+            continue
+        unexpected = sorted(set(record) - {"distinct_id", "properties"})
+        if unexpected:
+            report.reject(
+                number,
+                f"unexpected key {unexpected[0]!r}: put profile properties inside \"properties\"",
+            )
+            continue
+        raw_id = record.get("distinct_id")
+        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+            raw_id = str(raw_id)
+        if not isinstance(raw_id, str):
+            report.reject(number, "distinct_id is missing or is not text")
+            continue
+        distinct_id = raw_id.strip()
+        problem = _distinct_id_problem(distinct_id)
+        if problem:
+            report.reject(number, problem)
+            continue
+        properties = record.get("properties", {})
+        if not isinstance(properties, dict):
+            report.reject(number, '"properties" must be a JSON object')
+            continue
+        if "\\u0000" in text:
+            report.reject(number, "the line contains a NUL character (\\u0000)")
+            continue
+        removals = {key for key, value in properties.items() if value is None}
+        kept = {key: value for key, value in properties.items() if value is not None}
+        yield _Row(line=number, distinct_id=distinct_id, properties=kept, removals=removals)
+
+
+def _distinct_id_problem(distinct_id: str) -> str | None:
+    if not distinct_id:
+        return "distinct_id is empty"
+    if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
+        return f"distinct_id is longer than {MAX_DISTINCT_ID_LENGTH} characters"
+    if "\x00" in distinct_id:
+        return "distinct_id contains a NUL byte"
+    return None
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(": line ")[0][:120]
+
+
+# --- Writing -----------------------------------------------------------------------------
+
+
+class _BatchWriter:
+    """One transaction per batch; PostgreSQL merges in SQL, SQLite merges in Python.
+
+    SQLite's json_patch() merges nested objects recursively and PostgreSQL's || does not;
+    merging in Python on SQLite keeps the top-level semantics identical on both.
+    """
+
+    def __init__(self, report: ImportReport) -> None:
+        self.report = report
+        self.table = connection.ops.quote_name(Profile._meta.db_table)
+
+    def write(self, rows: list[_Row]) -> None:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                self._write_postgresql(rows)
+            else:
+                self._write_generic(rows)
+
+    def _write_postgresql(self, rows: list[_Row]) -> None:
+        now = timezone.now()
+        table = self.table
+        # One JSON document per batch: a single string parameter is far cheaper for the
+        # driver to send than two 5,000-element arrays.
+        batch = json.dumps(
+            [{"d": row.distinct_id, "p": row.properties} for row in rows], ensure_ascii=False
+        )
+        with connection.cursor() as cursor:
+            # `xmax = 0` is true only for freshly inserted tuples: created vs updated in one
+            # round trip. The WHERE skips rows the merge would not change, so re-importing a
+            # file rewrites nothing.
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (distinct_id, properties, created_at, updated_at)
+                SELECT t.d, t.p, %s, %s FROM jsonb_to_recordset(%s::jsonb) AS t(d text, p jsonb)
+                ON CONFLICT (distinct_id) DO UPDATE
+                    SET properties = {table}.properties || EXCLUDED.properties,
+                        updated_at = EXCLUDED.updated_at
+                    WHERE {table}.properties IS DISTINCT FROM
+                          ({table}.properties || EXCLUDED.properties)
+                RETURNING distinct_id, (xmax = 0)
+                """,
+                [now, now, batch],
+            )
+            written = dict(cursor.fetchall())
+            removals = [
+                {"d": row.distinct_id, "k": sorted(row.removals)} for row in rows if row.removals
+            ]
+            removed: set[str] = set()
+            if removals:
+                cursor.execute(
+                    f"""
+                    UPDATE {table} AS p
+                    SET properties = p.properties - r.keys, updated_at = %s
+                    FROM (
+                        SELECT t.d, ARRAY(SELECT jsonb_array_elements_text(t.k)) AS keys
+                        FROM jsonb_to_recordset(%s::jsonb) AS t(d text, k jsonb)
+                    ) AS r
+                    WHERE p.distinct_id = r.d AND p.properties ?| r.keys
+                    RETURNING p.distinct_id
+                    """,
+                    [now, json.dumps(removals, ensure_ascii=False)],
+                )
+                removed = {distinct_id for (distinct_id,) in cursor.fetchall()}
+        created = sum(1 for was_created in written.values() if was_created)
+        changed = (set(written) | removed) - {d for d, c in written.items() if c}
+        self.report.created += created
+        self.report.updated += len(changed)
+        self.report.unchanged += len(rows) - created - len(changed)
+
+    def _write_generic(self, rows: list[_Row]) -> None:
+        now = timezone.now()
+        stored: dict[str, dict[str, Any]] = {}
+        ids = [row.distinct_id for row in rows]
+        for start in range(0, len(ids), 500):
+            stored.update(
+                Profile.objects.filter(distinct_id__in=ids[start : start + 500]).values_list(
+                    "distinct_id", "properties"
+                )
+            )
+        to_write: list[Profile] = []
+        for row in rows:
+            before = stored.get(row.distinct_id)
+            if before is None:
+                self.report.created += 1
+                merged = dict(row.properties)
+            else:
+                merged = {k: v for k, v in before.items() if k not in row.removals}
+                merged.update(row.properties)
+                if merged == before:
+                    self.report.unchanged += 1
+                    continue
+                self.report.updated += 1
+            to_write.append(
+                Profile(distinct_id=row.distinct_id, properties=merged, created_at=now, updated_at=now)
+            )
+        if to_write:
+            Profile.objects.bulk_create(
+                to_write,
+                batch_size=500,
+                update_conflicts=True,
+                unique_fields=["distinct_id"],
+                update_fields=["properties", "updated_at"],
+            )
+

@@ -1,0 +1,1 @@
+"""Marketo destination: one Boolean custom lead field per cohort, leads matched by email."""

@@ -1,0 +1,188 @@
+"""Marketo bulk lead import: one CSV file per 10 MB, queued, polled, failures read back.
+
+The sync endpoint costs one API call per 300 leads, so a 30M-lead cohort would need twice
+the default daily quota. A bulk import takes up to 10 MB of CSV (~150k-250k leads) for a
+handful of calls (create, a few status polls, the failure and warning files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from destinations.errors import PermanentError, TransientError
+from destinations.marketo.client import ImportQueueFullError, MarketoClient
+
+logger = logging.getLogger(__name__)
+
+# Marketo's limit is 10 MB per file; stay clear of it whatever "MB" means on their side.
+MAX_FILE_BYTES = 9_500_000
+# Bytes one row takes, estimated on the high side (a 40-character address plus the flag).
+ESTIMATED_ROW_BYTES = 64
+POLL_FIRST_SECONDS = 5.0
+POLL_MAX_SECONDS = 30.0
+# How long one import may take (queued + importing) before the batch is given up for now.
+IMPORT_MAX_WAIT_SECONDS = 3 * 3600.0
+# How long to wait for a place in the import queue (1016) before giving up for now.
+QUEUE_MAX_WAIT_SECONDS = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    ok: bool
+    code: str = ""
+    message: str = ""
+    retriable: bool = False
+
+
+def rows_per_file() -> int:
+    """How many leads one bulk import file safely holds."""
+    return MAX_FILE_BYTES // ESTIMATED_ROW_BYTES
+
+
+def csv_files(
+    *, field: str, records: Sequence[tuple[str, bool]], max_bytes: int | None = None
+) -> Iterator[tuple[bytes, list[str]]]:
+    """Yield (CSV bytes, emails in it), each file within max_bytes (RFC 4180, CRLF)."""
+    max_bytes = max_bytes or MAX_FILE_BYTES
+    header = _csv_line(["email", field])
+    body = io.BytesIO()
+    body.write(header)
+    emails: list[str] = []
+    for email, value in records:
+        line = _csv_line([email, "true" if value else "false"])
+        if emails and body.tell() + len(line) > max_bytes:
+            yield body.getvalue(), emails
+            body = io.BytesIO()
+            body.write(header)
+            emails = []
+        body.write(line)
+        emails.append(email)
+    if emails:
+        yield body.getvalue(), emails
+
+
+def _csv_line(values: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue().encode("utf-8")
+
+
+def bulk_import_run(
+    *,
+    client: MarketoClient,
+    field: str,
+    records: Sequence[tuple[str, bool]],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    max_file_bytes: int | None = None,
+) -> dict[str, RowOutcome]:
+    """Import (email, is_member) rows; returns an outcome per email (lower-cased)."""
+    outcomes: dict[str, RowOutcome] = {}
+    for content, emails in csv_files(field=field, records=records, max_bytes=max_file_bytes):
+        batch_id = _create_waiting_for_queue(client=client, content=content, sleep=sleep, clock=clock)
+        status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
+        outcomes.update(_outcomes_for(client=client, batch_id=batch_id, status=status, emails=emails))
+    return outcomes
+
+
+def _create_waiting_for_queue(
+    *, client: MarketoClient, content: bytes, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> int:
+    started = clock()
+    while True:
+        try:
+            # The transport already waits out a few 1016 answers; this loop waits longer.
+            return client.bulk_import_create(csv_bytes=content)
+        except ImportQueueFullError as exc:
+            waited = clock() - started
+            if waited >= QUEUE_MAX_WAIT_SECONDS:
+                raise TransientError(
+                    f"Marketo's bulk import queue stayed full for {waited / 60:.0f} minutes "
+                    "(1016): other integrations are importing. These users stay pending and the "
+                    "next run sends them again.",
+                    code="1016",
+                ) from None
+            sleep(exc.retry_after or POLL_MAX_SECONDS)
+
+
+def _wait_until_done(
+    *, client: MarketoClient, batch_id: int, sleep: Callable[[float], None], clock: Callable[[], float]
+) -> dict:
+    started = clock()
+    delay = POLL_FIRST_SECONDS
+    while True:
+        status = client.bulk_import_status(batch_id=batch_id)
+        state = str(status.get("status") or "")
+        if state in ("Complete", "Failed"):
+            return status
+        waited = clock() - started
+        if waited >= IMPORT_MAX_WAIT_SECONDS:
+            raise TransientError(
+                f"Marketo bulk import {batch_id} was still '{state}' after {waited / 3600:.1f} "
+                "hours. It may still finish in Marketo; these users stay pending and the next "
+                "run sends them again.",
+                code="import_timeout",
+            )
+        sleep(delay)
+        delay = min(POLL_MAX_SECONDS, delay * 1.5)
+
+
+def _outcomes_for(
+    *, client: MarketoClient, batch_id: int, status: dict, emails: list[str]
+) -> dict[str, RowOutcome]:
+    if status.get("status") == "Failed":
+        raise PermanentError(
+            f"Marketo failed bulk import {batch_id}: \"{status.get('message') or 'no reason given'}\". "
+            "Check that the sync's field still exists and is a Boolean field.",
+            code="import_failed",
+        )
+    outcomes = {email: RowOutcome(ok=True) for email in emails}
+    if _count(status, "numOfRowsWithWarning"):
+        for email, reason in _reasons(client.bulk_import_warnings(batch_id=batch_id)).items():
+            if email in outcomes:
+                outcomes[email] = RowOutcome(
+                    ok=True, code="import_warning", message=f'Imported with a warning: "{reason}".'
+                )
+    if _count(status, "numOfRowsFailed"):
+        for email, reason in _reasons(client.bulk_import_failures(batch_id=batch_id)).items():
+            if email in outcomes:
+                outcomes[email] = RowOutcome(
+                    ok=False, code="import_failure", message=_failure_message(reason)
+                )
+    return outcomes
+
+
+def _count(status: dict, key: str) -> int:
+    try:
+        return int(status.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _reasons(text: str) -> dict[str, str]:
+    """email (lower-cased) -> reason, from a failures/warnings CSV (reason is the last column)."""
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    if not rows:
+        return {}
+    header = [name.strip().lower() for name in rows[0]]
+    if "email" not in header:
+        logger.warning("Marketo failure file without an email column (columns: %s)", header)
+        return {}
+    email_at = header.index("email")
+    reasons: dict[str, str] = {}
+    for row in rows[1:]:
+        if len(row) > email_at:
+            reasons[row[email_at].strip().lower()] = row[-1].strip() if len(row) > 1 else ""
+    return reasons
+
+
+def _failure_message(reason: str) -> str:
+    advice = ""
+    if "email" in reason.lower():
+        advice = " Check the user's email address."
+    return f'Marketo\'s bulk import rejected this lead: "{reason or "no reason given"}".{advice}'

@@ -1,0 +1,390 @@
+"""The only module that speaks HTTP to Marketo (identity, lead database and bulk import).
+
+Marketo answers almost everything with HTTP 200 and puts the real outcome in an envelope
+({"success": false, "errors": [{"code": "606", ...}]}), so every response goes through
+`_check_envelope`, which turns codes into the typed errors of destinations.errors; the
+shared HttpTransport then retries the transient ones. Tokens are sent only in the
+Authorization header, never in a URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from django.conf import settings
+
+from destinations.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DestinationError,
+    PermanentError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    TargetValidationError,
+    TransientError,
+)
+from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
+from destinations.marketo import messages
+from destinations.validation import SettingError, normalize_marketo_base_url
+
+logger = logging.getLogger(__name__)
+
+RATE_WINDOW_SECONDS = 20.0
+# Marketo's own sync timeout is 90 s; wait a little longer than that before giving up.
+MIN_READ_TIMEOUT_SECONDS = 100.0
+# A full 20 s window clears our own share; a concurrency limit clears in about a second.
+RATE_LIMIT_WAIT_SECONDS = RATE_WINDOW_SECONDS
+IMPORT_QUEUE_WAIT_SECONDS = 30.0
+QUOTA_TIMEZONE = "America/Chicago"
+
+
+class ImportQueueFullError(RateLimitedError):
+    """Marketo's bulk import queue (10 jobs per instance, shared) is full (1016)."""
+
+
+def _quota_zone() -> dt.tzinfo:
+    try:
+        return ZoneInfo(QUOTA_TIMEZONE)
+    except ZoneInfoNotFoundError:  # no tz database on this host: Adobe documents CST
+        return dt.timezone(dt.timedelta(hours=-6), "CST")
+
+
+def quota_resets_at(now: dt.datetime) -> dt.datetime:
+    """The next midnight in America/Chicago, when Marketo's daily quota resets (as UTC)."""
+    zone = _quota_zone()
+    next_day = (now.astimezone(zone) + dt.timedelta(days=1)).date()
+    midnight = dt.datetime.combine(next_day, dt.time(0, 0), tzinfo=zone)
+    return midnight.astimezone(dt.UTC)
+
+
+def _quota_error(marketo_message: str, now: dt.datetime) -> QuotaExhaustedError:
+    resets = quota_resets_at(now)
+    local = resets.astimezone(_quota_zone())
+    said = f' Marketo said: "{marketo_message}".' if marketo_message else ""
+    return QuotaExhaustedError(
+        "Marketo's daily API quota for this instance is used up (607). The run stops here and "
+        "can resume after the quota resets at midnight America/Chicago, "
+        f"{local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC). The quota is shared by every "
+        f"integration on the instance; ask Adobe to raise it if this happens often.{said}",
+        code=messages.QUOTA_CODE,
+        resumes_at=resets.isoformat(),
+    )
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MarketoClient:
+    """Marketo REST client for one instance and one API service (thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        calls_per_20s: int = 50,
+        max_concurrency: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = _utcnow,
+        token_cache: TokenCache | None = None,
+    ) -> None:
+        try:
+            self.base_url = normalize_marketo_base_url(base_url)
+        except SettingError as exc:
+            raise ConfigurationError(str(exc), code="bad_base_url") from None
+        if not client_id or not client_secret:
+            raise ConfigurationError(
+                "The Marketo destination needs a client id and a client secret (Admin > "
+                "LaunchPoint > your API service > View Details).",
+                code="missing_credentials",
+            )
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._now = now
+        read_timeout = max(settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS, MIN_READ_TIMEOUT_SECONDS)
+        self.transport = HttpTransport(
+            rate_limiter=RateLimiter(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep),
+            max_concurrency=max_concurrency,
+            read_timeout=read_timeout,
+            sleep=sleep,
+        )
+        self._tokens = token_cache or TokenCache(namespace="marketo")
+        self._token_key = self._tokens.key(self.base_url, client_id, client_secret)
+        self._token_lock = threading.Lock()
+
+    @property
+    def api_calls(self) -> int:
+        return self.transport.api_calls
+
+    # --- identity -----------------------------------------------------------------------
+
+    def access_token(self, *, refresh: bool = False) -> AccessToken:
+        """A valid token from the shared cache, or a new one from the identity endpoint."""
+        if not refresh:
+            cached = self._tokens.get(self._token_key)
+            if cached is not None:
+                return cached
+        with self._token_lock:
+            if not refresh:
+                cached = self._tokens.get(self._token_key)
+                if cached is not None:
+                    return cached
+            return self._fetch_token()
+
+    def _fetch_token(self) -> AccessToken:
+        # POST with a form body: the documented alternative to query parameters that keeps
+        # the secret out of URLs (and so out of proxy and server logs).
+        response = self.transport.request(
+            "POST",
+            f"{self.base_url}/identity/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+            headers={"Accept": "application/json"},
+            check=self._check_identity,
+        )
+        body = response.json()
+        value = body.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise AuthenticationError(
+                "Marketo's identity endpoint answered without an access token. "
+                + messages.IDENTITY_ADVICE,
+                code="no_token",
+            )
+        try:
+            expires_in = float(body.get("expires_in", 0))
+        except (TypeError, ValueError):
+            expires_in = 0.0
+        # Marketo hands back the same token with its remaining life until it expires; one
+        # about to expire is still used once, and a 602 then brings a fresh one.
+        return self._tokens.put(
+            self._token_key, value, max(expires_in, 1.0), extra={"scope": str(body.get("scope") or "")}
+        )
+
+    def _check_identity(self, response: requests.Response) -> None:
+        if response.status_code == 200:
+            if not _is_json(response):
+                raise ConfigurationError(
+                    f"{self.base_url} did not answer like Marketo's identity endpoint. Check that "
+                    "the base URL is the REST endpoint from Admin > Web Services.",
+                    code="not_marketo",
+                )
+            return
+        if response.status_code in (400, 401, 403):
+            error = ""
+            if _is_json(response):
+                try:
+                    error = str(response.json().get("error") or "")
+                except ValueError:
+                    error = ""
+            # Marketo's description can echo the client id; the error name is enough.
+            reason = {
+                "invalid_client": "the client secret does not match the client id",
+                "unauthorized": "no API service has this client id",
+            }.get(error, "the credentials were refused")
+            raise AuthenticationError(
+                f"Marketo refused the credentials (HTTP {response.status_code}"
+                f"{', ' + error if error else ''}): {reason}. {messages.IDENTITY_ADVICE}",
+                code=error or f"http_{response.status_code}",
+                status=response.status_code,
+            )
+        if response.status_code == 404:
+            raise ConfigurationError(
+                f"There is no Marketo identity endpoint under {self.base_url}. Check that the "
+                "base URL is the REST endpoint from Admin > Web Services.",
+                code="http_404",
+                status=404,
+            )
+        raise PermanentError(
+            f"Marketo's identity endpoint answered HTTP {response.status_code}.",
+            code=f"http_{response.status_code}",
+            status=response.status_code,
+        )
+
+    # --- data calls ---------------------------------------------------------------------
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send an authenticated request; refresh the token once on 601/602."""
+        url = f"{self.base_url}{path}"
+        extra_headers = kwargs.pop("headers", {})
+        for attempt in (1, 2):
+            token = self.access_token(refresh=attempt == 2)
+            headers = {**extra_headers, "Authorization": f"Bearer {token.value}"}
+            try:
+                return self.transport.request(
+                    method, url, headers=headers, check=self._check_envelope, **kwargs
+                )
+            except TokenExpiredError as exc:
+                if attempt == 2:
+                    raise AuthenticationError(
+                        "Marketo refused a freshly issued access token "
+                        f"({exc.code or 'invalid token'}). Check that the API service's user is "
+                        "active and its role has API access (Admin > Users & Roles).",
+                        code=exc.code,
+                    ) from None
+                logger.info("Marketo token refused (%s); fetching a new one", exc.code)
+                self._tokens.drop(self._token_key)
+        raise AssertionError("unreachable")
+
+    def _check_envelope(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status == 401:
+            raise TokenExpiredError("Marketo refused the access token (HTTP 401).", code="http_401")
+        if status == 413:
+            raise PermanentError(
+                "Marketo refused the request as too large (HTTP 413): a sync call may carry at "
+                "most 1 MB and a bulk import file at most 10 MB.",
+                code="http_413",
+                status=413,
+            )
+        if status == 404:
+            raise ConfigurationError(
+                f"There is no Marketo API at {self.base_url} (HTTP 404). Check that the base URL "
+                "is the REST endpoint from Admin > Web Services.",
+                code="http_404",
+                status=404,
+            )
+        if status >= 400:
+            raise PermanentError(
+                f"Marketo answered HTTP {status}.", code=f"http_{status}", status=status
+            )
+        if not _is_json(response):
+            if "text/csv" in response.headers.get("Content-Type", ""):
+                return  # bulk failure/warning files
+            raise ConfigurationError(
+                f"{self.base_url} did not answer like the Marketo REST API (not JSON). Check the "
+                "base URL in the destination settings.",
+                code="not_marketo",
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise TransientError("Marketo sent a response that is not valid JSON.", code="bad_json") from None
+        if not isinstance(body, Mapping) or body.get("success", True) is not False:
+            return
+        errors = body.get("errors") or [{}]
+        first = errors[0] if isinstance(errors[0], Mapping) else {}
+        raise self._envelope_error(str(first.get("code") or ""), str(first.get("message") or ""))
+
+    def _envelope_error(self, code: str, marketo_message: str) -> DestinationError:
+        marketo_message = self._redact(marketo_message)
+        if code in messages.TOKEN_CODES:
+            return TokenExpiredError(f"Marketo refused the access token ({code}).", code=code)
+        if code == "606":
+            return RateLimitedError(
+                "Marketo's rate limit for this instance (calls per 20 seconds, shared by every "
+                f"integration) was reached (606): waiting for the window to pass. ({marketo_message})",
+                code=code,
+                retry_after=RATE_LIMIT_WAIT_SECONDS,
+            )
+        if code == "615":
+            return RateLimitedError(
+                "Marketo's limit of concurrent calls for this instance was reached (615); "
+                f"backing off. ({marketo_message})",
+                code=code,
+            )
+        if code == messages.QUOTA_CODE:
+            return _quota_error(marketo_message, self._now())
+        if code == messages.IMPORT_QUEUE_FULL_CODE:
+            return ImportQueueFullError(
+                "Marketo's bulk import queue is full (1016: at most 10 imports per instance, "
+                "shared by every integration); waiting for a place.",
+                code=code,
+                retry_after=IMPORT_QUEUE_WAIT_SECONDS,
+            )
+        if code == "1029" and "quota" in marketo_message.lower():
+            return QuotaExhaustedError(
+                messages.envelope_message(code, marketo_message), code=code, resumes_at=""
+            )
+        if code in messages.TRANSIENT_CODES or code == "1029":
+            return TransientError(
+                f"Marketo had a temporary problem ({code}"
+                f"{': ' + marketo_message if marketo_message else ''}); retrying.",
+                code=code,
+            )
+        text = messages.envelope_message(code, marketo_message)
+        if code == "603":
+            return AuthenticationError(text, code=code)
+        if code in ("610", "616"):
+            return ConfigurationError(text, code=code)
+        if code == "1006":
+            return TargetValidationError(text, code=code)
+        return PermanentError(text, code=code)
+
+    def _redact(self, text: str) -> str:
+        for secret in (self._client_secret, self._tokens_value()):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def _tokens_value(self) -> str:
+        cached = self._tokens.get(self._token_key)
+        return cached.value if cached else ""
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    def describe_leads(self) -> list[dict[str, Any]]:
+        """Lead fields from describe.json: [{displayName, dataType, rest: {name, readOnly}}...]."""
+        body = self.call("GET", "/rest/v1/leads/describe.json").json()
+        return [item for item in body.get("result") or [] if isinstance(item, Mapping)]
+
+    def sync_leads(
+        self, *, records: list[dict[str, Any]], lookup_field: str = "email"
+    ) -> list[dict[str, Any]]:
+        """createOrUpdate up to 300 leads; returns result[] in input order."""
+        if len(records) > 300:
+            raise ValueError("Marketo accepts at most 300 leads per sync call.")
+        body = self.call(
+            "POST",
+            "/rest/v1/leads.json",
+            json={"action": "createOrUpdate", "lookupField": lookup_field, "input": records},
+        ).json()
+        return list(body.get("result") or [])
+
+    def bulk_import_create(self, *, csv_bytes: bytes, lookup_field: str = "email") -> int:
+        """Queue a CSV bulk import; returns its batch id. Raises ImportQueueFullError (1016)."""
+        body = self.call(
+            "POST",
+            "/bulk/v1/leads.json",
+            params={"format": "csv", "lookupField": lookup_field},
+            files={"file": ("leads.csv", csv_bytes, "text/csv")},
+        ).json()
+        result = (body.get("result") or [{}])[0]
+        try:
+            return int(result["batchId"])
+        except (KeyError, TypeError, ValueError):
+            raise TransientError(
+                "Marketo accepted the bulk import but returned no batch id.", code="no_batch_id"
+            ) from None
+
+    def bulk_import_status(self, *, batch_id: int) -> dict[str, Any]:
+        body = self.call("GET", f"/bulk/v1/leads/batch/{int(batch_id)}.json").json()
+        return dict((body.get("result") or [{}])[0])
+
+    def bulk_import_failures(self, *, batch_id: int) -> str:
+        """The failed rows as CSV (original columns plus 'Import Failure Reason')."""
+        return self._csv(f"/bulk/v1/leads/batch/{int(batch_id)}/failures.json")
+
+    def bulk_import_warnings(self, *, batch_id: int) -> str:
+        return self._csv(f"/bulk/v1/leads/batch/{int(batch_id)}/warnings.json")
+
+    def _csv(self, path: str) -> str:
+        response = self.call("GET", path)
+        response.encoding = response.encoding or "utf-8"
+        return response.text
+
+
+def _is_json(response: requests.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "").lower()

@@ -1,0 +1,301 @@
+"""MarketoConnector: a cohort is one Boolean custom lead field, set true/false by email.
+
+Members get true, leavers false; leads missing in Marketo are created (createOrUpdate with
+lookupField=email). Small runs use the sync endpoint (300 leads per call); runs above
+options.bulk_threshold go through bulk import, which is what keeps a 30M-profile cohort
+within Marketo's daily API quota.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from destinations.base import (
+    ConnectionReport,
+    DestinationConfig,
+    FieldInfo,
+    MembershipChange,
+    PushOutcome,
+    SyncTarget,
+)
+from destinations.errors import InvalidIdentityError, TargetValidationError
+from destinations.marketo import bulk, messages
+from destinations.marketo.client import MarketoClient
+
+DEFAULT_CALLS_PER_20S = 50
+DEFAULT_MAX_CONCURRENCY = 5
+DEFAULT_BATCH_SIZE = 300
+DEFAULT_BULK_THRESHOLD = 50_000
+MAX_SYNC_BATCH = 300
+# Two imports run at once per instance and ten may queue; leave room for other integrations.
+MAX_PARALLEL_IMPORTS = 2
+MAX_EMAIL_LENGTH = 254
+
+_DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
+# Characters that mean a pasted display name or a list ("Ann <ann@x.com>", "a@x.com; b@y.com").
+_FORBIDDEN_IN_EMAIL = set(" \t\r\n<>()[],;:\\\"")
+
+
+def email_problem(email: str) -> str:
+    """Why `email` (already trimmed and lower-cased) cannot go to Marketo, or ""."""
+    if not email:
+        return "the email address is empty"
+    if not email.isascii():
+        return "Marketo accepts only ASCII email addresses and this one has other characters"
+    if len(email) > MAX_EMAIL_LENGTH:
+        return f"the email address is longer than {MAX_EMAIL_LENGTH} characters"
+    if any(char in _FORBIDDEN_IN_EMAIL for char in email):
+        return "the email address contains spaces or characters such as <>,;: that addresses cannot have"
+    local, at, domain = email.rpartition("@")
+    if not at or not local or "@" in local:
+        return "the value is not an email address (it needs exactly one @)"
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return "the part before the @ has misplaced dots"
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL_RE.match(label) for label in labels):
+        return f"'{domain}' is not a valid email domain"
+    return ""
+
+
+class MarketoConnector:
+    kind = "marketo"
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        options = dict(config.options or {})
+        self._max_concurrency = int(options.get("max_concurrency") or DEFAULT_MAX_CONCURRENCY)
+        self._sync_batch = min(MAX_SYNC_BATCH, int(options.get("batch_size") or DEFAULT_BATCH_SIZE))
+        self._bulk_threshold = int(options.get("bulk_threshold") or DEFAULT_BULK_THRESHOLD)
+        self._sleep = sleep
+        self._clock = clock
+        self.client = MarketoClient(
+            base_url=config.base_url,
+            client_id=config.client_id,
+            client_secret=config.client_secret,
+            calls_per_20s=int(options.get("calls_per_20s") or DEFAULT_CALLS_PER_20S),
+            max_concurrency=self._max_concurrency,
+            sleep=sleep,
+            clock=clock,
+        )
+        self._rest_names: dict[str, str] = {}
+        self._bulk_mode = False
+        self._import_slots = threading.BoundedSemaphore(MAX_PARALLEL_IMPORTS)
+        self._lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
+
+    @property
+    def api_calls(self) -> int:
+        return self.client.api_calls
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._max_concurrency
+
+    # --- connection and fields ----------------------------------------------------------
+
+    def check_connection(self) -> ConnectionReport:
+        token = self.client.access_token()
+        fields = self.list_target_fields()
+        usable = sum(1 for f in fields if f.is_target_compatible)
+        scope = token.extra.get("scope") or ""
+        who = f" as {scope}" if scope else ""
+        host = urlsplit(self.client.base_url).netloc
+        return ConnectionReport(
+            ok=True,
+            summary=(
+                f"Connected to Marketo at {host}{who}: {len(fields)} lead fields, {usable} of them "
+                "writable Boolean fields usable for cohorts."
+            ),
+            fields=fields,
+        )
+
+    def list_target_fields(self) -> list[FieldInfo]:
+        fields = []
+        for item in self.client.describe_leads():
+            rest = item.get("rest")
+            if not isinstance(rest, dict) or not rest.get("name"):
+                continue  # not exposed to the REST API
+            data_type = str(item.get("dataType") or "")
+            fields.append(
+                FieldInfo(
+                    name=str(rest["name"]),
+                    label=str(item.get("displayName") or rest["name"]),
+                    type=data_type,
+                    is_target_compatible=data_type == "boolean" and not rest.get("readOnly", False),
+                )
+            )
+        return fields
+
+    def validate_target(self, target: SyncTarget) -> str:
+        """Check the field is a writable Boolean; returns (and remembers) its REST name."""
+        wanted = (target.field or "").strip()
+        fields = self.list_target_fields()
+        match = _find_field(wanted, fields)
+        how_to = (
+            f"Create a Boolean custom field named '{wanted}' in Marketo Admin > Field Management "
+            "(or pick an existing one), then use its API name here."
+        )
+        if match is None:
+            raise TargetValidationError(
+                f"Marketo has no lead field '{wanted}'. {how_to}", code="field_not_found"
+            )
+        if isinstance(match, list):
+            names = ", ".join(sorted(f.name for f in match))
+            raise TargetValidationError(
+                f"Several Marketo fields are called '{wanted}' ({names}): use the API name of the "
+                "one this sync should write.",
+                code="field_ambiguous",
+            )
+        shown = match.name if match.label == match.name else f"{match.label} (API name {match.name})"
+        if match.type != "boolean":
+            raise TargetValidationError(
+                f"The Marketo field {shown} is of type '{match.type}', not Boolean: a cohort "
+                "field must be Boolean so members get true and leavers false. Create a Boolean "
+                "custom field in Admin > Field Management and use that one.",
+                code="field_wrong_type",
+            )
+        if not match.is_target_compatible:
+            raise TargetValidationError(
+                f"The Marketo field {shown} is read-only for the API (a system or CRM-managed "
+                "field), so CohortSync cannot write it. Use a Boolean custom field you created.",
+                code="field_read_only",
+            )
+        with self._lock:
+            self._rest_names[target.field] = match.name
+        return match.name
+
+    def _rest_field(self, target: SyncTarget) -> str:
+        # Parallel first pushes would each read describe; one reads it, the others wait.
+        with self._resolve_lock:
+            with self._lock:
+                known = self._rest_names.get(target.field)
+            return known or self.validate_target(target)
+
+    # --- identities and batches -----------------------------------------------------------
+
+    def normalize_identity(self, raw_value: Any) -> str:
+        email = "" if raw_value is None else str(raw_value).strip().lower()
+        problem = email_problem(email)
+        if problem:
+            raise InvalidIdentityError(
+                f"Not sent to Marketo: {problem}.", code="invalid_email"
+            )
+        return email
+
+    def batch_size(self, total_changes: int) -> int:
+        if total_changes > self._bulk_threshold:
+            self._bulk_mode = True
+            return bulk.rows_per_file()
+        return self._sync_batch
+
+    # --- push -----------------------------------------------------------------------------
+
+    def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
+        field = self._rest_field(target)
+        # One record per email: Marketo's behaviour for an email twice in one call is
+        # undocumented, and two upserts racing on one email can create duplicate leads.
+        # Two users sharing an email share one lead, so a member among them wins.
+        values: dict[str, bool] = {}
+        invalid: dict[int, str] = {}
+        for index, change in enumerate(changes):
+            email = str(change.identity or "").strip().lower()
+            problem = email_problem(email)
+            if problem:
+                invalid[index] = f"Not sent to Marketo: {problem}."
+                continue
+            values[email] = values.get(email, False) or change.is_member
+        records = list(values.items())
+        use_bulk = len(records) > self._bulk_threshold or (
+            self._bulk_mode and len(records) > self._sync_batch
+        )
+        results = self._push_bulk(field, records) if use_bulk else self._push_sync(field, records)
+        outcomes = []
+        for index, change in enumerate(changes):
+            if index in invalid:
+                outcomes.append(PushOutcome(change.identity, ok=False, code="invalid_email",
+                                            message=invalid[index]))
+                continue
+            email = str(change.identity).strip().lower()
+            row = results[email]
+            message = row.message
+            if row.ok and values[email] and not change.is_member:
+                message = ("Left the cohort, but another member has the same email, so the lead "
+                           "stays true.")
+            outcomes.append(PushOutcome(change.identity, ok=row.ok, code=row.code,
+                                        message=message, retriable=row.retriable))
+        return outcomes
+
+    def _push_bulk(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
+        with self._import_slots:
+            return bulk.bulk_import_run(
+                client=self.client, field=field, records=records, sleep=self._sleep, clock=self._clock
+            )
+
+    def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
+        outcomes: dict[str, bulk.RowOutcome] = {}
+        for start in range(0, len(records), self._sync_batch):
+            chunk = records[start : start + self._sync_batch]
+            results = self.client.sync_leads(
+                records=[{"email": email, field: value} for email, value in chunk]
+            )
+            if len(results) != len(chunk):
+                # Results map to input by position only; a count mismatch means none can be trusted.
+                for email, _ in chunk:
+                    outcomes[email] = bulk.RowOutcome(
+                        ok=False, code="result_mismatch", retriable=True,
+                        message=f"Marketo returned {len(results)} results for {len(chunk)} leads, "
+                        "so this lead's outcome is unknown; it will be sent again.",
+                    )
+                continue
+            for (email, _), result in zip(chunk, results, strict=True):
+                outcomes[email] = _record_outcome(result, field)
+        return outcomes
+
+
+def _record_outcome(result: Any, field: str) -> bulk.RowOutcome:
+    status = str(result.get("status") or "") if isinstance(result, dict) else ""
+    if status in ("created", "updated"):
+        return bulk.RowOutcome(ok=True)
+    reasons = (result.get("reasons") or result.get("reason") or []) if isinstance(result, dict) else []
+    if isinstance(reasons, dict):
+        reasons = [reasons]
+    first = reasons[0] if reasons and isinstance(reasons[0], dict) else {}
+    code = str(first.get("code") or "")
+    marketo_message = str(first.get("message") or "")
+    if code == "1006" and field.lower() in marketo_message.lower():
+        # The cohort field itself is gone: that stops the run, not just this user.
+        raise TargetValidationError(
+            f"Marketo no longer has the lead field '{field}' (1006). Re-create it as a Boolean "
+            "custom field in Admin > Field Management, or point the sync at another field.",
+            code=code,
+        )
+    if status != "skipped":
+        return bulk.RowOutcome(ok=False, code=code or "unknown_status", retriable=True,
+                               message=f"Marketo answered '{status or 'nothing'}' for this lead.")
+    return bulk.RowOutcome(ok=False, code=code, message=messages.record_message(code, marketo_message),
+                           retriable=messages.record_is_retriable(code))
+
+
+def _find_field(wanted: str, fields: list[FieldInfo]) -> FieldInfo | list[FieldInfo] | None:
+    """By REST name, then REST name ignoring case, then display name ignoring case."""
+    for candidates in (
+        [f for f in fields if f.name == wanted],
+        [f for f in fields if f.name.lower() == wanted.lower()],
+        [f for f in fields if f.label.strip().lower() == wanted.lower()],
+    ):
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            return candidates
+    return None

@@ -1,0 +1,78 @@
+"""Read-only questions about destinations (no HTTP, no writes)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, TextChoices
+
+from destinations.http import OFFICIAL_HOST_SUFFIXES
+from destinations.models import Destination, DestinationKind
+
+
+class ConnectionState(TextChoices):
+    CONNECTED = "connected", "Connected"
+    FAILING = "failing", "Connection failing"
+    NEVER_CHECKED = "never", "Never checked"
+
+
+def destination_connection_state(destination: Destination) -> ConnectionState:
+    if destination.connection_checked_at is None or destination.is_connected is None:
+        return ConnectionState.NEVER_CHECKED
+    return ConnectionState.CONNECTED if destination.is_connected else ConnectionState.FAILING
+
+
+def destinations_in_state(queryset: QuerySet[Destination], state: str) -> QuerySet[Destination]:
+    if state == ConnectionState.CONNECTED:
+        return queryset.filter(is_connected=True, connection_checked_at__isnull=False)
+    if state == ConnectionState.FAILING:
+        return queryset.filter(is_connected=False, connection_checked_at__isnull=False)
+    if state == ConnectionState.NEVER_CHECKED:
+        return queryset.filter(Q(connection_checked_at__isnull=True) | Q(is_connected__isnull=True))
+    return queryset
+
+
+def destinations_for_listing(queryset: QuerySet[Destination] | None = None) -> QuerySet[Destination]:
+    """Destinations with `sync_count` and `has_secret`, without loading the secret itself.
+
+    Deferring the secret keeps pages that never show it from decrypting it, and keeps them
+    working when a secret can no longer be decrypted (a lost key), so it can be re-entered.
+    """
+    queryset = Destination.objects.all() if queryset is None else queryset
+    return queryset.defer("client_secret").annotate(
+        sync_count=Count("syncs", distinct=True),
+        has_secret=ExpressionWrapper(~Q(client_secret=""), output_field=BooleanField()),
+    )
+
+
+def destination_has_secret(destination: Destination) -> bool:
+    """Whether a secret is stored, answered without decrypting it."""
+    annotated = getattr(destination, "has_secret", None)
+    if annotated is not None:
+        return bool(annotated)
+    if destination.pk is None:
+        return bool(destination.__dict__.get("client_secret"))
+    return Destination.objects.filter(pk=destination.pk).exclude(client_secret="").exists()
+
+
+def destination_api_url(destination: Destination) -> str:
+    """The first URL a connector contacts: the SFMC auth base URL or the Marketo base URL."""
+    if destination.kind == DestinationKind.MARKETO:
+        return destination.base_url
+    if destination.auth_base_url:
+        return destination.auth_base_url
+    if destination.subdomain:
+        return f"https://{destination.subdomain}.auth.marketingcloudapis.com"
+    return ""
+
+
+def destination_is_sandbox(destination: Destination) -> bool:
+    """True when the destination talks to a host that is not an official API host.
+
+    Such hosts are only reachable through COHORTSYNC_ALLOWED_API_HOSTS: the bundled
+    emulators, or a proxy in front of the real platform.
+    """
+    host = (urlsplit(destination_api_url(destination)).hostname or "").lower()
+    if not host:
+        return False
+    return not any(host.endswith(suffix) for suffix in OFFICIAL_HOST_SUFFIXES)

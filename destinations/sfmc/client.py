@@ -1,0 +1,459 @@
+"""The only module that speaks SFMC HTTP (data extensions and contacts alike).
+
+Every request goes through `destinations.http.HttpTransport` (allowed hosts, timeouts,
+rate limit, concurrency, retries). Tokens come from `POST {auth}/v2/token`, live in the
+shared Django cache until shortly before expiry, and are refreshed once when a REST call
+answers 401.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from destinations.base import DestinationConfig
+from destinations.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DestinationError,
+    RateLimitedError,
+    TransientError,
+)
+from destinations.http import (
+    AccessToken,
+    HttpTransport,
+    RateLimiter,
+    RetryPolicy,
+    TokenCache,
+    TokenExpiredError,
+    ensure_url_allowed,
+)
+from destinations.sfmc.common import option_float, option_int
+from destinations.sfmc.messages import error_body, response_json, rest_error, scrub, token_error
+from destinations.validation import SettingError, normalize_sfmc_subdomain
+
+DEFAULT_REQUESTS_PER_SECOND = 20.0
+DEFAULT_MAX_CONCURRENCY = 4
+# Tokens are refreshed this long before SFMC says they expire (it already says ~1 min early).
+TOKEN_EARLY_EXPIRY_SECONDS = 60.0
+
+# One limiter per account and rate in this process, so concurrent runs to the same SFMC
+# account share its request budget instead of each taking the full rate.
+_limiters: dict[tuple[str, str, float], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second: float) -> RateLimiter:
+    key = (auth_base_url, client_id, requests_per_second)
+    with _limiters_lock:
+        limiter = _limiters.get(key)
+        if limiter is None:
+            # A fractional rate (0.5/s) becomes "1 call per 2 s"; 20/s "20 calls per 1 s".
+            calls = max(1, int(requests_per_second))
+            limiter = _limiters[key] = RateLimiter(calls, calls / requests_per_second)
+        return limiter
+
+
+def sfmc_auth_base_url(config: DestinationConfig) -> str:
+    """The auth base URL: the configured one (pasted token URLs trimmed) or the subdomain's."""
+    configured = (config.auth_base_url or "").strip()
+    if configured:
+        url = configured.rstrip("/")
+        for suffix in ("/v2/token", "/v1/requestToken"):
+            if url.lower().endswith(suffix.lower()):
+                url = url[: -len(suffix)]
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"The auth base URL '{configured}' is not a URL: leave it empty to use "
+                "https://<subdomain>.auth.marketingcloudapis.com.",
+                code="bad_auth_url",
+            )
+        return url
+    try:
+        subdomain = normalize_sfmc_subdomain(config.subdomain)
+    except SettingError as exc:
+        raise ConfigurationError(str(exc), code="bad_subdomain") from None
+    return f"https://{subdomain}.auth.marketingcloudapis.com"
+
+
+def normalize_instance_url(value: str) -> str:
+    """rest_instance_url as https://host/ (SFMC's docs show it without a scheme)."""
+    url = (value or "").strip()
+    if url and "://" not in url:
+        url = f"https://{url}"
+    return url.rstrip("/") + "/"
+
+
+@dataclass(frozen=True)
+class RowsetResult:
+    """The rowset endpoint's answer: ok, or SFMC's per-row rejection (HTTP 400 / 10006)."""
+
+    ok: bool
+    code: str = ""
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AsyncStatus:
+    request_status: str
+    result_status: str
+    has_errors: bool
+    raw: Mapping[str, Any]
+
+
+class SfmcClient:
+    def __init__(
+        self,
+        config: DestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
+    ) -> None:
+        options = config.options or {}
+        self.client_id = config.client_id
+        self.account_id = (config.account_id or "").strip()
+        # A bad subdomain is reported on first use, like every other settings problem, so
+        # building a connector (admin pages, the engine) never fails.
+        self._config_error: ConfigurationError | None = None
+        try:
+            self.auth_base_url = sfmc_auth_base_url(config)
+        except ConfigurationError as exc:
+            self.auth_base_url, self._config_error = "", exc
+        self._secret = config.client_secret
+        self.requests_per_second = option_float(
+            options, "requests_per_second", DEFAULT_REQUESTS_PER_SECOND, 0.1, 1000.0
+        )
+        self.max_concurrency = option_int(options, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1, 32)
+        self.sleep = sleep
+        self.transport = HttpTransport(
+            rate_limiter=shared_rate_limiter(self.auth_base_url, self.client_id, self.requests_per_second),
+            max_concurrency=self.max_concurrency,
+            retry=retry,
+            sleep=sleep,
+        )
+        self._tokens = token_cache or TokenCache(
+            namespace="sfmc", early_expiry_seconds=TOKEN_EARLY_EXPIRY_SECONDS
+        )
+        self._token_key = self._tokens.key(
+            self.auth_base_url, self.client_id, self._secret, self.account_id
+        )
+        self._token_lock = threading.Lock()
+        # Tokens this client has used, so error text echoing one can be scrubbed.
+        self._issued: deque[str] = deque(maxlen=8)
+        self._issued_lock = threading.Lock()
+
+    @property
+    def api_calls(self) -> int:
+        return self.transport.api_calls
+
+    # --- token -------------------------------------------------------------------------
+
+    def _secrets(self) -> list[str]:
+        with self._issued_lock:
+            return [self._secret, *self._issued]
+
+    def _remember(self, token: AccessToken) -> AccessToken:
+        with self._issued_lock:
+            if token.value not in self._issued:
+                self._issued.append(token.value)
+        return token
+
+    def access_token(self) -> AccessToken:
+        if self._config_error is not None:
+            raise self._config_error
+        token = self._tokens.get(self._token_key)
+        if token is not None:
+            return self._remember(token)
+        # One fetch per process at a time: parallel pushes would otherwise each ask for a
+        # token, and SFMC throttles clients that request tokens too often.
+        with self._token_lock:
+            return self._remember(self._tokens.get(self._token_key) or self._fetch_token())
+
+    def _fetch_token(self) -> AccessToken:
+        url = f"{self.auth_base_url}/v2/token"
+        if not self.client_id or not self._secret:
+            raise ConfigurationError(
+                "Enter the client id and client secret of the SFMC Installed Package's API "
+                "Integration.", code="missing_credentials",
+            )
+        body: dict[str, Any] = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._secret,
+        }
+        if self.account_id:
+            body["account_id"] = int(self.account_id) if self.account_id.isdigit() else self.account_id
+
+        def check(response: requests.Response) -> None:
+            if response.status_code >= 400:
+                raise token_error(response, url=url, has_account_id=bool(self.account_id),
+                                  secrets=self._secrets())
+
+        try:
+            response = self.transport.request("POST", url, json=body, check=check)
+        except RateLimitedError as exc:
+            raise RateLimitedError(
+                "SFMC kept throttling token requests. Tokens are cached and reused; if "
+                "several tools share this package, give CohortSync its own package.",
+                code=exc.code, status=exc.status, retry_after=exc.retry_after,
+            ) from None
+        except TransientError as exc:
+            if exc.code == "network_error":
+                host = urlsplit(url).hostname
+                raise TransientError(
+                    f"Could not reach the SFMC auth host {host}: check the subdomain (only the "
+                    "part before .auth.marketingcloudapis.com) and the server's network access.",
+                    code=exc.code,
+                ) from None
+            raise
+        data = response_json(response)
+        if not isinstance(data, dict) or not data.get("access_token"):
+            raise ConfigurationError(
+                f"{url} did not answer like an SFMC token endpoint: check the subdomain or the "
+                "auth base URL.", code="bad_token_response",
+            )
+        rest_url = normalize_instance_url(str(data.get("rest_instance_url") or ""))
+        if rest_url == "/":
+            raise ConfigurationError(
+                "SFMC issued a token without a REST instance URL; check that the package is a "
+                "Server-to-Server API Integration.", code="bad_token_response",
+            )
+        ensure_url_allowed(rest_url)
+        value = str(data["access_token"])
+        try:
+            expires_in = float(data.get("expires_in") or 1079)
+        except (TypeError, ValueError):
+            expires_in = 1079.0
+        return self._tokens.put(self._token_key, value, expires_in, {"rest_url": rest_url})
+
+    def _drop_token(self, token: AccessToken) -> None:
+        with self._token_lock:
+            current = self._tokens.get(self._token_key)
+            # Another thread may already have replaced it with a fresh one; keep that.
+            if current is not None and current.value == token.value:
+                self._tokens.drop(self._token_key)
+
+    # --- REST --------------------------------------------------------------------------
+
+    def rest(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        accept: Callable[[requests.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Call a REST path on the instance URL. A 401 refreshes the token once.
+
+        `accept(response)` may return True to hand a 4xx back to the caller (per-row
+        rejections) or raise TransientError to have it retried.
+        """
+        for attempt in (1, 2):
+            token = self.access_token()
+            url = token.extra["rest_url"] + path.lstrip("/")
+            headers = {"Authorization": f"Bearer {token.value}"}
+
+            def check(response: requests.Response) -> None:
+                if response.status_code == 401:
+                    raise TokenExpiredError("SFMC refused the access token.", code="401", status=401)
+                if accept is not None and accept(response):
+                    return
+                if response.status_code >= 400:
+                    raise rest_error(response, action=action, secrets=self._secrets())
+
+            try:
+                return self.transport.request(method, url, headers=headers, check=check, **kwargs)
+            except TokenExpiredError:
+                self._drop_token(token)
+                if attempt == 2:
+                    raise AuthenticationError(
+                        f"SFMC refused a freshly issued access token while trying to {action}: "
+                        "check that the package is enabled and that the account id (MID), if "
+                        "set, is one it may access.", code="401", status=401,
+                    ) from None
+            except RateLimitedError as exc:
+                raise RateLimitedError(
+                    f"SFMC kept throttling requests while trying to {action}. Lower "
+                    "requests_per_second or max_concurrency in the destination options, or "
+                    "ask Salesforce about the account's API limits.",
+                    code=exc.code, status=exc.status, retry_after=exc.retry_after,
+                ) from None
+        raise AssertionError("unreachable")
+
+    def _json(self, response: requests.Response) -> Any:
+        return response_json(response)
+
+    # --- data extensions -----------------------------------------------------------------
+
+    def data_extension_id(self, key: str) -> str:
+        def accept(response: requests.Response) -> bool:
+            return response.status_code in (400, 404)
+
+        response = self.rest(
+            "GET", f"data/v1/customobjectdata/key/{quote(key, safe='')}/rowset",
+            action=f"read data extension '{key}'", accept=accept, params={"$pageSize": 1},
+        )
+        data = self._json(response)
+        de_id = data.get("customObjectId") if isinstance(data, dict) else None
+        if response.status_code >= 400 or not de_id:
+            said = error_body(response).text
+            raise ConfigurationError(
+                f"SFMC has no data extension with external key '{key}' that this package can "
+                "see: check the External Key (not the name) in Contact Builder > Data "
+                "Extensions, and the account id (MID) if the data extension lives in another "
+                "business unit." + (f" SFMC said: {scrub(said, self._secrets())}" if said else ""),
+                code=error_body(response).code or "data_extension_not_found",
+                status=response.status_code,
+            )
+        return str(de_id)
+
+    def data_extension_fields(self, de_id: str) -> list[dict[str, Any]]:
+        response = self.rest(
+            "GET", f"data/v1/customobjects/{quote(de_id, safe='')}/fields",
+            action="read the data extension's columns",
+        )
+        data = self._json(response)
+        fields = data.get("fields") if isinstance(data, dict) else None
+        if not isinstance(fields, list):
+            raise DestinationError(
+                "SFMC answered the column list of the data extension in an unexpected shape.",
+                code="bad_fields_response",
+            )
+        return [f for f in fields if isinstance(f, dict) and f.get("name")]
+
+    def data_extension_add_field(self, de_id: str, field_spec: Mapping[str, Any]) -> None:
+        self.rest(
+            "POST", f"data/v1/customobjectsasync/{quote(de_id, safe='')}/fields",
+            action=f"add the column '{field_spec.get('name')}' to the data extension",
+            json={"fields": [dict(field_spec)]},
+        )
+
+    def rowset_upsert(self, key: str, rows: Sequence[Mapping[str, Any]]) -> RowsetResult:
+        def accept(response: requests.Response) -> bool:
+            if response.status_code != 400:
+                return False
+            body = error_body(response)
+            if body.code == "10006":
+                if not body.details:
+                    # Segment's experience: an aggregate error without details is transient.
+                    raise TransientError(
+                        "SFMC could not save the rows and gave no reason (10006).",
+                        code="10006", status=400,
+                    )
+                return True
+            return False
+
+        response = self.rest(
+            "POST", f"hub/v1/dataevents/key:{quote(key, safe='')}/rowset",
+            action=f"write rows to data extension '{key}'", accept=accept, json=list(rows),
+        )
+        if response.status_code < 400:
+            return RowsetResult(ok=True)
+        body = error_body(response)
+        detail_code = next((c for c in body.detail_codes if c), "")
+        messages = [scrub(m, self._secrets()) for m in body.details if m] or [body.message]
+        return RowsetResult(ok=False, code=detail_code or body.code, messages=messages)
+
+    def async_upsert_submit(self, key: str, items: Sequence[Mapping[str, Any]]) -> str:
+        action = f"queue rows for data extension '{key}'"
+
+        def accept(response: requests.Response) -> bool:
+            # The second rejection shape ({"resultMessages": [...]}) is read below; the
+            # envelope shape is translated by rest().
+            return response.status_code == 400 and not error_body(response).is_envelope
+
+        response = self.rest(
+            "PUT", f"data/v1/async/dataextensions/key:{quote(key, safe='')}/rows",
+            action=action, accept=accept, json={"items": list(items)},
+        )
+        data = self._json(response)
+        request_id = data.get("requestId") if isinstance(data, dict) else None
+        errors = [
+            r for r in (data.get("resultMessages") or [] if isinstance(data, dict) else [])
+            if isinstance(r, dict) and str(r.get("resultClass", "")).lower() == "error"
+        ]
+        if not request_id or errors:
+            said = "; ".join(str(r.get("message", "")) for r in errors)
+            code = str(errors[0].get("resultCode", "")) if errors else ""
+            hint = (
+                " Check the data extension's External Key (not the name) and the account id (MID)."
+                if code == "CustomObjectNotFound" else ""
+            )
+            raise ConfigurationError(
+                f"SFMC did not accept the request to {action}."
+                + (f" SFMC said: {scrub(said, self._secrets())}" if said else "") + hint,
+                code=code or "no_request_id",
+            )
+        return str(request_id)
+
+    def async_status(self, request_id: str) -> AsyncStatus | None:
+        """The job's status, or None while SFMC has not indexed the request yet."""
+        response = self.rest(
+            "GET", f"data/v1/async/{quote(request_id, safe='')}/status",
+            action="read the status of a queued upsert",
+        )
+        data = self._json(response)
+        status = data.get("status") if isinstance(data, dict) else None
+        if not isinstance(status, dict):
+            return None
+        return AsyncStatus(
+            request_status=str(status.get("requestStatus", "")),
+            result_status=str(status.get("resultStatus", "")),
+            has_errors=bool(status.get("hasErrors")),
+            raw=status,
+        )
+
+    def async_results(self, request_id: str, *, page: int, page_size: int) -> dict[str, Any]:
+        response = self.rest(
+            "GET", f"data/v1/async/{quote(request_id, safe='')}/results",
+            action="read the per-row results of a queued upsert",
+            params={"$page": page, "$pageSize": page_size},
+        )
+        data = self._json(response)
+        return data if isinstance(data, dict) else {}
+
+    # --- contacts ------------------------------------------------------------------------
+
+    def attribute_set_definitions(self, *, page: int, page_size: int) -> dict[str, Any]:
+        response = self.rest(
+            "GET", "contacts/v1/attributeSetDefinitions", action="list the attribute sets",
+            params={"$page": page, "$pageSize": page_size},
+        )
+        data = self._json(response)
+        return data if isinstance(data, dict) else {}
+
+    def attribute_set_definition(self, set_id: str) -> dict[str, Any]:
+        response = self.rest(
+            "GET", f"contacts/v1/attributeSetDefinitions/{quote(set_id, safe='')}",
+            action="read the attribute set",
+        )
+        data = self._json(response)
+        return data if isinstance(data, dict) else {}
+
+    def contact_update(self, body: Mapping[str, Any]) -> tuple[int, Any]:
+        """PATCH one contact; a 400 comes back (status, body) as that contact's failure."""
+        response = self.rest(
+            "PATCH", "contacts/v1/contacts", action="update a contact",
+            accept=lambda r: r.status_code in (400, 404, 409), json=dict(body),
+        )
+        return response.status_code, self._json(response) if response.content else None
+
+    def error_text(self, response_body: Any) -> str:
+        """SFMC's message(s) from a contact failure body, scrubbed."""
+        messages: list[str] = []
+        if isinstance(response_body, dict):
+            if isinstance(response_body.get("message"), str):
+                messages.append(response_body["message"])
+            for item in response_body.get("resultMessages") or []:
+                if isinstance(item, dict) and item.get("message"):
+                    messages.append(str(item["message"]))
+        return scrub("; ".join(dict.fromkeys(messages)), self._secrets())

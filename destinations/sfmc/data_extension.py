@@ -1,0 +1,375 @@
+"""SFMC data extension connector (kind sfmc_data_extension).
+
+One data extension holds one row per user, keyed by the key column (SubscriberKey by
+default, "Contact Key" in Amplitude-style setups), with one Boolean column per cohort:
+joining writes true, leaving writes false, and rows are never deleted.
+
+Small runs use the synchronous rowset endpoint (at most 50 rows per call, SFMC's best
+practice); larger runs use the async upsert (up to 32,000 rows per request) and poll for
+its per-row results. Column names are compared case-insensitively, as SFMC does. Columns
+named in property_mapping are used exactly as given: choosing Title Case names like
+Segment's is the admin's job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+
+from destinations.base import (
+    ConnectionReport,
+    DestinationConfig,
+    FieldInfo,
+    MembershipChange,
+    PushOutcome,
+    SyncTarget,
+)
+from destinations.errors import ConfigurationError, PermanentError, TargetValidationError
+from destinations.http import RetryPolicy, TokenCache
+from destinations.sfmc.client import SfmcClient
+from destinations.sfmc.common import (
+    chunks_by_size,
+    contact_key_normalize,
+    mapped_values,
+    option_int,
+    outcomes_failed,
+    outcomes_ok,
+)
+
+DEFAULT_KEY_COLUMN = "SubscriberKey"
+ROWSET_MAX_BATCH = 50
+ASYNC_MAX_BATCH = 32_000
+DEFAULT_ASYNC_THRESHOLD = 1000
+# Below this many rows a rejected rowset is retried row by row instead of bisected.
+ONE_BY_ONE_BELOW = 4
+# Waits between re-reads of the columns after asking SFMC to add one (async on its side).
+FIELD_POLL_DELAYS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
+# Waits between async status polls: bounded exponential backoff.
+ASYNC_POLL_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+RESULTS_PAGE_SIZE = 2500
+DEADLOCK_SUFFIX = "rerun the transaction."
+
+
+class DataExtensionConnector:
+    def __init__(
+        self,
+        config: DestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
+    ) -> None:
+        self.config = config
+        self.client = SfmcClient(config, sleep=sleep, retry=retry, token_cache=token_cache)
+        self.key = (config.data_extension_key or "").strip()
+        self.key_column = (config.key_column or "").strip() or DEFAULT_KEY_COLUMN
+        options = config.options or {}
+        self.rowset_batch_size = option_int(options, "rowset_batch_size", ROWSET_MAX_BATCH, 1, ROWSET_MAX_BATCH)
+        self.async_threshold = option_int(options, "async_threshold", DEFAULT_ASYNC_THRESHOLD, 0, 10**9)
+        self.async_batch_size = option_int(options, "async_batch_size", ASYNC_MAX_BATCH, 1, ASYNC_MAX_BATCH)
+        self.async_wait_seconds = float(getattr(settings, "COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS", 900))
+        self._de_id: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def api_calls(self) -> int:
+        return self.client.api_calls
+
+    @property
+    def max_concurrency(self) -> int:
+        return self.client.max_concurrency
+
+    # --- schema --------------------------------------------------------------------------
+
+    def _data_extension_id(self) -> str:
+        if not self.key:
+            raise ConfigurationError(
+                "Enter the data extension's External Key (Contact Builder > Data Extensions).",
+                code="missing_data_extension_key",
+            )
+        with self._lock:
+            if self._de_id is None:
+                self._de_id = self.client.data_extension_id(self.key)
+            return self._de_id
+
+    def _fields(self) -> dict[str, dict[str, Any]]:
+        fields = self.client.data_extension_fields(self._data_extension_id())
+        return {str(f["name"]).lower(): f for f in fields}
+
+    def _check_key_column(self, fields: Mapping[str, Mapping[str, Any]]) -> None:
+        column = fields.get(self.key_column.lower())
+        if column is None:
+            raise TargetValidationError(
+                f"The data extension '{self.key}' has no column '{self.key_column}'. Create it "
+                "as the primary key (Text, 254 characters), or set the destination's key "
+                f"column to the data extension's primary key ({_primary_keys(fields)}).",
+                code="key_column_missing",
+            )
+        if not column.get("isPrimaryKey"):
+            raise TargetValidationError(
+                f"The column '{column['name']}' of data extension '{self.key}' is not its primary "
+                "key, so rows cannot be upserted by it. Make it the primary key, or set the "
+                f"destination's key column to the primary key ({_primary_keys(fields)}).",
+                code="key_column_not_primary",
+            )
+
+    def check_connection(self) -> ConnectionReport:
+        fields = self._fields()
+        self._check_key_column(fields)
+        infos = self._field_infos(fields)
+        usable = sum(1 for f in infos if f.is_target_compatible)
+        return ConnectionReport(
+            ok=True,
+            summary=(
+                f"Data extension '{self.key}': {len(infos)} columns, key column "
+                f"'{fields[self.key_column.lower()]['name']}', {usable} Boolean column(s) "
+                "available for cohorts."
+            ),
+            fields=infos,
+        )
+
+    def list_target_fields(self) -> list[FieldInfo]:
+        return self._field_infos(self._fields())
+
+    def _field_infos(self, fields: Mapping[str, Mapping[str, Any]]) -> list[FieldInfo]:
+        infos = []
+        for field_spec in fields.values():
+            kind = _field_type(field_spec)
+            infos.append(FieldInfo(
+                name=str(field_spec["name"]),
+                label=f"{field_spec['name']} ({kind})",
+                type=kind,
+                is_target_compatible=kind.lower() == "boolean" and not field_spec.get("isPrimaryKey"),
+            ))
+        return infos
+
+    def validate_target(self, target: SyncTarget) -> None:
+        fields = self._fields()
+        self._check_key_column(fields)
+        column = target.field.strip()
+        if not column:
+            raise TargetValidationError("Enter the Boolean column this sync writes to.", code="no_target")
+        found = fields.get(column.lower())
+        if found is None:
+            if not target.options.get("create_missing_field", True):
+                raise TargetValidationError(
+                    f"The data extension '{self.key}' has no column '{column}'. Create it in "
+                    "Contact Builder as a nullable Boolean column named exactly "
+                    f"'{column}', or allow CohortSync to create missing columns.",
+                    code="target_missing",
+                )
+            found = self._create_boolean_column(column, ordinal=len(fields))
+        kind = _field_type(found)
+        if kind.lower() != "boolean":
+            raise TargetValidationError(
+                f"The column '{found['name']}' of data extension '{self.key}' is {kind}, but "
+                "cohort membership is written as true/false: make it a Boolean column or "
+                "pick another column.",
+                code="target_wrong_type",
+            )
+        if found.get("isPrimaryKey"):
+            raise TargetValidationError(
+                f"The column '{found['name']}' is the data extension's primary key and cannot "
+                "hold cohort membership.", code="target_is_key",
+            )
+        mapping = target.options.get("property_mapping") or {}
+        missing = [str(c) for c in mapping.values() if str(c).lower() not in fields]
+        if missing:
+            raise TargetValidationError(
+                f"The data extension '{self.key}' has no column(s) {', '.join(repr(m) for m in missing)} "
+                "named in the property mapping: create them, or fix the mapping. (SFMC would "
+                "silently drop values for unknown columns.)", code="mapped_column_missing",
+            )
+
+    def _create_boolean_column(self, column: str, *, ordinal: int) -> dict[str, Any]:
+        de_id = self._data_extension_id()
+        self.client.data_extension_add_field(de_id, {
+            "name": column, "type": "Boolean", "isNullable": True, "isPrimaryKey": False,
+            "ordinal": ordinal,
+        })
+        # SFMC adds columns asynchronously: only a re-read proves the column exists.
+        waited = 0.0
+        for delay in (0.0, *FIELD_POLL_DELAYS):
+            if delay:
+                self.client.sleep(delay)
+                waited += delay
+            found = self._fields().get(column.lower())
+            if found is not None:
+                return found
+        raise TargetValidationError(
+            f"SFMC accepted the request to add the Boolean column '{column}' to data extension "
+            f"'{self.key}', but it had not appeared after {waited:.0f}s. Try again in a "
+            "minute, or create the column in Contact Builder.", code="target_create_pending",
+        )
+
+    # --- pushing -------------------------------------------------------------------------
+
+    def normalize_identity(self, raw_value: Any) -> str:
+        return contact_key_normalize(raw_value)
+
+    def batch_size(self, total_changes: int) -> int:
+        if total_changes <= self.async_threshold:
+            return self.rowset_batch_size
+        return self.async_batch_size
+
+    def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
+        """Rowset for small batches, async upsert for batches above rowset_batch_size or
+        async_threshold (so a run past the threshold is written async, tail batch included)."""
+        if not changes:
+            return []
+        mapping = target.options.get("property_mapping") or {}
+        if len(changes) <= min(self.rowset_batch_size, self.async_threshold):
+            rows = [
+                {"keys": {self.key_column: c.identity},
+                 "values": {**mapped_values(mapping, c.properties), target.field: c.is_member}}
+                for c in changes
+            ]
+            return self._rowset_isolate(list(changes), rows)
+        items = [
+            {**mapped_values(mapping, c.properties), self.key_column: c.identity, target.field: c.is_member}
+            for c in changes
+        ]
+        return self._async_push(list(changes), items, deadlock_retries=1)
+
+    def _rowset_isolate(self, changes: list[MembershipChange], rows: list[dict[str, Any]]) -> list[PushOutcome]:
+        """Write rows; when SFMC rejects some, find which ones.
+
+        The rowset is not atomic and its errors are not indexed: rows before the first bad
+        one are saved, the rest rejected. Re-sending halves (upserts are idempotent) narrows
+        the rejection down to the users it belongs to.
+        """
+        outcomes: list[PushOutcome] = []
+        for start, end in chunks_by_size(rows, max_items=ROWSET_MAX_BATCH):
+            part_changes, part_rows = changes[start:end], rows[start:end]
+            try:
+                result = self.client.rowset_upsert(self.key, part_rows)
+            except PermanentError as exc:
+                if exc.code != "payload_too_large" or len(part_rows) == 1:
+                    raise
+                middle = len(part_rows) // 2
+                outcomes += self._rowset_isolate(part_changes[:middle], part_rows[:middle])
+                outcomes += self._rowset_isolate(part_changes[middle:], part_rows[middle:])
+                continue
+            if result.ok:
+                outcomes += outcomes_ok(part_changes)
+            elif len(part_rows) == 1:
+                outcomes += outcomes_failed(
+                    part_changes, message=" ".join(result.messages), code=result.code
+                )
+            elif len(part_rows) <= ONE_BY_ONE_BELOW:
+                for change, row in zip(part_changes, part_rows, strict=True):
+                    outcomes += self._rowset_isolate([change], [row])
+            else:
+                middle = len(part_rows) // 2
+                outcomes += self._rowset_isolate(part_changes[:middle], part_rows[:middle])
+                outcomes += self._rowset_isolate(part_changes[middle:], part_rows[middle:])
+        return outcomes
+
+    def _async_push(
+        self, changes: list[MembershipChange], items: list[dict[str, Any]], *, deadlock_retries: int
+    ) -> list[PushOutcome]:
+        outcomes: list[PushOutcome | None] = [None] * len(changes)
+        for start, end in chunks_by_size(items, max_items=self.async_batch_size):
+            for offset, outcome in enumerate(self._async_job(changes[start:end], items[start:end])):
+                outcomes[start + offset] = outcome
+        if deadlock_retries > 0:
+            # SFMC asks for deadlocked rows to be sent again; do it once before reporting.
+            again = [i for i, o in enumerate(outcomes) if o is not None and o.code == "deadlock"]
+            if again:
+                retried = self._async_push(
+                    [changes[i] for i in again], [items[i] for i in again], deadlock_retries=deadlock_retries - 1
+                )
+                for index, outcome in zip(again, retried, strict=True):
+                    outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _async_job(self, changes: list[MembershipChange], items: list[dict[str, Any]]) -> list[PushOutcome]:
+        request_id = self.client.async_upsert_submit(self.key, items)
+        status = self._await_async(request_id)
+        if status is None:
+            return outcomes_failed(
+                changes, retriable=True, code="async_timeout",
+                message=f"SFMC had not finished the queued upsert {request_id} after "
+                f"{self.async_wait_seconds:.0f}s; the rows may still be written and will be sent again.",
+            )
+        if status.request_status.lower() == "error":
+            return outcomes_failed(
+                changes, retriable=True, code="async_error",
+                message=f"SFMC reported the queued upsert {request_id} as failed (status Error).",
+            )
+        if status.result_status.lower() != "has errors" and not status.has_errors:
+            return outcomes_ok(changes)
+        return self._async_results(request_id, changes)
+
+    def _await_async(self, request_id: str) -> Any:
+        waited, polls = 0.0, 0
+        while True:
+            status = self.client.async_status(request_id)
+            # None: not indexed yet, which is normal right after the submit.
+            if status is not None and status.request_status.lower() in ("complete", "error"):
+                return status
+            if waited >= self.async_wait_seconds:
+                return None
+            delay = ASYNC_POLL_DELAYS[min(polls, len(ASYNC_POLL_DELAYS) - 1)]
+            self.client.sleep(delay)
+            waited += delay
+            polls += 1
+
+    def _async_results(self, request_id: str, changes: list[MembershipChange]) -> list[PushOutcome]:
+        """Map /results items to users by position (SFMC returns them in submission order)."""
+        items: list[Any] = []
+        page = 1
+        while len(items) < len(changes):
+            data = self.client.async_results(request_id, page=page, page_size=RESULTS_PAGE_SIZE)
+            page_items = data.get("items") or []
+            if not isinstance(page_items, list) or not page_items:
+                break
+            # A later page must say it is that page: an endpoint that ignores $page would
+            # repeat page 1 and shift every result onto the wrong user.
+            if data.get("page") != page and (page > 1 or data.get("page") is not None):
+                break
+            items += page_items
+            if len(page_items) < int(data.get("pageSize") or 0):
+                break
+            page += 1
+        outcomes = []
+        for index, change in enumerate(changes):
+            item = items[index] if index < len(items) else None
+            outcomes.append(_result_outcome(change, item, request_id))
+        return outcomes
+
+
+def _result_outcome(change: MembershipChange, item: Any, request_id: str) -> PushOutcome:
+    if not isinstance(item, dict):
+        return PushOutcome(
+            identity=change.identity, ok=False, retriable=True, code="no_result",
+            message=f"SFMC reported errors for the queued upsert {request_id} but no result "
+            "for this row; it will be sent again.",
+        )
+    if str(item.get("status", "")).lower() == "ok":
+        return PushOutcome(identity=change.identity, ok=True)
+    message = str(item.get("message") or "")
+    details = [
+        str(e.get("errorMessage") or e.get("message") or "")
+        for e in item.get("errors") or [] if isinstance(e, dict)
+    ]
+    text = " ".join(dict.fromkeys(m for m in [message, *details] if m))
+    if message.strip().lower().endswith(DEADLOCK_SUFFIX):
+        return PushOutcome(identity=change.identity, ok=False, code="deadlock", message=text, retriable=True)
+    return PushOutcome(
+        identity=change.identity, ok=False, code=str(item.get("errorCode", "") or ""),
+        message=text or "SFMC rejected this row without a reason.",
+    )
+
+
+def _field_type(field_spec: Mapping[str, Any]) -> str:
+    return str(field_spec.get("type") or field_spec.get("fieldType") or "Text")
+
+
+def _primary_keys(fields: Mapping[str, Mapping[str, Any]]) -> str:
+    keys = [str(f["name"]) for f in fields.values() if f.get("isPrimaryKey")]
+    return ", ".join(keys) if keys else "it has none"

@@ -1,0 +1,434 @@
+"""Sync, run and failure admin. Declarative: every decision is a service or selector call."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from syncs import admin_views, services
+from syncs.admin_views import (
+    LargeTablePaginator,
+    run_counts_summary,
+    run_duration_display,
+    status_badge,
+    syncs_for_listing,
+)
+from syncs.forms import SyncAdminForm
+from syncs.models import FROZEN_SYNC_FIELDS, RunStatus, Sync, SyncFailure, SyncRun
+from syncs.selectors import sync_is_frozen
+
+NEVER_RUN = "never"
+
+
+class LastRunStatusFilter(admin.SimpleListFilter):
+    title = "last run status"
+    parameter_name = "last_run"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [*RunStatus.choices, (NEVER_RUN, "Never run")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Sync]) -> QuerySet[Sync]:
+        value = self.value()
+        if value == NEVER_RUN:
+            return queryset.filter(last_run_id__isnull=True)
+        if value:
+            return queryset.filter(last_run_status=value)
+        return queryset
+
+
+@admin.register(Sync)
+class SyncAdmin(admin.ModelAdmin):
+    form = SyncAdminForm
+    list_display = (
+        "name",
+        "cohort",
+        "destination",
+        "target_field",
+        "mode",
+        "enabled",
+        "last_run",
+        "next_run_due",
+    )
+    list_filter = (
+        ("destination__kind", admin.ChoicesFieldListFilter),
+        "destination",
+        "mode",
+        "enabled",
+        LastRunStatusFilter,
+    )
+    search_fields = ("name", "cohort__name", "target_field")
+    list_select_related = ("cohort", "destination")
+    actions = ["export_now", "dry_run", "full_resync", "enable_dynamic_sync", "disable_dynamic_sync"]
+    readonly_fields = (
+        "last_run_detail",
+        "next_run_detail",
+        "acknowledged_members",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
+
+    # --- Queryset, form, saving --------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Sync]:
+        return syncs_for_listing(super().get_queryset(request))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Sync | None = None) -> list[tuple[str | None, dict[str, Any]]]:
+        target: dict[str, Any] = {
+            "fields": ("name", "cohort", "destination", "target_field", "identity_property")
+        }
+        if obj is not None and self._is_frozen(obj):
+            target["description"] = admin_views.frozen_note(obj)
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+            (None, target),
+            ("Schedule", {"fields": ("mode", "interval_minutes", "enabled")}),
+            ("Options", {"classes": ("collapse",), "fields": ("options",)}),
+        ]
+        if obj is not None:
+            fieldsets.append(
+                (
+                    "Status",
+                    {
+                        "fields": (
+                            "last_run_detail",
+                            "next_run_detail",
+                            "acknowledged_members",
+                            "created_by",
+                            "created_at",
+                            "updated_at",
+                        )
+                    },
+                )
+            )
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Sync | None = None) -> tuple[str, ...]:
+        readonly = tuple(self.readonly_fields)
+        if obj is not None and self._is_frozen(obj):
+            # Users already written under the old field or identity would be orphaned.
+            readonly += FROZEN_SYNC_FIELDS
+        return readonly
+
+    def _is_frozen(self, obj: Sync) -> bool:
+        cached = getattr(obj, "_admin_is_frozen", None)
+        if cached is None:
+            cached = obj._admin_is_frozen = sync_is_frozen(obj)  # type: ignore[attr-defined]
+        return cached
+
+    def save_model(self, request: HttpRequest, obj: Sync, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+        # After commit, so the schedule never points at a sync that was rolled back.
+        transaction.on_commit(partial(services.sync_schedule_update, sync=obj))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Sync | None = None):  # type: ignore[no-untyped-def]
+        context["can_run_sync"] = bool(obj and obj.pk and self.has_run_sync_permission(request))
+        context["target_fields_url"] = reverse("admin:syncs_sync_target_fields")
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Columns -----------------------------------------------------------------------
+
+    @admin.display(description="Last run", ordering="last_run_at")
+    def last_run(self, obj: Sync) -> str:
+        return admin_views.last_run_link(obj)
+
+    @admin.display(description="Next run due", ordering="next_run_at")
+    def next_run_due(self, obj: Sync) -> str:
+        return admin_views.next_run_display(obj)
+
+    @admin.display(description="Last run")
+    def last_run_detail(self, obj: Sync) -> str:
+        return admin_views.last_run_link(obj, with_counts=True)
+
+    @admin.display(description="Next run due")
+    def next_run_detail(self, obj: Sync) -> str:
+        return admin_views.next_run_display(obj)
+
+    @admin.display(description="Acknowledged members")
+    def acknowledged_members(self, obj: Sync) -> str:
+        return admin_views.acknowledged_members_display(obj)
+
+    # --- Actions -----------------------------------------------------------------------
+
+    def has_run_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("syncs.run_sync")
+
+    @admin.action(description="Export now", permissions=["run_sync"])
+    def export_now(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
+        admin_views.runs_request(self, request, queryset, dry_run=False, full_resync=False)
+
+    @admin.action(description="Dry run (plan only, nothing is sent)", permissions=["run_sync"])
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
+        admin_views.runs_request(self, request, queryset, dry_run=True, full_resync=False)
+
+    @admin.action(description="Full resync (re-send every member)", permissions=["run_sync"])
+    def full_resync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
+        admin_views.runs_request(self, request, queryset, dry_run=False, full_resync=True)
+
+    @admin.action(description="Enable dynamic sync", permissions=["run_sync"])
+    def enable_dynamic_sync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
+        admin_views.syncs_set_enabled(self, request, queryset, enabled=True)
+
+    @admin.action(description="Disable dynamic sync", permissions=["run_sync"])
+    def disable_dynamic_sync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
+        admin_views.syncs_set_enabled(self, request, queryset, enabled=False)
+
+    # --- Custom views ------------------------------------------------------------------
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("export-cohorts/", wrap(self.export_cohorts_view), name=f"{prefix}_export_cohorts"),
+            path("target-fields/", wrap(self.target_fields_view), name=f"{prefix}_target_fields"),
+            path("<path:object_id>/export-now/", wrap(self.export_now_view), name=f"{prefix}_export_now"),
+            path("<path:object_id>/dry-run/", wrap(self.dry_run_view), name=f"{prefix}_dry_run"),
+            *super().get_urls(),
+        ]
+
+    def export_cohorts_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) and self.has_run_sync_permission(request)):
+            raise PermissionDenied
+        return admin_views.export_cohorts(self, request)
+
+    def target_fields_view(self, request: HttpRequest) -> HttpResponse:
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        return admin_views.target_fields_json(request)
+
+    def export_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._run_view(request, object_id, dry_run=False)
+
+    def dry_run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._run_view(request, object_id, dry_run=True)
+
+    def _run_view(self, request: HttpRequest, object_id: str, *, dry_run: bool) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        sync = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_run_sync_permission(request):
+            raise PermissionDenied
+        run = admin_views.run_request_one(self, request, sync, dry_run=dry_run)
+        if run is not None:
+            return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[run.pk]))
+        return HttpResponseRedirect(reverse("admin:syncs_sync_change", args=[sync.pk]))
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "sync",
+        "status_badge",
+        "trigger",
+        "triggered_by",
+        "created_at",
+        "duration",
+        "adds",
+        "removes",
+        "skipped_users",
+        "api_calls",
+    )
+    list_display_links = ("id", "status_badge")
+    list_filter = ("status", "trigger", "sync", "is_dry_run")
+    list_select_related = ("sync", "triggered_by")
+    search_fields = ("sync__name",)
+    date_hierarchy = "created_at"
+    actions = ["retry_failed_users", "cancel_run", "approve_guarded_run"]
+    change_form_template = "admin/syncs/syncrun/change_form.html"
+    # Everything is shown by the template; these only keep the readonly form cheap.
+    fields = ("sync", "status")
+    readonly_fields = ("sync", "status")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        # Run history is the audit trail; old runs are pruned by `prune_runs`, not by hand.
+        return False
+
+    def has_manage_run_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("syncs.manage_run")
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: SyncRun) -> str:
+        return status_badge(obj)
+
+    @admin.display(description="Duration")
+    def duration(self, obj: SyncRun) -> str:
+        return run_duration_display(obj)
+
+    @admin.display(description="Adds ✓/✗")
+    def adds(self, obj: SyncRun) -> str:
+        return run_counts_summary(obj.succeeded_adds, obj.failed_adds)
+
+    @admin.display(description="Removes ✓/✗")
+    def removes(self, obj: SyncRun) -> str:
+        return run_counts_summary(obj.succeeded_removes, obj.failed_removes)
+
+    # --- Actions -----------------------------------------------------------------------
+
+    @admin.action(description="Retry failed users", permissions=["manage_run"])
+    def retry_failed_users(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        admin_views.runs_retry_failed(self, request, queryset)
+
+    @admin.action(description="Cancel run", permissions=["manage_run"])
+    def cancel_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        admin_views.runs_cancel(self, request, queryset)
+
+    @admin.action(description="Approve guarded run…", permissions=["manage_run"])
+    def approve_guarded_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> HttpResponse | None:
+        return admin_views.runs_approve(self, request, queryset)
+
+    # --- Detail page and custom views --------------------------------------------------
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        context = {
+            **(extra_context or {}),
+            **admin_views.run_detail_context(request, run),
+            "can_manage_run": self.has_manage_run_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/failures.csv", wrap(self.failures_csv_view), name=f"{prefix}_failures_csv"),
+            path("<path:object_id>/retry/", wrap(self.retry_view), name=f"{prefix}_retry"),
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{prefix}_cancel"),
+            path("<path:object_id>/approve/", wrap(self.approve_view), name=f"{prefix}_approve"),
+            *super().get_urls(),
+        ]
+
+    def failures_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return admin_views.failures_csv(run)
+
+    def _managed_run(self, request: HttpRequest, object_id: str) -> QuerySet[SyncRun]:
+        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_manage_run_permission(request):
+            raise PermissionDenied
+        return self.get_queryset(request).filter(pk=run.pk)
+
+    def _back_to_run(self, object_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[object_id]))
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        retry = admin_views.runs_retry_failed(self, request, self._managed_run(request, object_id))
+        if retry is not None:
+            return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[retry.pk]))
+        return self._back_to_run(object_id)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        admin_views.runs_cancel(self, request, self._managed_run(request, object_id))
+        return self._back_to_run(object_id)
+
+    def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        queryset = self._managed_run(request, object_id)
+        response = admin_views.runs_approve(self, request, queryset, single=True)
+        return response if response is not None else self._back_to_run(object_id)
+
+
+class FailureCodeFilter(admin.SimpleListFilter):
+    """Codes seen among recent failures: a DISTINCT over the whole table would scan it."""
+
+    title = "code"
+    parameter_name = "code"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(code, code) for code in admin_views.recent_failure_codes()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[SyncFailure]) -> QuerySet[SyncFailure]:
+        return queryset.filter(code=self.value()) if self.value() else queryset
+
+
+@admin.register(SyncFailure)
+class SyncFailureAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "run_link",
+        "identity_value",
+        "distinct_id",
+        "operation",
+        "code",
+        "short_message",
+        "retriable",
+        "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("operation", "retriable", FailureCodeFilter)
+    # Exact matches only: they use the index; a substring search would scan millions of rows.
+    search_fields = ("identity_value__exact", "distinct_id__exact")
+    search_help_text = "Exact identity (e.g. an email) or distinct id."
+    list_select_related = ("run", "run__sync")
+    ordering = ("-id",)
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = LargeTablePaginator
+    # "Show all" would load the whole table; pages are the only way through it.
+    list_max_show_all = 0
+    actions = None
+    readonly_fields = (
+        "run_link",
+        "profile",
+        "distinct_id",
+        "identity_value",
+        "operation",
+        "code",
+        "message",
+        "retriable",
+        "created_at",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SyncFailure | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SyncFailure | None = None) -> bool:
+        return False
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet[SyncFailure], per_page: int,
+                      orphans: int = 0, allow_empty_first_page: bool = True) -> LargeTablePaginator:
+        return LargeTablePaginator(
+            queryset,
+            per_page,
+            orphans=0,
+            allow_empty_first_page=allow_empty_first_page,
+            page_number=admin_views.page_number(request.GET.get("p")),
+        )
+
+    @admin.display(description="Run", ordering="run_id")
+    def run_link(self, obj: SyncFailure) -> str:
+        url = reverse("admin:syncs_syncrun_change", args=[obj.run_id])
+        return format_html('<a href="{}">#{} {}</a>', url, obj.run_id, obj.run.sync.name)
+
+    @admin.display(description="Message")
+    def short_message(self, obj: SyncFailure) -> str:
+        return Truncator(obj.message).chars(120)

@@ -1,0 +1,98 @@
+"""Config as code: create or update destinations, cohorts and syncs from one JSON document.
+
+`manage.py apply PATH.json` and `manage.py seed_demo` both go through `config_apply`. The
+document is the desired state of the entries it names (matched by `name`); entries it does
+not name are left alone, nothing is ever deleted. Applying is all or nothing: every entry is
+validated first and every problem is reported, each naming the entry and the field; only a
+document without problems is written, in one transaction. Applying the same document twice
+writes nothing the second time (no `updated_at` bump, no re-encrypted secret).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from syncs.config_as_code.checks import SECTIONS, json_type
+from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
+from syncs.config_as_code.report import ApplyReport, EntryChange
+from syncs.config_as_code.sync_plans import plan_syncs
+from syncs.config_as_code.writing import plan_changes, plan_write, schedules_update
+
+__all__ = ["ApplyReport", "EntryChange", "config_apply"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Rollback(Exception):
+    """Leave the transaction without writing anything."""
+
+
+def config_apply(
+    *, document: Any, environ: Mapping[str, str], dry_run: bool = False
+) -> ApplyReport:
+    """Validate `document` and, unless `dry_run` or invalid, write it in one transaction.
+
+    After the commit, `syncs.services.sync_schedule_update` runs for every sync that was
+    created or changed, so schedules follow the configuration.
+    """
+    report = ApplyReport(dry_run=dry_run)
+    sections = _document_sections(document, report.errors)
+    if report.errors:
+        return report
+    try:
+        with transaction.atomic():
+            plan = Plan()
+            plan_destinations(sections["destinations"], environ, plan, report.errors)
+            plan_cohorts(sections["cohorts"], plan, report.errors)
+            plan_syncs(sections["syncs"], sections, plan, report.errors)
+            if report.errors:
+                raise _Rollback
+            report.changes = plan_changes(plan)
+            if not dry_run:
+                changed_sync_ids = plan_write(plan)
+                if changed_sync_ids:
+                    transaction.on_commit(
+                        lambda: schedules_update(changed_sync_ids, report.warnings)
+                    )
+    except _Rollback:
+        report.changes = []
+    except IntegrityError:
+        # Someone else changed the same rows between our checks and our writes, or two syncs
+        # swap fields in one go; either way nothing was written.
+        logger.warning("apply: integrity error while writing", exc_info=True)
+        report.changes = []
+        report.errors.append(
+            "document: the database refused the change (a name or a destination field is "
+            "already taken, maybe by a change made at the same time). Nothing was written; "
+            "run apply again. To swap fields between two syncs, apply it in two steps."
+        )
+    return report
+
+
+def _document_sections(document: Any, errors: list[str]) -> dict[str, list[Any]]:
+    sections: dict[str, list[Any]] = {name: [] for name in SECTIONS}
+    if not isinstance(document, dict):
+        errors.append(
+            'document: must be a JSON object like {"destinations": [...], "cohorts": [...], '
+            f'"syncs": [...]}}, not {json_type(document)}.'
+        )
+        return sections
+    for key in document:
+        if key not in SECTIONS:
+            errors.append(
+                f'document: unknown key "{key}" (expected {", ".join(SECTIONS)}).'
+            )
+    for name in SECTIONS:
+        value = document.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            errors.append(f"{name}: must be a list of objects, not {json_type(value)}.")
+            continue
+        sections[name] = value
+    return sections
+

@@ -1,0 +1,180 @@
+"""Shared vocabulary of the document format and helpers that validate one value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import models
+
+from destinations.models import DestinationKind
+
+SECTIONS = ("destinations", "cohorts", "syncs")
+DEFAULT_ATTRIBUTE_SET = "Email Demographics"
+# A month: a longer interval is almost certainly a unit mistake (hours or seconds).
+MAX_INTERVAL_MINUTES = 43_200
+MEMBERSHIP_CHUNK = 500
+
+# The settings each destination kind takes, besides name, kind, client_id, client_secret
+# and options. Anything else is an error, so a typo never silently does nothing.
+KIND_SETTINGS: dict[str, tuple[str, ...]] = {
+    DestinationKind.SFMC_DATA_EXTENSION: (
+        "subdomain",
+        "account_id",
+        "auth_base_url",
+        "data_extension_key",
+        "key_column",
+    ),
+    DestinationKind.SFMC_CONTACTS: ("subdomain", "account_id", "auth_base_url", "attribute_set"),
+    DestinationKind.MARKETO: ("base_url",),
+}
+ALL_KIND_SETTINGS = tuple(
+    dict.fromkeys(name for names in KIND_SETTINGS.values() for name in names)
+)
+DESTINATION_COMMON = ("name", "kind", "client_id", "client_secret", "options")
+REQUIRED_SETTINGS = {
+    DestinationKind.SFMC_DATA_EXTENSION: ("subdomain", "data_extension_key", "key_column"),
+    DestinationKind.SFMC_CONTACTS: ("subdomain",),
+    DestinationKind.MARKETO: ("base_url",),
+}
+COHORT_KEYS = ("name", "description", "rules", "members")
+SYNC_KEYS = (
+    "name",
+    "cohort",
+    "destination",
+    "field",
+    "identity_property",
+    "mode",
+    "interval_minutes",
+    "enabled",
+    "options",
+)
+# Sync.options: which destination kinds each option means something for.
+SYNC_OPTION_KINDS: dict[str, frozenset[str]] = {
+    "create_missing_field": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
+    "property_mapping": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
+    "member_value": frozenset({DestinationKind.SFMC_CONTACTS}),
+    "exited_value": frozenset({DestinationKind.SFMC_CONTACTS}),
+    "removal_guard_ratio": frozenset(DestinationKind.values),
+}
+KIND_LABELS = {
+    DestinationKind.SFMC_DATA_EXTENSION: "SFMC data extension",
+    DestinationKind.SFMC_CONTACTS: "SFMC contacts",
+    DestinationKind.MARKETO: "Marketo",
+}
+
+
+
+# --- Validation helpers ----------------------------------------------------------------------
+
+
+class EntryErrors:
+    """Collects errors for one entry, prefixed with its position and name."""
+
+    def __init__(self, sink: list[str], section: str, index: int) -> None:
+        self.sink = sink
+        self.section = section
+        self.index = index
+        self.name: str | None = None
+        self.count = 0
+
+    def add(self, key: str, message: str) -> None:
+        label = f"{self.section}[{self.index}]"
+        if self.name:
+            label += f' "{self.name}"'
+        self.sink.append(f"{label}: {key}: {message}")
+        self.count += 1
+
+
+def text_value(
+    entry: Mapping[str, Any],
+    key: str,
+    errors: EntryErrors,
+    *,
+    max_length: int | None,
+    required: bool = False,
+    required_message: str | None = None,
+    default: str = "",
+) -> str | None:
+    """A stripped text value, `default` when absent, or None after recording an error."""
+    value = entry.get(key)
+    if value is None:
+        value = default
+    if not isinstance(value, str):
+        errors.add(key, f"must be text, not {json_type(value)}.")
+        return None
+    value = value.strip()
+    if required and not value:
+        errors.add(key, required_message or "is required.")
+        return None
+    if max_length is not None and len(value) > max_length:
+        errors.add(key, f"must be at most {max_length} characters (it has {len(value)}).")
+        return None
+    return value
+
+
+def json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "null"
+    return "text"
+
+
+def max_length_of(model: type[models.Model], name: str) -> int | None:
+    return model._meta.get_field(name).max_length
+
+
+def resolve_secret(
+    entry: Mapping[str, Any], key: str, errors: EntryErrors, environ: Mapping[str, str]
+) -> str | None:
+    """A literal string or {"env": "VAR"}; None when absent or after recording an error."""
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        variable = value.get("env")
+        if set(value) != {"env"} or not isinstance(variable, str) or not variable.strip():
+            errors.add(key, 'must be text or {"env": "VARIABLE_NAME"}.')
+            return None
+        variable = variable.strip()
+        resolved = environ.get(variable)
+        if resolved is None or not resolved.strip():
+            errors.add(
+                key,
+                f"environment variable {variable} is not set (or empty). Set it before "
+                "running apply.",
+            )
+            return None
+        return resolved.strip()
+    if not isinstance(value, str):
+        errors.add(key, f'must be text or {{"env": "VARIABLE_NAME"}}, not {json_type(value)}.')
+        return None
+    return value.strip()
+
+
+def unknown_keys(entry: Mapping[str, Any], allowed: Iterable[str]) -> list[str]:
+    allowed_set = set(allowed)
+    return [key for key in entry if key not in allowed_set]
+
+def entry_name(
+    entry: Any, errors: EntryErrors, model: type[models.Model], seen: dict[str, int]
+) -> str | None:
+    if not isinstance(entry, dict):
+        errors.add("entry", f"must be an object, not {json_type(entry)}.")
+        return None
+    name = text_value(entry, "name", errors, max_length=max_length_of(model, "name"), required=True)
+    if name is None:
+        return None
+    errors.name = name
+    if name in seen:
+        errors.add("name", f"is used twice in {errors.section} (also at [{seen[name]}]).")
+        return None
+    seen[name] = errors.index
+    return name

@@ -1,0 +1,300 @@
+"""Validate destination and cohort entries into plans: what to write, and what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cohorts.models import Cohort, StaticMembership
+from cohorts.rules import RuleError, validate_rules
+from destinations.encryption import SecretDecryptionError
+from destinations.errors import EndpointNotAllowedError
+from destinations.http import ensure_url_allowed
+from destinations.models import Destination, DestinationKind
+from destinations.validation import (
+    SettingError,
+    normalize_marketo_base_url,
+    normalize_sfmc_subdomain,
+    validate_destination_options,
+    validate_sfmc_account_id,
+)
+from syncs.config_as_code.checks import (
+    ALL_KIND_SETTINGS,
+    COHORT_KEYS,
+    DEFAULT_ATTRIBUTE_SET,
+    DESTINATION_COMMON,
+    KIND_LABELS,
+    KIND_SETTINGS,
+    REQUIRED_SETTINGS,
+    EntryErrors,
+    entry_name,
+    json_type,
+    max_length_of,
+    resolve_secret,
+    text_value,
+    unknown_keys,
+)
+from syncs.models import Sync
+
+# --- Plans -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DestinationPlan:
+    name: str
+    existing: Destination | None
+    values: dict[str, Any]
+    secret: str | None  # None keeps the stored secret
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CohortPlan:
+    name: str
+    existing: Cohort | None
+    values: dict[str, Any]
+    members: list[str] | None  # None: a rules cohort
+    members_to_add: list[str] = field(default_factory=list)
+    members_to_remove: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncPlan:
+    name: str
+    existing: Sync | None
+    cohort_name: str
+    destination_name: str
+    values: dict[str, Any]
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    destinations: list[DestinationPlan] = field(default_factory=list)
+    cohorts: list[CohortPlan] = field(default_factory=list)
+    syncs: list[SyncPlan] = field(default_factory=list)
+
+
+
+
+# --- Destinations --------------------------------------------------------------------------
+
+
+def plan_destinations(
+    entries: list[Any], environ: Mapping[str, str], plan: Plan, sink: list[str]
+) -> None:
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        errors = EntryErrors(sink, "destinations", index)
+        name = entry_name(entry, errors, Destination, seen)
+        if name is None:
+            continue
+        destination_plan = _plan_destination(entry, name, environ, errors)
+        if destination_plan is not None and not errors.count:
+            plan.destinations.append(destination_plan)
+
+
+def _plan_destination(
+    entry: dict[str, Any], name: str, environ: Mapping[str, str], errors: EntryErrors
+) -> DestinationPlan | None:
+    kind = entry.get("kind")
+    if kind not in KIND_SETTINGS:
+        shown = "missing" if kind is None else f"{kind!r}"
+        errors.add("kind", f"must be one of {', '.join(KIND_SETTINGS)} ({shown}).")
+        return None
+    label = KIND_LABELS[kind]
+    for key in unknown_keys(entry, (*DESTINATION_COMMON, *KIND_SETTINGS[kind])):
+        if key in ALL_KIND_SETTINGS:
+            errors.add(key, f"does not apply to {label} destinations; remove it.")
+        else:
+            errors.add(
+                key,
+                f"unknown key. {label} destinations take: "
+                f"{', '.join((*DESTINATION_COMMON, *KIND_SETTINGS[kind]))}.",
+            )
+
+    existing = Destination.objects.filter(name=name).defer("client_secret").first()
+    values: dict[str, Any] = {"kind": kind}
+    before = errors.count
+    client_id = resolve_secret(entry, "client_id", errors, environ)
+    limit = max_length_of(Destination, "client_id") or 0
+    if errors.count > before:
+        pass
+    elif not client_id:
+        errors.add("client_id", "is required: the client id of the API integration.")
+    elif len(client_id) > limit:
+        errors.add("client_id", f"must be at most {limit} characters.")
+    else:
+        values["client_id"] = client_id
+    before = errors.count
+    secret = resolve_secret(entry, "client_secret", errors, environ) or None
+    if errors.count == before and secret is None and existing is None:
+        errors.add(
+            "client_secret",
+            'is required when creating a destination; use {"env": "VARIABLE_NAME"} to keep '
+            "it out of the file.",
+        )
+
+    for setting in ALL_KIND_SETTINGS:
+        values[setting] = ""
+    for setting in KIND_SETTINGS[kind]:
+        value = entry.get(setting)
+        if setting == "account_id" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a MID is a number; JSON authors write it as one
+        cleaned = text_value(
+            {setting: value},
+            setting,
+            errors,
+            max_length=None,
+            required=setting in REQUIRED_SETTINGS[kind],
+            required_message=f"is required for {label} destinations.",
+        )
+        if cleaned is None:
+            continue
+        try:
+            cleaned = _normalize_setting(setting, cleaned)
+        except SettingError as exc:
+            errors.add(setting, str(exc))
+            continue
+        except EndpointNotAllowedError as exc:
+            errors.add(setting, exc.message)
+            continue
+        limit = max_length_of(Destination, setting)
+        if limit is not None and len(cleaned) > limit:
+            errors.add(setting, f"must be at most {limit} characters (it has {len(cleaned)}).")
+            continue
+        values[setting] = cleaned
+    if kind == DestinationKind.SFMC_CONTACTS and not values["attribute_set"]:
+        values["attribute_set"] = DEFAULT_ATTRIBUTE_SET
+    try:
+        values["options"] = validate_destination_options(kind, entry.get("options"))
+    except SettingError as exc:
+        errors.add("options", str(exc))
+
+    if existing is not None and existing.kind != kind and existing.syncs.exists():
+        errors.add(
+            "kind",
+            f"cannot change from {existing.kind} to {kind}: syncs already write to this "
+            "destination and what they synced lives in the old kind. Create a new destination "
+            "(another name) instead.",
+        )
+    if errors.count:
+        return None
+
+    destination_plan = DestinationPlan(name=name, existing=existing, values=values, secret=secret)
+    if existing is not None:
+        destination_plan.changed = [
+            key for key, value in values.items() if getattr(existing, key) != value
+        ]
+        if secret is not None and _secret_differs(existing, secret):
+            destination_plan.changed.append("client_secret")
+    return destination_plan
+
+
+def _normalize_setting(setting: str, value: str) -> str:
+    if setting == "subdomain":
+        return normalize_sfmc_subdomain(value)
+    if setting == "account_id":
+        return validate_sfmc_account_id(value)
+    if setting == "auth_base_url" and value:
+        value = value.rstrip("/")
+        if value.lower().endswith("/v2/token"):
+            value = value[: -len("/v2/token")]
+        ensure_url_allowed(value)
+        return value
+    if setting == "base_url":
+        value = normalize_marketo_base_url(value)
+        ensure_url_allowed(value)
+        return value
+    return value
+
+
+def _secret_differs(existing: Destination, secret: str) -> bool:
+    try:
+        return existing.client_secret != secret
+    except SecretDecryptionError:
+        # The stored one is unreadable (lost key): the document's secret replaces it.
+        return True
+
+
+# --- Cohorts -----------------------------------------------------------------------------
+
+
+def plan_cohorts(entries: list[Any], plan: Plan, sink: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        errors = EntryErrors(sink, "cohorts", index)
+        name = entry_name(entry, errors, Cohort, seen)
+        if name is None:
+            continue
+        cohort_plan = _plan_cohort(entry, name, errors)
+        if cohort_plan is not None and not errors.count:
+            plan.cohorts.append(cohort_plan)
+
+
+def _plan_cohort(entry: dict[str, Any], name: str, errors: EntryErrors) -> CohortPlan | None:
+    for key in unknown_keys(entry, COHORT_KEYS):
+        errors.add(key, f"unknown key. A cohort takes: {', '.join(COHORT_KEYS)}.")
+    description = text_value(entry, "description", errors, max_length=None)
+    has_rules = entry.get("rules") is not None
+    has_members = entry.get("members") is not None
+    if has_rules == has_members:
+        errors.add(
+            "rules",
+            'give exactly one of "rules" (a rule group such as {"all": [...]}) or "members" '
+            "(a list of distinct ids for a static list).",
+        )
+        return None
+    members: list[str] | None = None
+    if has_rules:
+        try:
+            validate_rules(entry["rules"])
+        except RuleError as exc:
+            errors.add("rules", str(exc))
+    else:
+        members = _clean_members(entry["members"], errors)
+    if errors.count:
+        return None
+
+    kind = Cohort.Kind.RULES if has_rules else Cohort.Kind.STATIC
+    values = {
+        "description": description or "",
+        "kind": kind,
+        "rules": entry["rules"] if has_rules else None,
+    }
+    existing = Cohort.objects.filter(name=name).first()
+    cohort_plan = CohortPlan(name=name, existing=existing, values=values, members=members)
+    current: set[str] = set()
+    if existing is not None:
+        cohort_plan.changed = [k for k, v in values.items() if getattr(existing, k) != v]
+        current = set(existing.static_memberships.values_list("distinct_id", flat=True))
+    wanted = set(members or ())
+    cohort_plan.members_to_add = sorted(wanted - current)
+    cohort_plan.members_to_remove = sorted(current - wanted)
+    if cohort_plan.members_to_add or cohort_plan.members_to_remove:
+        cohort_plan.changed.append(
+            f"members +{len(cohort_plan.members_to_add)} -{len(cohort_plan.members_to_remove)}"
+        )
+    return cohort_plan
+
+
+def _clean_members(value: Any, errors: EntryErrors) -> list[str] | None:
+    if not isinstance(value, list):
+        errors.add("members", f"must be a list of distinct ids, not {json_type(value)}.")
+        return None
+    limit = max_length_of(StaticMembership, "distinct_id") or 255
+    cleaned: dict[str, None] = {}
+    for position, item in enumerate(value):
+        if not isinstance(item, str | int) or isinstance(item, bool):
+            errors.add(f"members[{position}]", f"must be a distinct id (text), not {json_type(item)}.")
+            return None
+        text = str(item).strip()
+        if not text or len(text) > limit:
+            errors.add(
+                f"members[{position}]", f"must be a non-empty distinct id of at most {limit} characters."
+            )
+            return None
+        cleaned[text] = None  # duplicates are harmless: keep the first
+    return list(cleaned)

@@ -1,0 +1,246 @@
+"""Validate sync entries into plans: references, frozen fields, one field per destination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cohorts.models import Cohort
+from destinations.models import Destination, DestinationKind
+from syncs.config_as_code.checks import (
+    KIND_LABELS,
+    MAX_INTERVAL_MINUTES,
+    SYNC_KEYS,
+    SYNC_OPTION_KINDS,
+    EntryErrors,
+    entry_name,
+    json_type,
+    max_length_of,
+    text_value,
+    unknown_keys,
+)
+from syncs.config_as_code.plans import Plan, SyncPlan
+from syncs.models import DISTINCT_ID_IDENTITY, Sync
+from syncs.selectors import sync_is_frozen
+
+
+def plan_syncs(
+    entries: list[Any], sections: dict[str, list[Any]], plan: Plan, sink: list[str]
+) -> None:
+    seen: dict[str, int] = {}
+    references = _References(
+        destination_kinds={p.name: p.values["kind"] for p in plan.destinations},
+        cohorts={p.name for p in plan.cohorts},
+        # Named in the document but invalid: their own errors say why; "not found" would not.
+        invalid={
+            section: _entry_names(sections[section]) for section in ("destinations", "cohorts")
+        },
+    )
+    for index, entry in enumerate(entries):
+        errors = EntryErrors(sink, "syncs", index)
+        name = entry_name(entry, errors, Sync, seen)
+        if name is None:
+            continue
+        sync_plan = _plan_sync(entry, name, errors, references)
+        if sync_plan is not None and not errors.count:
+            plan.syncs.append(sync_plan)
+    _check_unique_fields(plan.syncs, sink, positions=seen)
+
+
+@dataclass
+class _References:
+    destination_kinds: dict[str, str]
+    cohorts: set[str]
+    invalid: dict[str, set[str]]
+
+
+def _entry_names(entries: list[Any]) -> set[str]:
+    return {
+        entry["name"].strip()
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    }
+
+
+def _plan_sync(
+    entry: dict[str, Any], name: str, errors: EntryErrors, references: _References
+) -> SyncPlan | None:
+    for key in unknown_keys(entry, SYNC_KEYS):
+        errors.add(key, f"unknown key. A sync takes: {', '.join(SYNC_KEYS)}.")
+    cohort_name = text_value(entry, "cohort", errors, max_length=None, required=True,
+                        required_message="is required: the name of the cohort to sync.")
+    destination_name = text_value(entry, "destination", errors, max_length=None, required=True,
+                             required_message="is required: the name of the destination.")
+    target_field = text_value(
+        entry, "field", errors, max_length=max_length_of(Sync, "target_field"), required=True,
+        required_message="is required: the data extension column, contact attribute or "
+        "Marketo field that holds the membership.",
+    )
+    identity = text_value(
+        entry, "identity_property", errors, max_length=max_length_of(Sync, "identity_property"),
+        default="$email", required=True,
+        required_message=f'must name a profile property such as "$email", or "{DISTINCT_ID_IDENTITY}".',
+    )
+    mode = entry.get("mode", Sync.Mode.DYNAMIC)
+    if mode not in Sync.Mode.values:
+        errors.add("mode", f"must be one of {', '.join(Sync.Mode.values)}, not {mode!r}.")
+    interval = entry.get("interval_minutes")
+    if interval is not None:
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int)
+            or not 1 <= interval <= MAX_INTERVAL_MINUTES
+        ):
+            errors.add(
+                "interval_minutes",
+                f"must be a whole number of minutes from 1 to {MAX_INTERVAL_MINUTES}, or omitted "
+                f"for the destination's default; got {interval!r}.",
+            )
+        elif mode == Sync.Mode.ONE_TIME:
+            errors.add("interval_minutes", "applies to dynamic syncs only; remove it or use "
+                       '"mode": "dynamic".')
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors.add("enabled", f"must be true or false, not {json_type(enabled)}.")
+
+    kind = _resolve_destination_kind(destination_name, references, errors)
+    if (
+        cohort_name
+        and cohort_name not in references.cohorts
+        and cohort_name not in references.invalid["cohorts"]
+        and not Cohort.objects.filter(name=cohort_name).exists()
+    ):
+        errors.add("cohort", f'no cohort named "{cohort_name}" in this document or the database.')
+    options = _clean_sync_options(entry.get("options"), kind, errors)
+    if errors.count:
+        return None
+
+    values = {
+        "target_field": target_field,
+        "identity_property": identity,
+        "mode": mode,
+        "interval_minutes": interval,
+        "enabled": enabled,
+        "options": options,
+    }
+    existing = Sync.objects.select_related("cohort", "destination").filter(name=name).first()
+    sync_plan = SyncPlan(
+        name=name,
+        existing=existing,
+        cohort_name=cohort_name or "",
+        destination_name=destination_name or "",
+        values=values,
+    )
+    if existing is None:
+        return sync_plan
+    changed = [key for key, value in values.items() if getattr(existing, key) != value]
+    if existing.cohort.name != cohort_name:
+        changed.append("cohort")
+    if existing.destination.name != destination_name:
+        changed.append("destination")
+    frozen = {"target_field", "identity_property", "destination"} & set(changed)
+    if frozen and sync_is_frozen(existing):
+        _frozen_errors(existing, frozen, errors)
+        return None
+    sync_plan.changed = changed
+    return sync_plan
+
+
+def _resolve_destination_kind(
+    destination_name: str | None, references: _References, errors: EntryErrors
+) -> str | None:
+    if not destination_name:
+        return None
+    if destination_name in references.destination_kinds:
+        return references.destination_kinds[destination_name]
+    if destination_name in references.invalid["destinations"]:
+        return None
+    kind = Destination.objects.filter(name=destination_name).values_list("kind", flat=True).first()
+    if kind is None:
+        errors.add(
+            "destination",
+            f'no destination named "{destination_name}" in this document or the database.',
+        )
+    return kind
+
+
+def _frozen_errors(existing: Sync, frozen: set[str], errors: EntryErrors) -> None:
+    why = (
+        "this sync has already written users to the destination, and changing it would "
+        "orphan them (the old values would stay true forever). Create a new sync with "
+        "another name for the new setting, and disable this one."
+    )
+    if "target_field" in frozen:
+        errors.add("field", f'cannot change from "{existing.target_field}": {why}')
+    if "identity_property" in frozen:
+        errors.add(
+            "identity_property", f'cannot change from "{existing.identity_property}": {why}'
+        )
+    if "destination" in frozen:
+        errors.add("destination", f'cannot change from "{existing.destination.name}": {why}')
+
+
+def _clean_sync_options(value: Any, kind: str | None, errors: EntryErrors) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.add("options", f"must be an object, not {json_type(value)}.")
+        return {}
+    for key, option in value.items():
+        kinds = SYNC_OPTION_KINDS.get(key)
+        where = f"options.{key}"
+        if kinds is None:
+            errors.add(where, f"unknown option. Known options: {', '.join(SYNC_OPTION_KINDS)}.")
+            continue
+        if kind is not None and kind not in kinds:
+            applies = " and ".join(KIND_LABELS[k] for k in DestinationKind.values if k in kinds)
+            errors.add(where, f"applies only to {applies} destinations; remove it.")
+            continue
+        message = _sync_option_problem(key, option)
+        if message:
+            errors.add(where, message)
+    return dict(value)
+
+
+def _sync_option_problem(key: str, value: Any) -> str | None:
+    if key == "create_missing_field" and not isinstance(value, bool):
+        return "must be true or false."
+    if key in ("member_value", "exited_value") and (not isinstance(value, str) or not value.strip()):
+        return "must be non-empty text, e.g. \"realized\" / \"exited\"."
+    if key == "property_mapping":
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+            for k, v in value.items()
+        ):
+            return 'must be an object of {"profile property": "Column"} text pairs.'
+    if key == "removal_guard_ratio" and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1
+    ):
+        return "must be a number greater than 0 and at most 1 (1 turns the guard off)."
+    return None
+
+
+def _check_unique_fields(
+    sync_plans: list[SyncPlan], sink: list[str], *, positions: dict[str, int]
+) -> None:
+    """One field per destination, checked on the state after applying, with the sync names."""
+    document_names = {p.name for p in sync_plans}
+    owners: dict[tuple[str, str], str] = {
+        (destination, target_field): name
+        for name, destination, target_field in Sync.objects.exclude(
+            name__in=document_names
+        ).values_list("name", "destination__name", "target_field")
+    }
+    for sync_plan in sync_plans:
+        key = (sync_plan.destination_name, sync_plan.values["target_field"])
+        owner = owners.get(key)
+        if owner is None:
+            owners[key] = sync_plan.name
+            continue
+        errors = EntryErrors(sink, "syncs", positions[sync_plan.name])
+        errors.name = sync_plan.name
+        errors.add(
+            "field",
+            f'"{key[1]}" on destination "{key[0]}" is already used by sync "{owner}". A field '
+            "holds the membership of one cohort only: use another field.",
+        )

@@ -1,0 +1,267 @@
+"""Push a staged plan in batches and record every outcome as it arrives.
+
+Up to connector.max_concurrency batches are in flight (threads); every database write
+stays in the main thread, one short transaction per finished batch, so a run killed at
+any moment keeps everything the destination acknowledged and loses nothing else: users
+whose outcome was not recorded are simply planned again by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cohorts.models import Profile
+from destinations.base import Connector, MembershipChange, PushOutcome, SyncTarget
+from destinations.errors import DestinationError, QuotaExhaustedError, TransientError
+from syncs.engine.staging import StagedChange, staging_pages
+from syncs.models import RunStatus, SyncedMember, SyncFailure, SyncRun
+
+logger = logging.getLogger(__name__)
+
+WAIT_TICK_SECONDS = 15.0
+# This many batches in a row failing with transient errors means the destination is down:
+# stop instead of turning the rest of the cohort into failures.
+MAX_CONSECUTIVE_TRANSIENT_BATCHES = 5
+FAILURE_SUMMARY_CODES = 3
+
+
+@dataclass
+class RunStop:
+    """Why the push loop stopped early (None on PushResult means it finished)."""
+
+    status: str
+    code: str
+    message: str
+
+
+@dataclass
+class PushResult:
+    stop: RunStop | None = None
+    cancelled: bool = False
+    succeeded: int = 0
+    failed: int = 0
+    failure_codes: Counter[str] = field(default_factory=Counter)
+    failure_messages: dict[str, str] = field(default_factory=dict)
+
+
+def error_code(exc: DestinationError) -> str:
+    """The destination's code, or a readable one derived from the error class."""
+    if exc.code:
+        return str(exc.code)[:64]
+    name = type(exc).__name__.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_") or "error"
+
+
+class _Recorder:
+    """Writes one finished batch: acknowledged state, failure rows, run counters."""
+
+    def __init__(self, *, run: SyncRun, connector: Connector, result: PushResult) -> None:
+        self.run = run
+        self.connector = connector
+        self.result = result
+
+    def record(self, batch: list[StagedChange], outcomes: list[PushOutcome]) -> None:
+        by_identity: Mapping[str, PushOutcome]
+        if len(outcomes) == len(batch) and all(o.identity == c.identity for o, c in zip(outcomes, batch, strict=True)):
+            paired = list(zip(batch, outcomes, strict=True))
+        else:
+            # A connector that reordered or dropped outcomes: match by identity, and never
+            # count a user without an outcome as acknowledged.
+            by_identity = {o.identity: o for o in outcomes}
+            missing = PushOutcome(identity="", ok=False, code="no_outcome",
+                                  message="The destination returned no result for this user; "
+                                  "it is sent again on the next run.", retriable=True)
+            paired = [(c, by_identity.get(c.identity, missing)) for c in batch]
+        acknowledged = [c for c, o in paired if o.ok]
+        failed = [(c, o) for c, o in paired if not o.ok]
+        self._write(batch, acknowledged, failed)
+
+    def record_batch_error(self, batch: list[StagedChange], exc: BaseException) -> None:
+        if isinstance(exc, DestinationError):
+            code, message = error_code(exc), exc.message
+            retriable = isinstance(exc, (TransientError, QuotaExhaustedError))
+        else:
+            code = "internal_error"
+            message = "CohortSync hit an unexpected error while sending this batch; see the worker log."
+            retriable = True
+        outcome = PushOutcome(identity="", ok=False, code=code, message=message, retriable=retriable)
+        self._write(batch, [], [(c, outcome) for c in batch])
+
+    def _write(
+        self,
+        batch: list[StagedChange],
+        acknowledged: list[StagedChange],
+        failed: list[tuple[StagedChange, PushOutcome]],
+    ) -> None:
+        now = timezone.now()
+        distinct_ids = dict(
+            Profile.objects.filter(pk__in=[c.profile_id for c, _ in failed if c.profile_id]).values_list(
+                "pk", "distinct_id"
+            )
+        ) if failed else {}
+        counts = Counter()
+        for change in batch:
+            counts["attempted_adds" if change.is_member else "attempted_removes"] += 1
+        for change in acknowledged:
+            counts["succeeded_adds" if change.is_member else "succeeded_removes"] += 1
+        for change, outcome in failed:
+            counts["failed_adds" if change.is_member else "failed_removes"] += 1
+            code = (outcome.code or "rejected")[:64]
+            self.result.failure_codes[code] += 1
+            self.result.failure_messages.setdefault(code, outcome.message)
+        self.result.succeeded += len(acknowledged)
+        self.result.failed += len(failed)
+        with transaction.atomic():
+            if acknowledged:
+                SyncedMember.objects.bulk_create(
+                    [
+                        SyncedMember(
+                            sync_id=self.run.sync_id,
+                            identity_value=c.identity,
+                            is_member=c.is_member,
+                            acknowledged_at=now,
+                        )
+                        for c in acknowledged
+                    ],
+                    update_conflicts=True,
+                    unique_fields=["sync", "identity_value"],
+                    update_fields=["is_member", "acknowledged_at"],
+                    batch_size=2000,
+                )
+            if failed:
+                SyncFailure.objects.bulk_create(
+                    [
+                        SyncFailure(
+                            run_id=self.run.pk,
+                            profile_id=c.profile_id,
+                            distinct_id=distinct_ids.get(c.profile_id, ""),
+                            identity_value=c.identity,
+                            operation=SyncFailure.Operation.ADD if c.is_member else SyncFailure.Operation.REMOVE,
+                            code=(o.code or "rejected")[:64],
+                            message=o.message or "The destination rejected this user without a reason.",
+                            retriable=o.retriable,
+                        )
+                        for c, o in failed
+                    ],
+                    batch_size=2000,
+                )
+            SyncRun.objects.filter(pk=self.run.pk).update(
+                heartbeat_at=now,
+                api_calls=self.connector.api_calls,
+                **{name: F(name) + value for name, value in counts.items()},
+            )
+
+
+def _changes_for(
+    batch: list[StagedChange], mapping: Mapping[str, str] | None
+) -> list[MembershipChange]:
+    properties: dict[int, dict[str, Any]] = {}
+    if mapping:
+        ids = [c.profile_id for c in batch if c.profile_id]
+        properties = {
+            pk: {key: props.get(key) for key in mapping if isinstance(props, dict) and key in props}
+            for pk, props in Profile.objects.filter(pk__in=ids).values_list("pk", "properties")
+        }
+    return [
+        MembershipChange(
+            identity=c.identity,
+            is_member=c.is_member,
+            properties=properties.get(c.profile_id) if mapping and c.profile_id else None,
+        )
+        for c in batch
+    ]
+
+
+def plan_push(
+    *,
+    run: SyncRun,
+    connector: Connector,
+    target: SyncTarget,
+    total_changes: int,
+    heartbeat: Callable[[], None],
+    cancel_requested: Callable[[], bool],
+) -> PushResult:
+    result = PushResult()
+    recorder = _Recorder(run=run, connector=connector, result=result)
+    batch_size = max(1, int(connector.batch_size(total_changes)))
+    concurrency = max(1, int(connector.max_concurrency))
+    mapping = target.options.get("property_mapping") or None
+    pages: Iterator[list[StagedChange]] = iter(staging_pages(page_size=batch_size))
+    in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
+    consecutive_transient = 0
+
+    def stopping() -> bool:
+        return result.stop is not None or result.cancelled
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"run{run.pk}") as pool:
+        while True:
+            while not stopping() and len(in_flight) < concurrency:
+                batch = next(pages, None)
+                if batch is None:
+                    break
+                changes = _changes_for(batch, mapping)
+                in_flight[pool.submit(connector.push, target, changes)] = batch
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, timeout=WAIT_TICK_SECONDS, return_when=FIRST_COMPLETED)
+            if not done:
+                # A slow batch (an async job being polled): show the run is alive.
+                heartbeat()
+                if not stopping() and cancel_requested():
+                    result.cancelled = True
+                continue
+            for future in done:
+                batch = in_flight.pop(future)
+                try:
+                    outcomes = future.result()
+                except QuotaExhaustedError as exc:
+                    recorder.record_batch_error(batch, exc)
+                    resumes = f" It resumes after {exc.resumes_at}." if exc.resumes_at else ""
+                    result.stop = result.stop or RunStop(
+                        RunStatus.PARTIAL,
+                        error_code(exc),
+                        f"{exc.message} The run stopped; users not sent yet are sent by the "
+                        f"next run.{resumes}",
+                    )
+                    continue
+                except TransientError as exc:
+                    recorder.record_batch_error(batch, exc)
+                    consecutive_transient += 1
+                    if consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_BATCHES and result.stop is None:
+                        result.stop = RunStop(
+                            RunStatus.FAILED,
+                            error_code(exc),
+                            f"{consecutive_transient} batches in a row failed after retries "
+                            f"({exc.message}). The destination looks unavailable: the run "
+                            "stopped, and the next run sends the remaining users.",
+                        )
+                    continue
+                except DestinationError as exc:
+                    recorder.record_batch_error(batch, exc)
+                    result.stop = result.stop or RunStop(RunStatus.FAILED, error_code(exc), exc.message)
+                    continue
+                except Exception as exc:
+                    logger.exception("Run %s: pushing a batch failed unexpectedly", run.pk)
+                    recorder.record_batch_error(batch, exc)
+                    result.stop = result.stop or RunStop(
+                        RunStatus.FAILED,
+                        "internal_error",
+                        f"CohortSync hit an unexpected error ({type(exc).__name__}) while "
+                        "sending; see the worker log. Acknowledged users are kept and the "
+                        "rest are sent by the next run.",
+                    )
+                    continue
+                consecutive_transient = 0
+                recorder.record(batch, outcomes)
+            if not stopping() and cancel_requested():
+                result.cancelled = True
+    return result

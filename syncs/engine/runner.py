@@ -1,0 +1,250 @@
+"""One run from claim to finish: validate the target, plan, guard, push, record."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from cohorts.rules import RuleError
+from destinations.base import Connector, SyncTarget
+from destinations.errors import DestinationError
+from destinations.registry import connector_for
+from syncs.engine import staging
+from syncs.engine.planning import Plan, plan_build
+from syncs.engine.pushing import PushResult, error_code, plan_push
+from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+
+logger = logging.getLogger(__name__)
+
+REMOVAL_GUARD_CODE = "removal_guard"
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    holds: bool
+    acknowledged: int
+    ratio: float
+    reason: str = ""
+
+
+def run_claim(*, run_id: int) -> bool:
+    """queued -> running, atomically; False when another worker (or a re-delivery) got it."""
+    now = timezone.now()
+    claimed = SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        finished_at=None,
+        attempted_adds=0,
+        succeeded_adds=0,
+        failed_adds=0,
+        attempted_removes=0,
+        succeeded_removes=0,
+        failed_removes=0,
+        skipped_users=0,
+        api_calls=0,
+        error_code="",
+        error_message="",
+    )
+    return claimed == 1
+
+
+def run_execute(*, run_id: int) -> SyncRun:
+    """Claim the run and carry it out in this process; a run already claimed is left alone."""
+    if not run_claim(run_id=run_id):
+        return SyncRun.objects.get(pk=run_id)
+    run = SyncRun.objects.select_related("sync", "sync__destination", "sync__cohort").get(pk=run_id)
+    # An approved run was planned once already (to show the guard): start its audit afresh.
+    SyncFailure.objects.filter(run_id=run.pk).delete()
+    try:
+        _execute(run)
+    except Exception:
+        logger.exception("Run %s of sync %s failed unexpectedly", run.pk, run.sync_id)
+        _finish(
+            run,
+            RunStatus.FAILED,
+            code="internal_error",
+            message="CohortSync hit an unexpected error; see the worker log. Users acknowledged "
+            "before it are kept and the rest are sent by the next run.",
+        )
+    finally:
+        try:
+            staging.staging_drop()
+        except Exception:  # the connection may be gone; temporary tables go with it
+            logger.warning("Run %s: could not drop its temporary tables", run.pk, exc_info=True)
+    run.refresh_from_db()
+    return run
+
+
+def _execute(run: SyncRun) -> None:
+    sync = run.sync
+    try:
+        connector = connector_for(sync.destination)
+    except DestinationError as exc:
+        _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.")
+        return
+    target = SyncTarget(
+        field=sync.target_field,
+        identity_property=sync.identity_property,
+        options=dict(sync.options or {}),
+    )
+
+    def heartbeat() -> None:
+        SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), api_calls=connector.api_calls)
+
+    # A dry run never contacts the destination: validating may create the target column,
+    # and a preview must change nothing anywhere.
+    if not run.is_dry_run:
+        try:
+            connector.validate_target(target)
+        except DestinationError as exc:
+            _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.",
+                    connector=connector)
+            return
+    try:
+        plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
+    except RuleError as exc:
+        _finish(run, RunStatus.FAILED, code="invalid_rules",
+                message=f"The cohort '{sync.cohort.name}' has invalid rules: {exc} Nothing was sent.",
+                connector=connector)
+        return
+    verdict = _guard(run, sync, plan)
+    sample = plan.sample()
+    if verdict.holds or run.is_dry_run:
+        sample["guard"] = {
+            "holds": verdict.holds,
+            "acknowledged_members": verdict.acknowledged,
+            "ratio": verdict.ratio,
+            "reason": verdict.reason,
+        }
+    SyncRun.objects.filter(pk=run.pk).update(
+        planned_adds=plan.adds,
+        planned_removes=plan.removes,
+        skipped_users=plan.skipped,
+        plan_sample=sample,
+        heartbeat_at=timezone.now(),
+        api_calls=connector.api_calls,
+    )
+    if run.is_dry_run:
+        _finish(run, RunStatus.SUCCEEDED, connector=connector)
+        return
+    if verdict.holds:
+        _await_approval(run, verdict, connector)
+        return
+    if plan.total == 0:
+        _finish(run, RunStatus.SUCCEEDED, connector=connector)
+        return
+    if _cancel_requested(run):
+        _finish_cancelled(run, connector, sent=0, planned=plan.total)
+        return
+    result = plan_push(
+        run=run,
+        connector=connector,
+        target=target,
+        total_changes=plan.total,
+        heartbeat=heartbeat,
+        cancel_requested=lambda: _cancel_requested(run),
+    )
+    _finish_pushed(run, connector, plan, result)
+
+
+def _guard(run: SyncRun, sync: Sync, plan: Plan) -> GuardVerdict:
+    ratio = float((sync.options or {}).get("removal_guard_ratio", settings.COHORTSYNC_REMOVAL_GUARD_RATIO))
+    acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
+    if run.approved_at is not None or acknowledged == 0 or plan.removes == 0:
+        return GuardVerdict(False, acknowledged, ratio)
+    if plan.members == 0:
+        return GuardVerdict(
+            True, acknowledged, ratio,
+            f"The cohort '{sync.cohort.name}' has no members now, while {acknowledged:,} users "
+            "are acknowledged as members: this run would set all of them to false.",
+        )
+    if plan.removes > ratio * acknowledged:
+        share = plan.removes / acknowledged
+        return GuardVerdict(
+            True, acknowledged, ratio,
+            f"This run would remove {plan.removes:,} of {acknowledged:,} acknowledged members "
+            f"({share:.0%}), more than the {ratio:.0%} allowed without approval.",
+        )
+    return GuardVerdict(False, acknowledged, ratio)
+
+
+def _await_approval(run: SyncRun, verdict: GuardVerdict, connector: Connector) -> None:
+    SyncRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.AWAITING_APPROVAL,
+        heartbeat_at=timezone.now(),
+        api_calls=connector.api_calls,
+        error_code=REMOVAL_GUARD_CODE,
+        error_message=f"{verdict.reason} Nothing was sent. Check the cohort; approve the run "
+        "to send these changes, or cancel it.",
+    )
+
+
+def _cancel_requested(run: SyncRun) -> bool:
+    return SyncRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=False).exists()
+
+
+def _finish(
+    run: SyncRun,
+    status: str,
+    *,
+    code: str = "",
+    message: str = "",
+    connector: Connector | None = None,
+) -> None:
+    now = timezone.now()
+    values: dict[str, object] = {
+        "status": status,
+        "finished_at": now,
+        "heartbeat_at": now,
+        "error_code": code[:64],
+        "error_message": message,
+    }
+    if connector is not None:
+        values["api_calls"] = connector.api_calls
+    SyncRun.objects.filter(pk=run.pk).update(**values)
+
+
+def _finish_cancelled(run: SyncRun, connector: Connector, *, sent: int, planned: int) -> None:
+    run.refresh_from_db(fields=["cancelled_by"])
+    who = f" by {run.cancelled_by}" if run.cancelled_by_id else ""
+    _finish(
+        run,
+        RunStatus.CANCELLED,
+        code="cancelled",
+        message=f"Cancelled{who} after {sent:,} of {planned:,} changes were sent. The next "
+        "run sends the rest.",
+        connector=connector,
+    )
+
+
+def _failure_summary(result: PushResult, plan: Plan) -> str:
+    parts = [
+        f"{count:,} × {code} ({result.failure_messages.get(code, '')})"
+        for code, count in result.failure_codes.most_common(3)
+    ]
+    more = "" if len(result.failure_codes) <= 3 else f" and {len(result.failure_codes) - 3} other codes"
+    return (
+        f"{result.failed:,} of {plan.total:,} users failed: {'; '.join(parts)}{more}. They are "
+        "sent again by the next run; “Retry failed users” re-sends only them."
+    )
+
+
+def _finish_pushed(run: SyncRun, connector: Connector, plan: Plan, result: PushResult) -> None:
+    top_code = result.failure_codes.most_common(1)[0][0] if result.failure_codes else ""
+    if result.stop is not None:
+        message = result.stop.message
+        if result.succeeded:
+            message = f"{message} {result.succeeded:,} users were acknowledged before it stopped and are kept."
+        _finish(run, result.stop.status, code=result.stop.code, message=message, connector=connector)
+    elif result.cancelled:
+        _finish_cancelled(run, connector, sent=result.succeeded + result.failed, planned=plan.total)
+    elif result.failed and not result.succeeded:
+        _finish(run, RunStatus.FAILED, code=top_code, message=_failure_summary(result, plan), connector=connector)
+    elif result.failed:
+        _finish(run, RunStatus.PARTIAL, code=top_code, message=_failure_summary(result, plan), connector=connector)
+    else:
+        _finish(run, RunStatus.SUCCEEDED, connector=connector)

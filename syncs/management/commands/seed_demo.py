@@ -1,0 +1,171 @@
+"""Idempotent demo data: profiles, cohorts, sandbox destinations, syncs and an admin user."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from django.utils import timezone
+
+from cohorts.models import Profile
+from syncs.config_as_code import config_apply
+
+DEMO_CONFIG = Path(settings.BASE_DIR) / "docs" / "examples" / "demo.json"
+SECRET_VARIABLE = "COHORTSYNC_DEMO_CLIENT_SECRET"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
+ADMIN_USERNAME = "admin"
+DISTINCT_ID_FORMAT = "demo-{:05d}"
+
+_FIRST = ["ana", "ben", "chloe", "dev", "eva", "femi", "gus", "hana", "ivan", "jun", "kemi", "li"]
+_LAST = ["ng", "okafor", "silva", "smith", "tanaka", "novak", "haddad", "kowalski", "reyes"]
+_COUNTRIES = ["US", "US", "US", "GB", "DE", "FR", "BR", "IN", "JP", "NG", "CA", "AU"]
+_PLANS = ["free"] * 12 + ["pro"] * 5 + ["team"] * 2 + ["enterprise"]
+# Identities a destination rejects, so the run pages have failures to show.
+_ODD_EMAILS = [
+    "not-an-email",
+    "ana@@example.com",
+    "ben@example",
+    "chloe smith@example.com",
+    "@example.com",
+]
+
+
+def demo_profile(index: int, *, today: dt.date) -> tuple[str, dict[str, Any]]:
+    """The same profile for the same index on the same day: a seeded RNG per profile."""
+    rng = random.Random(index)
+    first, last = rng.choice(_FIRST), rng.choice(_LAST)
+    recent = rng.random() < 0.1
+    signup = today - dt.timedelta(days=rng.randint(0, 30) if recent else rng.randint(0, 720))
+    roll = rng.random()
+    if roll < 0.6:
+        inactive_days = rng.randint(0, 6)
+    elif roll < 0.85:
+        inactive_days = rng.randint(7, 29)
+    else:
+        inactive_days = rng.randint(30, 120)
+    last_seen_day = max(signup, today - dt.timedelta(days=inactive_days))
+    last_seen = dt.datetime.combine(last_seen_day, dt.time(rng.randint(0, 23), rng.randint(0, 59)))
+    properties: dict[str, Any] = {
+        "$name": f"{first.title()} {last.title()}",
+        "$email": f"{first}.{last}.{index}@example.com",
+        "plan": rng.choice(_PLANS),
+        "country": rng.choice(_COUNTRIES),
+        "signup_date": signup.isoformat(),
+        "last_seen": last_seen.isoformat() + "Z",
+        "days_since_last_seen": (today - last_seen_day).days,
+    }
+    if index % 97 == 13:
+        del properties["$email"]
+    elif index % 89 == 7:
+        properties["$email"] = _ODD_EMAILS[(index // 89) % len(_ODD_EMAILS)]
+    return DISTINCT_ID_FORMAT.format(index), properties
+
+
+def _profiles(count: int, today: dt.date) -> Iterator[Profile]:
+    for index in range(count):
+        distinct_id, properties = demo_profile(index, today=today)
+        yield Profile(distinct_id=distinct_id, properties=properties)
+
+
+def demo_document(sandbox_url: str) -> dict[str, Any]:
+    """docs/examples/demo.json with its destinations pointed at `sandbox_url`."""
+    document = json.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
+    base = sandbox_url.rstrip("/")
+    for destination in document["destinations"]:
+        if destination["kind"] == "marketo":
+            destination["base_url"] = f"{base}/marketo"
+        else:
+            destination["auth_base_url"] = f"{base}/sfmc/auth"
+    return document
+
+
+class Command(BaseCommand):
+    help = (
+        "Load demo data: profiles, cohorts, one destination of each kind pointing at the "
+        "sandbox emulators, a sync for each, and an 'admin' superuser with a new password. "
+        "Safe to run again: nothing is duplicated."
+    )
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        default_url = (
+            f"http://{settings.COHORTSYNC_SANDBOX_HOST}:{settings.COHORTSYNC_SANDBOX_PORT}"
+        )
+        parser.add_argument(
+            "--sandbox-url",
+            default=default_url,
+            help=f"Where `manage.py run_sandbox` listens (default {default_url}).",
+        )
+        parser.add_argument("--profiles", type=int, default=3000, help="Number of demo profiles.")
+        parser.add_argument(
+            "--web-url",
+            default="http://127.0.0.1:8000",
+            help="Where the web server listens, for the printed next steps.",
+        )
+
+    def handle(self, *args, sandbox_url: str, profiles: int, web_url: str, **options) -> None:  # type: ignore[no-untyped-def]
+        if profiles < 0 or profiles > 1_000_000:
+            raise CommandError("--profiles must be between 0 and 1000000.")
+        environ = dict(os.environ)
+        environ.setdefault(SECRET_VARIABLE, SANDBOX_CLIENT_SECRET)
+        today = timezone.now().astimezone(dt.UTC).date()
+        with transaction.atomic():
+            Profile.objects.bulk_create(
+                _profiles(profiles, today),
+                batch_size=1000,
+                update_conflicts=True,
+                unique_fields=["distinct_id"],
+                update_fields=["properties"],
+            )
+            report = config_apply(document=demo_document(sandbox_url), environ=environ)
+            if not report.ok:
+                transaction.set_rollback(True)
+                raise CommandError(
+                    "The demo configuration was not applied:\n  "
+                    + "\n  ".join(report.errors)
+                    + "\nIf the sandbox URL is refused, add its host:port to "
+                    "COHORTSYNC_ALLOWED_API_HOSTS (`make demo` writes it to .env)."
+                )
+            password = _reset_admin()
+
+        self.stdout.write(f"{profiles} demo profiles ({DISTINCT_ID_FORMAT.format(0)} ...).")
+        for line in report.lines():
+            self.stdout.write(f"  {line}")
+        web = web_url.rstrip("/")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nAdmin: {web}/admin/\n  user:     {ADMIN_USERNAME}\n  password: {password}\n"
+            )
+        )
+        self.stdout.write(
+            "Next:\n"
+            f"  1. Log in and open Syncs: {web}/admin/syncs/sync/\n"
+            "  2. Select a sync and run \"Export now\" (or \"Dry run\" to preview the plan).\n"
+            "  3. Open the run to see counts and the users that failed (odd or missing emails).\n"
+            f"  4. See what the emulators received: {sandbox_url.rstrip('/')}/sfmc/_sandbox/state "
+            f"and {sandbox_url.rstrip('/')}/marketo/_sandbox/state\n"
+            "  Or from the shell: manage.py run_sync \"Pro users → SFMC data extension\" "
+            "--inline --json"
+        )
+
+
+def _reset_admin() -> str:
+    """Create the 'admin' superuser or reset its password; returns the new password."""
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(
+        username=ADMIN_USERNAME, defaults={"email": "admin@example.com"}
+    )
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.save()
+    return password

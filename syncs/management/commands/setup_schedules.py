@@ -1,0 +1,30 @@
+"""Create or repair every CohortSync schedule: safe to run on every deploy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from syncs.models import Sync
+from syncs.schedules import housekeeping_schedules_ensure, orphan_sync_schedules_delete
+from syncs.services import sync_schedule_update
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the daily run pruning and the stale-run reaper schedules, and bring every "
+        "sync's schedule in line with its mode, interval and enabled flag. Idempotent."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        names = housekeeping_schedules_ensure()
+        ids: set[int] = set()
+        for sync in Sync.objects.select_related("destination").iterator():
+            sync_schedule_update(sync=sync)
+            ids.add(sync.pk)
+        orphans = orphan_sync_schedules_delete(existing_sync_ids=ids)
+        self.stdout.write(
+            f"Schedules ready: {', '.join(names)}; {len(ids)} sync(s) checked"
+            + (f"; {orphans} orphan schedule(s) removed." if orphans else ".")
+        )

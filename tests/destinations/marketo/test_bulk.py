@@ -1,0 +1,163 @@
+"""The bulk import path for large runs: CSV files, the import queue, failure files."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+import responses
+
+from destinations.base import MembershipChange
+from destinations.errors import PermanentError, TransientError
+from destinations.marketo import bulk
+from destinations.marketo.connector import MarketoConnector
+
+from .conftest import config_for, target
+
+REAL = "https://123-abc-456.mktorest.com"
+
+
+class FakeTime:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def bulk_connector(sandbox, fake_time) -> MarketoConnector:
+    config = config_for(sandbox.marketo_base_url, bulk_threshold=10)
+    connector = MarketoConnector(config, sleep=fake_time.sleep, clock=fake_time.clock)
+    assert connector.batch_size(11) == bulk.rows_per_file()
+    return connector
+
+
+def test_runs_above_the_threshold_use_files_of_at_most_10_mb(make_connector):
+    connector = make_connector(bulk_threshold=50_000)
+
+    assert connector.batch_size(50_000) == 300
+    rows = connector.batch_size(50_001)
+    assert rows * bulk.ESTIMATED_ROW_BYTES <= 10_000_000 and rows >= 100_000
+
+
+def test_bulk_import_reports_failures_per_user_and_writes_the_rest(bulk_connector, marketo, fake_time):
+    marketo.configure(
+        reject_emails={"bad1@example.com": {"message": "Invalid email address"},
+                       "bad2@example.com": {"message": "Lead is blocklisted"}},
+        leads=[{"email": "dup@example.com"}, {"email": "dup@example.com"},
+               {"email": "leaver@example.com", "cohortProUsers": True}],
+    )
+    members = [f"m{i}@example.com" for i in range(40)] + ["bad1@example.com", "bad2@example.com", "dup@example.com"]
+    changes = [MembershipChange(e, True) for e in members] + [MembershipChange("leaver@example.com", False)]
+
+    outcomes = {o.identity: o for o in bulk_connector.push(target(), changes)}
+
+    assert len(outcomes) == len(changes)
+    assert not outcomes["bad1@example.com"].ok
+    assert "Invalid email address" in outcomes["bad1@example.com"].message
+    assert "Check the user's email address" in outcomes["bad1@example.com"].message
+    assert "Lead is blocklisted" in outcomes["bad2@example.com"].message
+    assert outcomes["dup@example.com"].ok and "warning" in outcomes["dup@example.com"].message
+    assert sum(o.ok for o in outcomes.values()) == len(changes) - 2
+    assert marketo.lead("m39@example.com")["cohortProUsers"] is True
+    assert marketo.lead("leaver@example.com")["cohortProUsers"] is False
+    assert marketo.lead("bad1@example.com") is None
+    state = marketo.state()
+    assert [job["status"] for job in state["bulk_jobs"]] == ["Complete"]
+    assert "POST /rest/v1/leads.json" not in state["calls"]["by_endpoint"]
+    assert state["calls"]["by_endpoint"]["GET /bulk/v1/leads/batch/{id}/failures.json"] == 1
+    assert fake_time.sleeps and max(fake_time.sleeps) <= bulk.POLL_MAX_SECONDS
+
+
+def test_a_full_import_queue_is_waited_for(bulk_connector, marketo, fake_time):
+    marketo.configure(inject=[{"code": "1016", "times": 7, "path": "/bulk/v1/leads.json"}])
+    changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
+
+    outcomes = bulk_connector.push(target(), changes)
+
+    assert all(o.ok for o in outcomes)
+    assert fake_time.sleeps.count(30.0) == 7
+    assert marketo.state()["lead_count"] == 20
+
+
+def test_a_queue_that_stays_full_gives_up_after_a_bounded_wait(bulk_connector, marketo, fake_time):
+    marketo.configure(bulk_queue_limit=0)
+    changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
+
+    with pytest.raises(TransientError, match=r"queue stayed full for 3\d minutes"):
+        bulk_connector.push(target(), changes)
+    assert fake_time.now >= bulk.QUEUE_MAX_WAIT_SECONDS
+
+
+def test_an_import_that_never_finishes_is_given_up_with_its_batch_id(bulk_connector, marketo, fake_time):
+    # Never advances on its own; the real-time rate limit would trip on hours of fake polling.
+    marketo.configure(bulk_step_seconds=10_000_000, calls_per_20s=100_000)
+    changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
+
+    with pytest.raises(TransientError, match="bulk import 3401 was still 'Queued'"):
+        bulk_connector.push(target(), changes)
+
+
+def test_large_batches_are_split_into_files_below_the_size_limit(bulk_connector, marketo, monkeypatch):
+    monkeypatch.setattr(bulk, "MAX_FILE_BYTES", 2_000)
+    changes = [MembershipChange(f"person{i:04d}@example.com", i % 3 != 0) for i in range(200)]
+
+    outcomes = bulk_connector.push(target(), changes)
+
+    assert all(o.ok for o in outcomes)
+    jobs = marketo.state()["bulk_jobs"]
+    assert len(jobs) == 3 and sum(j["numOfLeadsProcessed"] for j in jobs) == 200
+    assert marketo.lead("person0000@example.com")["cohortProUsers"] is False
+    assert marketo.lead("person0001@example.com")["cohortProUsers"] is True
+
+
+def test_csv_files_are_rfc4180_with_a_header_in_each():
+    files = list(bulk.csv_files(field="cohortX", records=[("a@x.com", True), ("b@x.com", False)], max_bytes=30))
+
+    assert [emails for _, emails in files] == [["a@x.com"], ["b@x.com"]]
+    assert files[0][0] == b"email,cohortX\r\na@x.com,true\r\n"
+    assert list(csv.reader(io.StringIO(files[1][0].decode()))) == [["email", "cohortX"], ["b@x.com", "false"]]
+
+
+def test_a_file_over_the_instance_limit_is_refused_with_a_sentence(bulk_connector, marketo):
+    marketo.configure(max_bulk_bytes=500)
+    changes = [MembershipChange(f"user{i}@example.com", True) for i in range(40)]
+
+    with pytest.raises(PermanentError, match="at most 10 MB"):
+        bulk_connector.push(target(), changes)
+
+
+@responses.activate
+def test_a_failed_import_stops_with_marketos_reason(fake_time):
+    responses.post(f"{REAL}/identity/oauth/token", json={"access_token": "t:ab", "expires_in": 3599})
+    responses.get(f"{REAL}/rest/v1/leads/describe.json", json={"success": True, "result": [
+        {"id": 9, "displayName": "Pro", "dataType": "boolean", "rest": {"name": "cohortPro", "readOnly": False}},
+    ]})
+    responses.post(f"{REAL}/bulk/v1/leads.json",
+                   json={"success": True, "result": [{"batchId": 77, "importId": "77", "status": "Queued"}]})
+    for status in ("Queued", "Importing", "Failed"):
+        responses.get(f"{REAL}/bulk/v1/leads/batch/77.json", json={"success": True, "result": [
+            {"batchId": 77, "status": status, "message": "Import failed: unsupported file encoding"}]})
+    connector = MarketoConnector(config_for(REAL, bulk_threshold=1), sleep=fake_time.sleep, clock=fake_time.clock)
+    connector.batch_size(5)
+
+    with pytest.raises(PermanentError, match="unsupported file encoding"):
+        connector.push(target("cohortPro"), [MembershipChange(f"u{i}@x.com", True) for i in range(5)])
+    upload = responses.calls[2].request
+    assert "format=csv" in upload.url and "lookupField=email" in upload.url
+    assert upload.headers["Content-Type"].startswith("multipart/form-data")
+    assert fake_time.sleeps == [5.0, 7.5]
