@@ -459,7 +459,8 @@ class _BatchWriter:
                     "distinct_id", "properties"
                 )
             )
-        to_write: list[Profile] = []
+        to_write: list[tuple[str, str, Any, Any]] = []
+        stamp = connection.ops.adapt_datetimefield_value(now)
         for row in rows:
             before = stored.get(row.distinct_id)
             if before is None:
@@ -472,15 +473,14 @@ class _BatchWriter:
                     self.report.unchanged += 1
                     continue
                 self.report.updated += 1
-            to_write.append(
-                Profile(distinct_id=row.distinct_id, properties=merged, created_at=now, updated_at=now)
-            )
+            to_write.append((row.distinct_id, json.dumps(merged), stamp, stamp))
         if to_write:
-            Profile.objects.bulk_create(
-                to_write,
-                batch_size=500,
-                update_conflicts=True,
-                unique_fields=["distinct_id"],
-                update_fields=["properties", "updated_at"],
-            )
+            # Plain executemany: model instances and bulk_create cost more than the writes.
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO {self.table} (distinct_id, properties, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (distinct_id) DO UPDATE SET "
+                    "properties = excluded.properties, updated_at = excluded.updated_at",
+                    to_write,
+                )
 

@@ -15,8 +15,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from syncs import admin_views, services
-from syncs.admin_views import (
+from destinations.models import Destination
+from syncs import admin_display, admin_views, services
+from syncs.admin_display import (
     LargeTablePaginator,
     run_counts_summary,
     run_duration_display,
@@ -46,6 +47,19 @@ class LastRunStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DestinationFilter(admin.SimpleListFilter):
+    """Destinations by name, read without their (encrypted) secrets."""
+
+    title = "destination"
+    parameter_name = "destination"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in Destination.objects.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Sync]) -> QuerySet[Sync]:
+        return queryset.filter(destination_id=self.value()) if self.value() else queryset
+
+
 @admin.register(Sync)
 class SyncAdmin(admin.ModelAdmin):
     form = SyncAdminForm
@@ -61,7 +75,7 @@ class SyncAdmin(admin.ModelAdmin):
     )
     list_filter = (
         ("destination__kind", admin.ChoicesFieldListFilter),
-        "destination",
+        DestinationFilter,
         "mode",
         "enabled",
         LastRunStatusFilter,
@@ -88,7 +102,7 @@ class SyncAdmin(admin.ModelAdmin):
             "fields": ("name", "cohort", "destination", "target_field", "identity_property")
         }
         if obj is not None and self._is_frozen(obj):
-            target["description"] = admin_views.frozen_note(obj)
+            target["description"] = admin_display.frozen_note(obj)
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [
             (None, target),
             ("Schedule", {"fields": ("mode", "interval_minutes", "enabled")}),
@@ -142,23 +156,23 @@ class SyncAdmin(admin.ModelAdmin):
 
     @admin.display(description="Last run", ordering="last_run_at")
     def last_run(self, obj: Sync) -> str:
-        return admin_views.last_run_link(obj)
+        return admin_display.last_run_link(obj)
 
     @admin.display(description="Next run due", ordering="next_run_at")
     def next_run_due(self, obj: Sync) -> str:
-        return admin_views.next_run_display(obj)
+        return admin_display.next_run_display(obj)
 
     @admin.display(description="Last run")
     def last_run_detail(self, obj: Sync) -> str:
-        return admin_views.last_run_link(obj, with_counts=True)
+        return admin_display.last_run_link(obj, with_counts=True)
 
     @admin.display(description="Next run due")
     def next_run_detail(self, obj: Sync) -> str:
-        return admin_views.next_run_display(obj)
+        return admin_display.next_run_display(obj)
 
     @admin.display(description="Acknowledged members")
     def acknowledged_members(self, obj: Sync) -> str:
-        return admin_views.acknowledged_members_display(obj)
+        return admin_display.acknowledged_members_display(obj)
 
     # --- Actions -----------------------------------------------------------------------
 
@@ -262,6 +276,14 @@ class SyncRunAdmin(admin.ModelAdmin):
         # Run history is the audit trail; old runs are pruned by `prune_runs`, not by hand.
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SyncRun]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("sync", "sync__cohort", "sync__destination", "triggered_by")
+            .defer("sync__destination__client_secret")
+        )
+
     def has_manage_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("syncs.manage_run")
 
@@ -302,7 +324,7 @@ class SyncRunAdmin(admin.ModelAdmin):
         run = get_object_or_404(self.get_queryset(request), pk=object_id)
         context = {
             **(extra_context or {}),
-            **admin_views.run_detail_context(request, run),
+            **admin_display.run_detail_context(request, run),
             "can_manage_run": self.has_manage_run_permission(request),
         }
         return super().change_view(request, object_id, form_url, context)
@@ -360,7 +382,7 @@ class FailureCodeFilter(admin.SimpleListFilter):
     parameter_name = "code"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(code, code) for code in admin_views.recent_failure_codes()]
+        return [(code, code) for code in admin_display.recent_failure_codes()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[SyncFailure]) -> QuerySet[SyncFailure]:
         return queryset.filter(code=self.value()) if self.value() else queryset
@@ -421,7 +443,7 @@ class SyncFailureAdmin(admin.ModelAdmin):
             per_page,
             orphans=0,
             allow_empty_first_page=allow_empty_first_page,
-            page_number=admin_views.page_number(request.GET.get("p")),
+            page_number=admin_display.page_number(request.GET.get("p")),
         )
 
     @admin.display(description="Run", ordering="run_id")

@@ -147,6 +147,10 @@ class SyncAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        destination = self.fields.get("destination")
+        if destination is not None:
+            # Listing destinations must not decrypt their secrets.
+            destination.queryset = destination.queryset.defer("client_secret")
         interval = self.fields.get("interval_minutes")
         if interval is not None and self.instance.pk:
             default = self.instance.destination.default_interval_minutes

@@ -202,6 +202,8 @@ class MarketoConnector:
     # --- push -----------------------------------------------------------------------------
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
+        if not changes:
+            return []
         field = self._rest_field(target)
         # One record per email: Marketo's behaviour for an email twice in one call is
         # undocumented, and two upserts racing on one email can create duplicate leads.

@@ -64,9 +64,9 @@ def error_code(exc: DestinationError) -> str:
 class _Recorder:
     """Writes one finished batch: acknowledged state, failure rows, run counters."""
 
-    def __init__(self, *, run: SyncRun, connector: Connector, result: PushResult) -> None:
+    def __init__(self, *, run: SyncRun, api_calls: Callable[[], int], result: PushResult) -> None:
         self.run = run
-        self.connector = connector
+        self.api_calls = api_calls
         self.result = result
 
     def record(self, batch: list[StagedChange], outcomes: list[PushOutcome]) -> None:
@@ -156,7 +156,7 @@ class _Recorder:
                 )
             SyncRun.objects.filter(pk=self.run.pk).update(
                 heartbeat_at=now,
-                api_calls=self.connector.api_calls,
+                api_calls=self.api_calls(),
                 **{name: F(name) + value for name, value in counts.items()},
             )
 
@@ -189,9 +189,10 @@ def plan_push(
     total_changes: int,
     heartbeat: Callable[[], None],
     cancel_requested: Callable[[], bool],
+    api_calls: Callable[[], int],
 ) -> PushResult:
     result = PushResult()
-    recorder = _Recorder(run=run, connector=connector, result=result)
+    recorder = _Recorder(run=run, api_calls=api_calls, result=result)
     batch_size = max(1, int(connector.batch_size(total_changes)))
     concurrency = max(1, int(connector.max_concurrency))
     mapping = target.options.get("property_mapping") or None

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from cohorts.rules import RuleError
-from destinations.base import Connector, SyncTarget
+from destinations.base import SyncTarget
 from destinations.errors import DestinationError
 from destinations.registry import connector_for
 from syncs.engine import staging
@@ -86,6 +86,12 @@ def _execute(run: SyncRun) -> None:
     except DestinationError as exc:
         _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.")
         return
+    # Connectors may be shared (tests) or pooled later: count only this run's calls.
+    baseline = connector.api_calls
+
+    def calls() -> int:
+        return connector.api_calls - baseline
+
     target = SyncTarget(
         field=sync.target_field,
         identity_property=sync.identity_property,
@@ -93,7 +99,7 @@ def _execute(run: SyncRun) -> None:
     )
 
     def heartbeat() -> None:
-        SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), api_calls=connector.api_calls)
+        SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), api_calls=calls())
 
     # A dry run never contacts the destination: validating may create the target column,
     # and a preview must change nothing anywhere.
@@ -102,14 +108,14 @@ def _execute(run: SyncRun) -> None:
             connector.validate_target(target)
         except DestinationError as exc:
             _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.",
-                    connector=connector)
+                    api_calls=calls())
             return
     try:
         plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
     except RuleError as exc:
         _finish(run, RunStatus.FAILED, code="invalid_rules",
                 message=f"The cohort '{sync.cohort.name}' has invalid rules: {exc} Nothing was sent.",
-                connector=connector)
+                api_calls=calls())
         return
     verdict = _guard(run, sync, plan)
     sample = plan.sample()
@@ -126,19 +132,19 @@ def _execute(run: SyncRun) -> None:
         skipped_users=plan.skipped,
         plan_sample=sample,
         heartbeat_at=timezone.now(),
-        api_calls=connector.api_calls,
+        api_calls=calls(),
     )
     if run.is_dry_run:
-        _finish(run, RunStatus.SUCCEEDED, connector=connector)
+        _finish(run, RunStatus.SUCCEEDED, api_calls=calls())
         return
     if verdict.holds:
-        _await_approval(run, verdict, connector)
+        _await_approval(run, verdict, calls())
         return
     if plan.total == 0:
-        _finish(run, RunStatus.SUCCEEDED, connector=connector)
+        _finish(run, RunStatus.SUCCEEDED, api_calls=calls())
         return
     if _cancel_requested(run):
-        _finish_cancelled(run, connector, sent=0, planned=plan.total)
+        _finish_cancelled(run, calls(), sent=0, planned=plan.total)
         return
     result = plan_push(
         run=run,
@@ -147,8 +153,9 @@ def _execute(run: SyncRun) -> None:
         total_changes=plan.total,
         heartbeat=heartbeat,
         cancel_requested=lambda: _cancel_requested(run),
+        api_calls=calls,
     )
-    _finish_pushed(run, connector, plan, result)
+    _finish_pushed(run, calls(), plan, result)
 
 
 def _guard(run: SyncRun, sync: Sync, plan: Plan) -> GuardVerdict:
@@ -172,11 +179,11 @@ def _guard(run: SyncRun, sync: Sync, plan: Plan) -> GuardVerdict:
     return GuardVerdict(False, acknowledged, ratio)
 
 
-def _await_approval(run: SyncRun, verdict: GuardVerdict, connector: Connector) -> None:
+def _await_approval(run: SyncRun, verdict: GuardVerdict, api_calls: int) -> None:
     SyncRun.objects.filter(pk=run.pk).update(
         status=RunStatus.AWAITING_APPROVAL,
         heartbeat_at=timezone.now(),
-        api_calls=connector.api_calls,
+        api_calls=api_calls,
         error_code=REMOVAL_GUARD_CODE,
         error_message=f"{verdict.reason} Nothing was sent. Check the cohort; approve the run "
         "to send these changes, or cancel it.",
@@ -193,7 +200,7 @@ def _finish(
     *,
     code: str = "",
     message: str = "",
-    connector: Connector | None = None,
+    api_calls: int | None = None,
 ) -> None:
     now = timezone.now()
     values: dict[str, object] = {
@@ -203,12 +210,12 @@ def _finish(
         "error_code": code[:64],
         "error_message": message,
     }
-    if connector is not None:
-        values["api_calls"] = connector.api_calls
+    if api_calls is not None:
+        values["api_calls"] = api_calls
     SyncRun.objects.filter(pk=run.pk).update(**values)
 
 
-def _finish_cancelled(run: SyncRun, connector: Connector, *, sent: int, planned: int) -> None:
+def _finish_cancelled(run: SyncRun, api_calls: int, *, sent: int, planned: int) -> None:
     run.refresh_from_db(fields=["cancelled_by"])
     who = f" by {run.cancelled_by}" if run.cancelled_by_id else ""
     _finish(
@@ -217,7 +224,7 @@ def _finish_cancelled(run: SyncRun, connector: Connector, *, sent: int, planned:
         code="cancelled",
         message=f"Cancelled{who} after {sent:,} of {planned:,} changes were sent. The next "
         "run sends the rest.",
-        connector=connector,
+        api_calls=api_calls,
     )
 
 
@@ -233,18 +240,18 @@ def _failure_summary(result: PushResult, plan: Plan) -> str:
     )
 
 
-def _finish_pushed(run: SyncRun, connector: Connector, plan: Plan, result: PushResult) -> None:
+def _finish_pushed(run: SyncRun, api_calls: int, plan: Plan, result: PushResult) -> None:
     top_code = result.failure_codes.most_common(1)[0][0] if result.failure_codes else ""
     if result.stop is not None:
         message = result.stop.message
         if result.succeeded:
             message = f"{message} {result.succeeded:,} users were acknowledged before it stopped and are kept."
-        _finish(run, result.stop.status, code=result.stop.code, message=message, connector=connector)
+        _finish(run, result.stop.status, code=result.stop.code, message=message, api_calls=api_calls)
     elif result.cancelled:
-        _finish_cancelled(run, connector, sent=result.succeeded + result.failed, planned=plan.total)
+        _finish_cancelled(run, api_calls, sent=result.succeeded + result.failed, planned=plan.total)
     elif result.failed and not result.succeeded:
-        _finish(run, RunStatus.FAILED, code=top_code, message=_failure_summary(result, plan), connector=connector)
+        _finish(run, RunStatus.FAILED, code=top_code, message=_failure_summary(result, plan), api_calls=api_calls)
     elif result.failed:
-        _finish(run, RunStatus.PARTIAL, code=top_code, message=_failure_summary(result, plan), connector=connector)
+        _finish(run, RunStatus.PARTIAL, code=top_code, message=_failure_summary(result, plan), api_calls=api_calls)
     else:
-        _finish(run, RunStatus.SUCCEEDED, connector=connector)
+        _finish(run, RunStatus.SUCCEEDED, api_calls=api_calls)

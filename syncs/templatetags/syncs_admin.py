@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from syncs.admin_views import dashboard_rows
+from syncs.admin_display import dashboard_rows
 
 register = template.Library()
 

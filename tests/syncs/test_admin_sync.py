@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
 from destinations.base import ConnectionReport, FieldInfo
 from destinations.errors import AuthenticationError
+from destinations.models import Destination
 from syncs.models import RunStatus, Sync
 from syncs.schedules import sync_schedule_name
 from syncs.selectors import sync_next_run_at
@@ -231,3 +233,22 @@ def test_enable_and_disable_dynamic_sync(admin_client, django_capture_on_commit_
     dynamic.refresh_from_db()
     assert dynamic.enabled is False
     assert sync_next_run_at(dynamic) is None
+
+
+def test_pages_work_when_a_destination_secret_cannot_be_decrypted(admin_client):
+    """A lost encryption key must not take the sync pages down with it."""
+    sync = SyncFactory()
+    run = SyncRunFactory(sync=sync, status=RunStatus.FAILED)
+    table = Destination._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET client_secret = %s WHERE id = %s", ["not-a-token", sync.destination_id])
+
+    for url in (
+        CHANGELIST,
+        change_url(sync),
+        ADD,
+        reverse("admin:syncs_syncrun_change", args=[run.pk]),
+        reverse("admin:syncs_syncrun_changelist"),
+        reverse("admin:index"),
+    ):
+        assert admin_client.get(url).status_code == 200, url

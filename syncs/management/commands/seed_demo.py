@@ -64,10 +64,17 @@ def demo_profile(index: int, *, today: dt.date) -> tuple[str, dict[str, Any]]:
         "last_seen": last_seen.isoformat() + "Z",
         "days_since_last_seen": (today - last_seen_day).days,
     }
+    unusable = False
     if index % 97 == 13:
         del properties["$email"]
+        unusable = index % 2 == 1
     elif index % 89 == 7:
         properties["$email"] = _ODD_EMAILS[(index // 89) % len(_ODD_EMAILS)]
+        unusable = (index // 89) % 2 == 0
+    if unusable:
+        # Recent non-US signups, so "Recent signups → Marketo" shows per-user rows.
+        properties["signup_date"] = (today - dt.timedelta(days=index % 10)).isoformat()
+        properties["country"] = "BR"
     return DISTINCT_ID_FORMAT.format(index), properties
 
 
@@ -150,7 +157,7 @@ class Command(BaseCommand):
             "Next:\n"
             f"  1. Log in and open Syncs: {web}/admin/syncs/sync/\n"
             "  2. Select a sync and run \"Export now\" (or \"Dry run\" to preview the plan).\n"
-            "  3. Open the run to see counts and the users that failed (odd or missing emails).\n"
+            "  3. Open the run: counts, and each user skipped or failed (missing or invalid emails).\n"
             f"  4. See what the emulators received: {sandbox_url.rstrip('/')}/sfmc/_sandbox/state "
             f"and {sandbox_url.rstrip('/')}/marketo/_sandbox/state\n"
             "  Or from the shell: manage.py run_sync \"Pro users → SFMC data extension\" "

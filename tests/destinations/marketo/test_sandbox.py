@@ -174,6 +174,7 @@ def test_inspection_endpoints_configure_reset_and_report_without_tokens(base, ma
 
     state = requests.get(f"{base}/_sandbox/state?limit=2", timeout=5).json()
     bad = requests.post(f"{base}/_sandbox/config", json={"no_such_knob": 1}, timeout=5)
+    not_a_number = requests.post(f"{base}/_sandbox/config", json={"calls_per_20s": "many"}, timeout=5)
     good = requests.post(f"{base}/_sandbox/config", json={"token_ttl": 5}, timeout=5)
     requests.post(f"{base}/_sandbox/reset", timeout=5)
 
@@ -182,5 +183,6 @@ def test_inspection_endpoints_configure_reset_and_report_without_tokens(base, ma
     assert {f["name"] for f in state["fields"]} >= {"inCohortDemo", "cohortStaticVip", "cohortCrmLocked"}
     assert ":ab" not in str(state)
     assert bad.status_code == 400 and "no_such_knob" in bad.json()["error"]
+    assert not_a_number.status_code == 400
     assert good.json()["config"]["token_ttl"] == 5
     assert marketo.state()["lead_count"] == 0 and marketo.config["token_ttl"] == 3600
