@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncs.models import SyncRun
 from syncs.services import (
     runs_reap_stale,
     sync_run_execute,
@@ -14,7 +15,11 @@ from syncs.services import (
 
 def execute_sync_run(run_id: int) -> dict[str, Any]:
     """Claim and carry out a queued run; a re-delivered task finds it claimed and does nothing."""
-    run = sync_run_execute(run_id=run_id)
+    try:
+        run = sync_run_execute(run_id=run_id)
+    except SyncRun.DoesNotExist:
+        # The sync (and its runs) was deleted while the task waited in the queue.
+        return {"run_id": run_id, "status": "missing"}
     return {"run_id": run.pk, "status": run.status}
 
 

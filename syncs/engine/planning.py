@@ -1,5 +1,10 @@
 """Plan a run: stream the cohort's members, normalise identities, diff against the synced state.
 
+Normalising runs in Python (it is the connector's rule), so only members whose raw
+identity is not already an acknowledged identity of the sync are streamed through it; in
+a steady state that is the churn, not the cohort. This relies on normalize_identity being
+idempotent (a normalised value normalises to itself), which every connector's is.
+
 Per-user skip rows (missing or invalid identity) are capped per run: a cohort where half a
 million profiles lack an email would otherwise write half a million rows every 15 minutes.
 Every skipped user is counted in SyncRun.skipped_users; the first
@@ -10,11 +15,12 @@ sample says how many were recorded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
 from cohorts.models import Profile
@@ -22,12 +28,13 @@ from cohorts.selectors import cohort_members
 from destinations.base import Connector
 from destinations.errors import InvalidIdentityError
 from syncs.engine import staging
-from syncs.models import DISTINCT_ID_IDENTITY, Sync, SyncFailure, SyncRun
+from syncs.models import DISTINCT_ID_IDENTITY, Sync, SyncedMember, SyncFailure, SyncRun
 
 STREAM_CHUNK = 10_000
 SAMPLE_SIZE = 20
 DEFAULT_SKIP_ROWS_PER_RUN = 1000
 MISSING_IDENTITY = "missing_identity"
+MAX_IDENTITY_LENGTH = SyncedMember._meta.get_field("identity_value").max_length or 512
 INVALID_IDENTITY = "invalid_identity"
 
 
@@ -54,30 +61,54 @@ class Plan:
         }
 
 
-def _member_rows(sync: Sync) -> Iterator[tuple[int, str, Any]]:
-    """(profile id, distinct id, raw identity) for every member, streamed in chunks."""
-    members = cohort_members(sync.cohort).order_by()
+def _members(sync: Sync) -> QuerySet[Profile]:
+    """The cohort's members annotated with `_identity` (raw, before normalisation) and `_pid`."""
     if sync.identity_property == DISTINCT_ID_IDENTITY:
-        rows = members.values_list("pk", "distinct_id", "distinct_id")
+        identity: Any = F("distinct_id")
     else:
         # KeyTextTransform rather than a "properties__<name>" lookup: property names may
         # contain "__" or "$".
-        rows = members.annotate(
-            _identity=KeyTextTransform(sync.identity_property, "properties")
-        ).values_list("pk", "distinct_id", "_identity")
-    return rows.iterator(chunk_size=STREAM_CHUNK)
+        identity = KeyTextTransform(sync.identity_property, "properties")
+    return cohort_members(sync.cohort).order_by().annotate(_identity=identity, _pid=F("pk"))
 
 
-def _skip_row(run: SyncRun, profile_id: int, distinct_id: str, raw: Any, code: str, message: str) -> SyncFailure:
-    return SyncFailure(
-        run_id=run.pk,
-        profile_id=profile_id,
-        distinct_id=distinct_id,
-        identity_value="" if raw is None else str(raw)[:512],
-        operation=SyncFailure.Operation.SKIP,
-        code=code[:64],
-        message=message,
-        retriable=False,
+def _identity_or_skip(connector: Connector, raw: Any, missing_message: str) -> str | tuple[str, str]:
+    """The identity to send, or (code, message) saying why the member is skipped."""
+    if isinstance(raw, str) and not raw.strip():
+        return MISSING_IDENTITY, missing_message
+    try:
+        identity = connector.normalize_identity(raw)
+    except InvalidIdentityError as exc:
+        return exc.code or INVALID_IDENTITY, exc.message
+    if len(identity) > MAX_IDENTITY_LENGTH:
+        return INVALID_IDENTITY, (
+            f"The identity is {len(identity)} characters long; CohortSync keeps identities of "
+            f"at most {MAX_IDENTITY_LENGTH}."
+        )
+    return identity
+
+
+def _skips_record(run: SyncRun, skipped: list[tuple[int, Any, str, str]]) -> None:
+    if not skipped:
+        return
+    distinct_ids = dict(
+        Profile.objects.filter(pk__in=[s[0] for s in skipped]).values_list("pk", "distinct_id")
+    )
+    SyncFailure.objects.bulk_create(
+        [
+            SyncFailure(
+                run_id=run.pk,
+                profile_id=profile_id,
+                distinct_id=distinct_ids.get(profile_id, ""),
+                identity_value="" if raw is None else str(raw)[:512],
+                operation=SyncFailure.Operation.SKIP,
+                code=code[:64],
+                message=message,
+                retriable=False,
+            )
+            for profile_id, raw, code, message in skipped
+        ],
+        batch_size=1000,
     )
 
 
@@ -92,48 +123,44 @@ def plan_build(
     """Stage the run's changes (see staging) and return their counts and a sample."""
     plan = Plan()
     skip_cap = int(getattr(settings, "COHORTSYNC_SKIP_ROWS_PER_RUN", DEFAULT_SKIP_ROWS_PER_RUN))
-    skip_rows: list[SyncFailure] = []
     missing_message = (
         f"The profile has no '{sync.identity_property}' property, so there is nothing to "
         "identify it by in the destination."
     )
     staging.staging_create()
-    buffer: list[tuple[str, int]] = []
+    plan.members = staging.staging_raw_load(members=_members(sync), sync_id=sync.pk)
+    heartbeat()
+    missing_count, missing_ids = staging.staging_raw_missing(limit=skip_cap)
+    plan.skipped += missing_count
+    skipped: list[tuple[int, Any, str, str]] = [
+        (profile_id, None, MISSING_IDENTITY, missing_message) for profile_id in missing_ids
+    ]
     last_beat = time.monotonic()
-    for profile_id, distinct_id, raw in _member_rows(sync):
-        plan.members += 1
-        if raw is None or (isinstance(raw, str) and not raw.strip()):
-            plan.skipped += 1
-            if len(skip_rows) < skip_cap:
-                skip_rows.append(_skip_row(run, profile_id, distinct_id, raw, MISSING_IDENTITY, missing_message))
-            continue
-        try:
-            identity = connector.normalize_identity(raw)
-        except InvalidIdentityError as exc:
-            plan.skipped += 1
-            if len(skip_rows) < skip_cap:
-                skip_rows.append(
-                    _skip_row(run, profile_id, distinct_id, raw, exc.code or INVALID_IDENTITY, exc.message)
-                )
-            continue
-        buffer.append((identity, profile_id))
-        if len(buffer) >= STREAM_CHUNK:
-            staging.staging_members_write(buffer)
-            buffer = []
-            if time.monotonic() - last_beat > heartbeat_every:
-                heartbeat()
-                last_beat = time.monotonic()
-    staging.staging_members_write(buffer)
-    staging.staging_members_index()
+    for chunk in staging.staging_raw_unknown(chunk_size=STREAM_CHUNK):
+        normalised: list[tuple[str, int]] = []
+        for raw, profile_id in chunk:
+            identity = _identity_or_skip(connector, raw, missing_message)
+            if isinstance(identity, tuple):
+                plan.skipped += 1
+                if len(skipped) < skip_cap:
+                    skipped.append((profile_id, raw, *identity))
+                continue
+            normalised.append((identity, profile_id))
+        staging.staging_normalised_write(normalised)
+        if time.monotonic() - last_beat > heartbeat_every:
+            heartbeat()
+            last_beat = time.monotonic()
+    staging.staging_index()
     staging.staging_changes_compute(
         sync_id=sync.pk,
         full_resync=run.is_full_resync,
         retry_of_run_id=run.retry_of_id if run.trigger == SyncRun.Trigger.RETRY else None,
+        # A one-time export writes today's members; it never clears anyone it wrote before.
+        include_removes=sync.mode == Sync.Mode.DYNAMIC,
     )
     plan.adds, plan.removes = staging.staging_changes_counts()
-    if skip_rows:
-        SyncFailure.objects.bulk_create(skip_rows, batch_size=1000)
-    plan.skipped_recorded = len(skip_rows)
+    _skips_record(run, skipped)
+    plan.skipped_recorded = len(skipped)
     _sample(plan)
     return plan
 

@@ -1,24 +1,29 @@
 """Connection-local temporary tables that hold one run's plan.
 
-Planning a million members must not build a million Python objects: members are streamed
-once, normalised, and written to a temporary table; the diff against SyncedMember is then a
-pair of set operations in the database, written to a second temporary table the push loop
-reads in keyset pages. Temporary tables belong to the connection, so two workers planning
+Planning a million members must not build a million Python objects: the cohort is copied
+once into a temporary table inside the database, joined to SyncedMember on the way; only
+members whose raw identity is not in the synced state (in a steady state, the churn) are
+read by Python, normalised, and written back. The diff is then a pair of set operations in
+the database, written to a changes table the push loop reads in keyset pages. Temporary tables belong to the connection, so two workers planning
 at once never see each other's rows; they are dropped when the run ends (and with the
 connection if the worker dies).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
+from django.db.models import QuerySet
 
 from syncs.models import SyncedMember, SyncFailure
 
-MEMBERS_TABLE = "cohortsync_plan_members"
+RAW_TABLE = "cohortsync_plan_raw"
+NORMALISED_TABLE = "cohortsync_plan_normalised"
 CHANGES_TABLE = "cohortsync_plan_changes"
+TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE)
 
 
 @dataclass(frozen=True)
@@ -38,63 +43,117 @@ def _is_postgres() -> bool:
 
 
 def staging_create() -> None:
+    """raw: every member with its raw identity and, when that raw value is exactly an
+    identity of the synced state, the state's is_member (`acked`); normalised: members
+    whose raw value was not in the state, after normalize_identity; changes: the plan."""
     staging_drop()
     serial = "BIGSERIAL PRIMARY KEY" if _is_postgres() else "INTEGER PRIMARY KEY AUTOINCREMENT"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {_q(MEMBERS_TABLE)} (identity VARCHAR(512) NOT NULL, profile_id BIGINT NOT NULL)"
+            f"CREATE TEMPORARY TABLE {_q(RAW_TABLE)} (raw TEXT NULL, profile_id BIGINT NOT NULL, acked BOOLEAN NULL)"
         )
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {_q(CHANGES_TABLE)} (seq {serial}, identity VARCHAR(512) NOT NULL, "
+            f"CREATE TEMPORARY TABLE {_q(NORMALISED_TABLE)} (identity TEXT NOT NULL, profile_id BIGINT NOT NULL)"
+        )
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {_q(CHANGES_TABLE)} (seq {serial}, identity TEXT NOT NULL, "
             "is_member BOOLEAN NOT NULL, profile_id BIGINT NULL)"
         )
 
 
 def staging_drop() -> None:
     with connection.cursor() as cursor:
-        for table in (MEMBERS_TABLE, CHANGES_TABLE):
+        for table in TABLES:
             cursor.execute(f"DROP TABLE IF EXISTS {_q(table)}")
 
 
-def staging_members_write(rows: Sequence[tuple[str, int]]) -> None:
+def staging_raw_load(*, members: QuerySet[Any], sync_id: int) -> int:
+    """One pass over the cohort, in the database: every member's raw identity (`_identity`
+    annotation) and profile id (`_pid`), joined to the synced state. Returns the row count."""
+    sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
+    synced = _q(SyncedMember._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_q(RAW_TABLE)} (raw, profile_id, acked) "
+            f'SELECT sub."_identity", sub."_pid", s.is_member FROM ({sql}) sub '
+            f'LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = sub."_identity"',
+            [*params, sync_id],
+        )
+        return max(cursor.rowcount, 0)
+
+
+def staging_raw_missing(*, limit: int) -> tuple[int, list[int]]:
+    """How many members have no identity at all, and the profile ids of the first `limit`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {_q(RAW_TABLE)} WHERE raw IS NULL")
+        count = int(cursor.fetchone()[0])
+        if not count or limit <= 0:
+            return count, []
+        cursor.execute(
+            f"SELECT profile_id FROM {_q(RAW_TABLE)} WHERE raw IS NULL ORDER BY profile_id LIMIT %s", [limit]
+        )
+        return count, [row[0] for row in cursor.fetchall()]
+
+
+def staging_raw_unknown(*, chunk_size: int) -> Iterator[list[tuple[Any, int]]]:
+    """(raw, profile id) chunks of members whose raw identity is not in the synced state:
+    new members, changed identities, values that need normalising. A server-side cursor on
+    PostgreSQL, so a first run of a million members never sits in memory at once."""
+    cursor = connection.chunked_cursor()
+    try:
+        cursor.execute(
+            f"SELECT raw, profile_id FROM {_q(RAW_TABLE)} WHERE raw IS NOT NULL AND acked IS NULL"
+        )
+        while rows := cursor.fetchmany(chunk_size):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def staging_normalised_write(rows: Sequence[tuple[str, int]]) -> None:
     """Append (identity, profile_id) rows; COPY on PostgreSQL, executemany elsewhere."""
     if not rows:
         return
     with connection.cursor() as cursor:
         if _is_postgres():
             raw = cursor.cursor
-            with raw.copy(f"COPY {_q(MEMBERS_TABLE)} (identity, profile_id) FROM STDIN") as copy:
+            with raw.copy(f"COPY {_q(NORMALISED_TABLE)} (identity, profile_id) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             cursor.executemany(
-                f"INSERT INTO {_q(MEMBERS_TABLE)} (identity, profile_id) VALUES (%s, %s)", rows
+                f"INSERT INTO {_q(NORMALISED_TABLE)} (identity, profile_id) VALUES (%s, %s)", rows
             )
 
 
-def staging_members_index() -> None:
+def staging_index() -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE INDEX {_q(MEMBERS_TABLE + '_identity')} ON {_q(MEMBERS_TABLE)} (identity)"
-        )
         if _is_postgres():
-            # Temporary tables are never auto-analysed; without statistics the planner
-            # guesses a tiny table and picks nested loops over a million rows.
-            cursor.execute(f"ANALYZE {_q(MEMBERS_TABLE)}")
+            # Hash joins need no index, only statistics: temporary tables are never
+            # auto-analysed, and without them the planner guesses a tiny table.
+            cursor.execute(f"ANALYZE {_q(RAW_TABLE)}")
+            cursor.execute(f"ANALYZE {_q(NORMALISED_TABLE)}")
+        else:
+            cursor.execute(f"CREATE INDEX {_q(RAW_TABLE + '_raw')} ON {_q(RAW_TABLE)} (raw)")
+            cursor.execute(
+                f"CREATE INDEX {_q(NORMALISED_TABLE + '_identity')} ON {_q(NORMALISED_TABLE)} (identity)"
+            )
 
 
 def staging_changes_compute(
-    *, sync_id: int, full_resync: bool, retry_of_run_id: int | None
+    *, sync_id: int, full_resync: bool, retry_of_run_id: int | None, include_removes: bool = True
 ) -> None:
     """Fill the changes table: adds (members not acknowledged as members) then removes
     (acknowledged members no longer in the cohort). Duplicate identities collapse to the
     lowest profile id, so two profiles sharing an email are sent once.
+
+    Members whose raw value matched the state already carry its is_member (`acked`), so
+    only the normalised rows (the churn) are joined to the state again.
     """
     synced = _q(SyncedMember._meta.db_table)
     failures = _q(SyncFailure._meta.db_table)
-    members = _q(MEMBERS_TABLE)
-    changes = _q(CHANGES_TABLE)
-    only_failed_members = only_failed_synced = ""
+    raw, normalised, changes = _q(RAW_TABLE), _q(NORMALISED_TABLE), _q(CHANGES_TABLE)
+    retry_raw = retry_norm = retry_synced = ""
     retry_params: list[object] = []
     if retry_of_run_id is not None:
         failed = (
@@ -102,31 +161,39 @@ def staging_changes_compute(
             "AND f.operation IN (%s, %s)"
         )
         retry_params = [retry_of_run_id, SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE]
-        only_failed_members = f" AND m.identity IN ({failed})"
-        only_failed_synced = f" AND s.identity_value IN ({failed})"
-    not_acknowledged = "" if full_resync else " AND (s.id IS NULL OR s.is_member = %s)"
+        retry_raw = f" AND r.raw IN ({failed})"
+        retry_norm = f" AND n.identity IN ({failed})"
+        retry_synced = f" AND s.identity_value IN ({failed})"
+    if full_resync:
+        raw_adds, raw_params = "r.acked IS NOT NULL", []
+        norm_adds, norm_params = "1 = 1", []
+    else:
+        raw_adds, raw_params = "r.acked = %s", [False]
+        norm_adds, norm_params = "(s.id IS NULL OR s.is_member = %s)", [False]
     adds_sql = (
         f"INSERT INTO {changes} (identity, is_member, profile_id) "
-        f"SELECT m.identity, %s, MIN(m.profile_id) FROM {members} m "
-        f"LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = m.identity "
-        f"WHERE 1 = 1{not_acknowledged}{only_failed_members} "
-        "GROUP BY m.identity ORDER BY MIN(m.profile_id)"
+        "SELECT a.identity, %s, MIN(a.profile_id) FROM ("
+        f"SELECT r.raw AS identity, r.profile_id FROM {raw} r WHERE {raw_adds}{retry_raw} "
+        "UNION ALL "
+        f"SELECT n.identity, n.profile_id FROM {normalised} n "
+        f"LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = n.identity "
+        f"WHERE {norm_adds}{retry_norm}"
+        ") a GROUP BY a.identity ORDER BY MIN(a.profile_id)"
     )
-    adds_params: list[object] = [True, sync_id]
-    if not full_resync:
-        adds_params.append(False)
-    adds_params += retry_params
+    adds_params = [True, *raw_params, *retry_params, sync_id, *norm_params, *retry_params]
     removes_sql = (
         f"INSERT INTO {changes} (identity, is_member, profile_id) "
         f"SELECT s.identity_value, %s, NULL FROM {synced} s "
-        f"WHERE s.sync_id = %s AND s.is_member = %s{only_failed_synced} "
-        f"AND NOT EXISTS (SELECT 1 FROM {members} m WHERE m.identity = s.identity_value) "
+        f"WHERE s.sync_id = %s AND s.is_member = %s{retry_synced} "
+        f"AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value) "
+        f"AND NOT EXISTS (SELECT 1 FROM {normalised} n WHERE n.identity = s.identity_value) "
         "ORDER BY s.id"
     )
     removes_params: list[object] = [False, sync_id, True, *retry_params]
     with connection.cursor() as cursor:
         cursor.execute(adds_sql, adds_params)
-        cursor.execute(removes_sql, removes_params)
+        if include_removes:
+            cursor.execute(removes_sql, removes_params)
 
 
 def staging_changes_counts() -> tuple[int, int]:
@@ -137,12 +204,6 @@ def staging_changes_counts() -> tuple[int, int]:
         )
         counts = {bool(is_member): count for is_member, count in cursor.fetchall()}
     return counts.get(True, 0), counts.get(False, 0)
-
-
-def staging_members_count() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(DISTINCT identity) FROM {_q(MEMBERS_TABLE)}")
-        return int(cursor.fetchone()[0])
 
 
 def staging_changes_page(*, after_seq: int, limit: int, is_member: bool | None = None) -> list[StagedChange]:

@@ -126,6 +126,10 @@ def test_failures_search_by_identity_distinct_id_or_code(admin_client):
     assert [f.pk for f in by_distinct_id.context["failures"]] == [target.pk]
     assert [f.pk for f in by_code.context["failures"]] == [coded.pk]
     assert "No failure matches" in nothing.content.decode()
+    # The search form works only if it is not nested inside the (view-only) change form.
+    page = nothing.content.decode()
+    before = page[: page.index('<form method="get" action="#failures"')]
+    assert before.count("<form") == before.count("</form>")
 
 
 def test_runs_cannot_be_added_edited_or_deleted():

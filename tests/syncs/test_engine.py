@@ -276,3 +276,21 @@ def test_invalid_cohort_rules_fail_the_run_with_a_message(fake: FakeConnector) -
     assert run.status == RunStatus.FAILED
     assert run.error_code == "invalid_rules"
     assert sync.cohort.name in run.error_message
+
+
+def test_one_time_export_sends_members_and_never_clears_leavers(fake: FakeConnector) -> None:
+    from syncs.models import Sync
+
+    ana = pro_profile("ana@example.com")
+    pro_profile("bob@example.com")
+    sync = SyncFactory(mode=Sync.Mode.ONE_TIME)
+    run_now(sync)
+    set_plan(ana, "free")
+    pro_profile("carol@example.com")
+    fake.forget_pushes()
+
+    run = run_now(sync)
+
+    assert fake.pushed_values() == {"carol@example.com": True}
+    assert run.planned_removes == 0
+    assert synced_state(sync)["ana@example.com"] is True

@@ -232,3 +232,19 @@ def test_unfrozen_sync_may_change_its_target_field() -> None:
 
     sync.refresh_from_db()
     assert sync.target_field == "Pro_Users_2"
+
+
+def test_losing_the_race_to_the_database_constraint_is_a_conflict(monkeypatch) -> None:
+    from syncs import services
+
+    sync = SyncFactory()
+    active = SyncRunFactory(sync=sync, status=RunStatus.RUNNING)
+    real = services.sync_active_run
+    calls = iter([None])  # the pre-check misses the other run, as in a real race
+    monkeypatch.setattr(services, "sync_active_run", lambda s: next(calls, None) or real(s))
+
+    with pytest.raises(SyncRunConflict) as conflict:
+        sync_run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL)
+
+    assert conflict.value.active_run == active
+    assert SyncRun.objects.filter(sync=sync).count() == 1
