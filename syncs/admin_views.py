@@ -7,14 +7,13 @@ state goes through syncs.services.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
@@ -35,7 +34,7 @@ from syncs.forms import ExportCohortsForm
 from syncs.models import RunStatus, Sync, SyncFailure, SyncRun
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    pass
 
 TARGET_FIELDS_CACHE_SECONDS = 300
 # Values a spreadsheet would evaluate as a formula when the CSV is opened.
@@ -167,31 +166,6 @@ def _cohort_ids(raw: str) -> list[int]:
     return ids
 
 
-def syncs_create_for_cohorts(*, cohorts: Iterable[Cohort], destination: Destination, mode: str,
-                             identity_property: str, target_fields: dict[int, str],
-                             created_by: AbstractBaseUser | None) -> list[Sync]:
-    """One sync per cohort into `destination`, each with a first run requested.
-
-    Runs and schedules are enqueued after the surrounding transaction commits.
-    """
-    created: list[Sync] = []
-    with transaction.atomic():
-        for cohort in cohorts:
-            sync = Sync.objects.create(
-                name=f"{cohort.name} → {destination.name}",
-                cohort=cohort,
-                destination=destination,
-                target_field=target_fields[cohort.pk],
-                identity_property=identity_property,
-                mode=mode,
-                created_by=created_by,
-            )
-            transaction.on_commit(partial(services.sync_schedule_update, sync=sync))
-            services.sync_run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, requested_by=created_by)
-            created.append(sync)
-    return created
-
-
 def export_cohorts(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
     raw_ids = request.POST.get("cohorts") if request.method == "POST" else request.GET.get("cohorts")
     ids = _cohort_ids(raw_ids or "")
@@ -210,7 +184,7 @@ def export_cohorts(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpR
     if request.method == "POST" and form.is_valid():
         destination = form.cleaned_data["destination"]
         try:
-            created = syncs_create_for_cohorts(
+            created = services.syncs_create_for_cohorts(
                 cohorts=cohorts,
                 destination=destination,
                 mode=form.cleaned_data["mode"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from cohorts.models import Cohort
 from destinations.models import DEFAULT_INTERVAL_MINUTES, Destination, DestinationKind
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
+from syncs.options import sync_option_problems
 
 TARGET_FIELD_DATALIST_ID = "target-field-choices"
 TARGET_FIELD_MAX_LENGTH = Sync._meta.get_field("target_field").max_length or 200
@@ -37,24 +38,6 @@ INTERVAL_HELP = (
     f"{DEFAULT_INTERVAL_MINUTES[DestinationKind.MARKETO]} minutes for Marketo."
 )
 
-# Sync.options keys and the type each must have; unknown keys are typos, not settings.
-SYNC_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "create_missing_field": (bool,),
-    "member_value": (str,),
-    "exited_value": (str,),
-    "property_mapping": (dict,),
-    "removal_guard_ratio": (int, float),
-}
-# Options that mean something only for some destination kinds: elsewhere they would be
-# silently ignored, which reads like a bug when the export does not do what was asked.
-SYNC_OPTION_KINDS: dict[str, frozenset[str]] = {
-    "create_missing_field": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
-    "property_mapping": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
-    "member_value": frozenset({DestinationKind.SFMC_CONTACTS}),
-    "exited_value": frozenset({DestinationKind.SFMC_CONTACTS}),
-}
-
-
 def target_field_suggest(cohort_name: str) -> str:
     """A field name every destination accepts, derived from the cohort name ("Pro users" ->
     "Pro_users")."""
@@ -65,41 +48,13 @@ def target_field_suggest(cohort_name: str) -> str:
 
 
 def sync_options_validate(options: Any, *, kind: str | None = None) -> dict[str, Any]:
-    """Known keys with the right types (for `kind`, when given), or a ValidationError naming
-    the bad key."""
-    if options in (None, ""):
-        return {}
-    if not isinstance(options, Mapping):
-        raise ValidationError('Options must be a JSON object, e.g. {"create_missing_field": false}.')
-    for key, value in options.items():
-        expected = SYNC_OPTION_TYPES.get(key)
-        if expected is None:
-            raise ValidationError(
-                f"Unknown option '{key}'. Known options: {', '.join(sorted(SYNC_OPTION_TYPES))}."
-            )
-        # bool is an int: a ratio of `true` is a mistake, not 1.0.
-        if not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)):
-            names = " or ".join("a number" if t in (int, float) else t.__name__ for t in expected)
-            raise ValidationError(f"Option '{key}' must be {names}, not {value!r}.")
-        kinds = SYNC_OPTION_KINDS.get(key)
-        if kind and kinds is not None and kind not in kinds:
-            labels = ", ".join(sorted(DestinationKind(k).label for k in kinds))
-            raise ValidationError(f"Option '{key}' only applies to {labels} destinations.")
-    ratio = options.get("removal_guard_ratio")
-    if ratio is not None and not 0 < ratio <= 1:
+    """The options as a dict, or a ValidationError naming every bad key."""
+    problems = sync_option_problems(options, kind=kind)
+    if problems:
         raise ValidationError(
-            "Option 'removal_guard_ratio' is the share of synced members a run may remove "
-            f"without approval: a number above 0 and at most 1, not {ratio!r}."
+            [f"Option '{key}' {message}" if key else f"Options {message}" for key, message in problems]
         )
-    mapping = options.get("property_mapping")
-    if mapping is not None and not all(
-        isinstance(k, str) and isinstance(v, str) and k and v for k, v in mapping.items()
-    ):
-        raise ValidationError(
-            'Option \'property_mapping\' maps profile properties to columns, e.g. '
-            '{"plan": "Plan"}: both sides must be non-empty text.'
-        )
-    return dict(options)
+    return dict(options or {})
 
 
 def _target_field_taken(*, destination: Destination, target_field: str, exclude_pk: int | None) -> Sync | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -13,6 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from cohorts.models import Cohort
+from destinations.models import Destination
 from syncs.errors import SyncRunConflict, SyncRunStateError
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
 from syncs.schedules import (
@@ -37,6 +39,7 @@ __all__ = [
     "sync_schedule_update",
     "sync_set_enabled",
     "sync_update",
+    "syncs_create_for_cohorts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -338,3 +341,31 @@ def sync_runs_prune(*, older_than_days: int | None = None) -> int:
             SyncFailure.objects.filter(run_id__in=ids).delete()
             _, per_model = SyncRun.objects.filter(pk__in=ids).delete()
             deleted += per_model.get(SyncRun._meta.label, 0)
+
+
+# --- Creating syncs ----------------------------------------------------------------------
+
+
+def syncs_create_for_cohorts(*, cohorts: Iterable[Cohort], destination: Destination, mode: str,
+                             identity_property: str, target_fields: dict[int, str],
+                             created_by: Any) -> list[Sync]:
+    """One sync per cohort into `destination`, each with a first run requested.
+
+    Runs and schedules are enqueued after the surrounding transaction commits.
+    """
+    created: list[Sync] = []
+    with transaction.atomic():
+        for cohort in cohorts:
+            sync = Sync.objects.create(
+                name=f"{cohort.name} → {destination.name}",
+                cohort=cohort,
+                destination=destination,
+                target_field=target_fields[cohort.pk],
+                identity_property=identity_property,
+                mode=mode,
+                created_by=created_by,
+            )
+            transaction.on_commit(partial(sync_schedule_update, sync=sync))
+            sync_run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, requested_by=created_by)
+            created.append(sync)
+    return created

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import models
 
 from destinations.models import DestinationKind
+from syncs.options import KIND_LABELS  # noqa: F401  (re-exported for the plans)
 
 SECTIONS = ("destinations", "cohorts", "syncs")
 DEFAULT_ATTRIBUTE_SET = "Email Demographics"
@@ -49,19 +50,6 @@ SYNC_KEYS = (
     "enabled",
     "options",
 )
-# Sync.options: which destination kinds each option means something for.
-SYNC_OPTION_KINDS: dict[str, frozenset[str]] = {
-    "create_missing_field": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
-    "property_mapping": frozenset({DestinationKind.SFMC_DATA_EXTENSION}),
-    "member_value": frozenset({DestinationKind.SFMC_CONTACTS}),
-    "exited_value": frozenset({DestinationKind.SFMC_CONTACTS}),
-    "removal_guard_ratio": frozenset(DestinationKind.values),
-}
-KIND_LABELS = {
-    DestinationKind.SFMC_DATA_EXTENSION: "SFMC data extension",
-    DestinationKind.SFMC_CONTACTS: "SFMC contacts",
-    DestinationKind.MARKETO: "Marketo",
-}
 
 
 

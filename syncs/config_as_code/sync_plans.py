@@ -6,12 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cohorts.models import Cohort
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from syncs.config_as_code.checks import (
-    KIND_LABELS,
     MAX_INTERVAL_MINUTES,
     SYNC_KEYS,
-    SYNC_OPTION_KINDS,
     EntryErrors,
     entry_name,
     json_type,
@@ -21,6 +19,7 @@ from syncs.config_as_code.checks import (
 )
 from syncs.config_as_code.plans import Plan, SyncPlan
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
+from syncs.options import sync_option_problems
 from syncs.selectors import sync_is_frozen
 
 
@@ -181,43 +180,10 @@ def _frozen_errors(existing: Sync, frozen: set[str], errors: EntryErrors) -> Non
 
 
 def _clean_sync_options(value: Any, kind: str | None, errors: EntryErrors) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        errors.add("options", f"must be an object, not {json_type(value)}.")
-        return {}
-    for key, option in value.items():
-        kinds = SYNC_OPTION_KINDS.get(key)
-        where = f"options.{key}"
-        if kinds is None:
-            errors.add(where, f"unknown option. Known options: {', '.join(SYNC_OPTION_KINDS)}.")
-            continue
-        if kind is not None and kind not in kinds:
-            applies = " and ".join(KIND_LABELS[k] for k in DestinationKind.values if k in kinds)
-            errors.add(where, f"applies only to {applies} destinations; remove it.")
-            continue
-        message = _sync_option_problem(key, option)
-        if message:
-            errors.add(where, message)
-    return dict(value)
-
-
-def _sync_option_problem(key: str, value: Any) -> str | None:
-    if key == "create_missing_field" and not isinstance(value, bool):
-        return "must be true or false."
-    if key in ("member_value", "exited_value") and (not isinstance(value, str) or not value.strip()):
-        return "must be non-empty text, e.g. \"realized\" / \"exited\"."
-    if key == "property_mapping":
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
-            for k, v in value.items()
-        ):
-            return 'must be an object of {"profile property": "Column"} text pairs.'
-    if key == "removal_guard_ratio" and (
-        isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1
-    ):
-        return "must be a number greater than 0 and at most 1 (1 turns the guard off)."
-    return None
+    problems = sync_option_problems(value, kind=kind)
+    for key, message in problems:
+        errors.add(f"options.{key}" if key else "options", message)
+    return dict(value) if isinstance(value, dict) and not problems else {}
 
 
 def _check_unique_fields(

@@ -153,7 +153,7 @@ def test_options_are_checked_for_the_destination_kind(admin_client):
 
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors["options"]
-    assert "only applies to Salesforce Marketing Cloud: contacts destinations" in errors[0]
+    assert "applies only to SFMC contacts destinations" in errors[0]
 
     response = admin_client.post(ADD, form_data(options='{"removal_guard_ratio": 3}'))
     assert "at most 1" in response.context["adminform"].form.errors["options"][0]
