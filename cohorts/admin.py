@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -29,16 +28,10 @@ from cohorts.selectors import (
     cohort_members_preview,
     profiles_search,
 )
+from cohortsync_site.csv_download import csv_download
 
 SHOWN_REJECTS = 100
 EXPORT_URL_NAME = "admin:syncs_sync_export_cohorts"
-
-
-class _Echo:
-    """A write-only file for csv.writer that hands each row back to the caller."""
-
-    def write(self, value: str) -> str:
-        return value
 
 
 @admin.register(Profile)
@@ -262,10 +255,11 @@ class CohortAdmin(admin.ModelAdmin):
         except RuleError as exc:
             self.message_user(request, f"The stored rules are invalid: {exc}", messages.ERROR)
             return HttpResponseRedirect(reverse("admin:cohorts_cohort_change", args=[cohort.pk]))
-        response = StreamingHttpResponse(_members_csv(members), content_type="text/csv; charset=utf-8")
-        filename = f"{slugify(cohort.name) or 'cohort'}-members.csv"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return csv_download(
+            filename=f"{slugify(cohort.name) or 'cohort'}-members.csv",
+            header=["distinct_id", EMAIL_PROPERTY, "properties"],
+            rows=_member_rows(members),
+        )
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -275,19 +269,15 @@ class CohortAdmin(admin.ModelAdmin):
         return super().render_change_form(request, context, *args, **kwargs)
 
 
-def _members_csv(members: QuerySet[Profile]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    yield writer.writerow(["distinct_id", EMAIL_PROPERTY, "properties"])
+def _member_rows(members: QuerySet[Profile]) -> Iterator[list[str]]:
     rows = members.order_by("distinct_id").values_list("distinct_id", "properties")
     for distinct_id, properties in rows.iterator(chunk_size=2000):
         email = properties.get(EMAIL_PROPERTY) if isinstance(properties, dict) else None
-        yield writer.writerow(
-            [
-                distinct_id,
-                email if isinstance(email, str) else "",
-                json.dumps(properties, ensure_ascii=False, sort_keys=True),
-            ]
-        )
+        yield [
+            distinct_id,
+            email if isinstance(email, str) else "",
+            json.dumps(properties, ensure_ascii=False, sort_keys=True),
+        ]
 
 
 def _email(profile: Profile) -> str:

@@ -6,8 +6,6 @@ state goes through syncs.services.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -26,6 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 from cohorts.models import Cohort
+from cohortsync_site.csv_download import csv_download
 from destinations.models import Destination
 from destinations.services import destination_target_fields
 from syncs import services
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     pass
 
 TARGET_FIELDS_CACHE_SECONDS = 300
-# Values a spreadsheet would evaluate as a formula when the CSV is opened.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- Sync actions ------------------------------------------------------------------------
@@ -311,19 +308,6 @@ def runs_approve(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: 
 # --- Failures CSV ----------------------------------------
 
 
-class _Echo:
-    """A file-like object whose write() hands the CSV line back to the generator."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return f"'{value}"
-    return value
-
-
 FAILURE_CSV_COLUMNS = (
     "distinct_id",
     "identity_value",
@@ -337,18 +321,9 @@ FAILURE_CSV_COLUMNS = (
 
 def failures_csv(run: SyncRun) -> StreamingHttpResponse:
     """Every failure of the run, streamed: memory stays flat whatever the run's size."""
-    rows = (
-        SyncFailure.objects.filter(run=run).order_by("id").values_list(*FAILURE_CSV_COLUMNS)
+    rows = SyncFailure.objects.filter(run=run).order_by("id").values_list(*FAILURE_CSV_COLUMNS)
+    return csv_download(
+        filename=f"run-{run.pk}-failures.csv",
+        header=["run", *FAILURE_CSV_COLUMNS],
+        rows=([run.pk, *row[:-1], row[-1].isoformat()] for row in rows.iterator(chunk_size=2000)),
     )
-
-    def lines() -> Iterator[str]:
-        writer = csv.writer(_Echo())
-        yield writer.writerow(["run", *FAILURE_CSV_COLUMNS])
-        for row in rows.iterator(chunk_size=2000):
-            cells = [_csv_cell(value) for value in row]
-            cells[-1] = row[-1].isoformat()
-            yield writer.writerow([run.pk, *cells])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-failures.csv"'
-    return response

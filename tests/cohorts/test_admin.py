@@ -227,6 +227,14 @@ class TestCohortMembers:
             ["v2", "", '{"tags": ["a", "b"]}'],
         ]
 
+    def test_download_escapes_cells_a_spreadsheet_would_run_as_formulas(self, admin_client):
+        cohort = StaticCohortFactory()
+        ProfileFactory(distinct_id="=HYPERLINK(\"http://evil\")", properties={"$email": "+1@x.io"})
+        StaticMembershipFactory(cohort=cohort, distinct_id="=HYPERLINK(\"http://evil\")")
+        response = admin_client.get(reverse("admin:cohorts_cohort_members_csv", args=[cohort.pk]))
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+        assert rows[1][:2] == ["'=HYPERLINK(\"http://evil\")", "'+1@x.io"]
+
     def test_download_requires_view_permission(self, staff_client):
         cohort = CohortFactory()
         client = staff_client("view_profile")
