@@ -145,6 +145,12 @@ COHORTSYNC_REMOVAL_GUARD_RATIO = env.float("COHORTSYNC_REMOVAL_GUARD_RATIO", def
 COHORTSYNC_SANDBOX_HOST = env.str("COHORTSYNC_SANDBOX_HOST", default="127.0.0.1")
 COHORTSYNC_SANDBOX_PORT = env.int("COHORTSYNC_SANDBOX_PORT", default=8765)
 COHORTSYNC_HTTP_TIMEOUT_SECONDS = env.float("COHORTSYNC_HTTP_TIMEOUT_SECONDS", default=60.0)
+# A running run with no heartbeat for this long is considered dead (worker killed).
+COHORTSYNC_STALE_RUN_MINUTES = env.int("COHORTSYNC_STALE_RUN_MINUTES", default=10)
+# Users skipped for a missing/invalid identity are all counted; this many get a per-user row.
+COHORTSYNC_SKIP_ROWS_PER_RUN = env.int("COHORTSYNC_SKIP_ROWS_PER_RUN", default=1000)
+# How long to poll one SFMC asynchronous upsert before reporting its rows as retriable.
+COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS = env.float("COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS", default=900.0)
 
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
