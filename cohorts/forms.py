@@ -22,7 +22,8 @@ RULES_HELP = (
     "<code>gt</code> / <code>gte</code> / <code>lt</code> / <code>lte</code> (numbers, or "
     "dates as <code>YYYY-MM-DD</code>), <code>is_set</code> / <code>is_not_set</code> (no value; "
     'null and "" count as not set), <code>within_last_days</code> (value N: an ISO date in the '
-    "last N days, UTC). <code>neq</code>, <code>not_in</code> and <code>is_not_set</code> include "
+    "last N days, UTC), <code>more_than_days_ago</code> (value N: an ISO date before the last N "
+    "days). <code>neq</code>, <code>not_in</code> and <code>is_not_set</code> include "
     "profiles that lack the property. Use <code>$distinct_id</code> for the profile's id. "
     '<code>{"all": []}</code> matches every profile.'
 )

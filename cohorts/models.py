@@ -38,7 +38,7 @@ class Cohort(models.Model):
         blank=True,
         help_text='Nested groups, e.g. {"all": [{"property": "plan", "op": "eq", "value": "pro"}, '
         '{"any": [...]}]}. Ops: eq, neq, in, not_in, contains, gt, gte, lt, lte, is_set, '
-        "is_not_set, within_last_days.",
+        "is_not_set, within_last_days, more_than_days_ago.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

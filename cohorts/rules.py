@@ -23,6 +23,9 @@ compares jsonb types, and SQL NULL for a missing key silently drops rows under N
   Properties of another type never match.
 * ``within_last_days`` N: the property is an ISO-8601 date or datetime (UTC) whose calendar
   day is between today minus N days and today, inclusive. Future dates do not match.
+* ``more_than_days_ago`` N: the property is an ISO-8601 date or datetime (UTC) whose calendar
+  day is before today minus N days ("last seen more than 30 days ago"). Profiles without the
+  date do not match (combine with ``is_not_set`` to include them).
 * Property ``$distinct_id`` is the profile's distinct id (always set, always text).
 """
 
@@ -52,9 +55,11 @@ OPS = (
     "is_set",
     "is_not_set",
     "within_last_days",
+    "more_than_days_ago",
 )
 _ORDERING_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _NO_VALUE_OPS = {"is_set", "is_not_set"}
+_DAY_WINDOW_OPS = {"within_last_days", "more_than_days_ago"}
 _NEGATED = {"neq": "eq", "not_in": "in", "is_not_set": "is_set"}
 _CONDITION_KEYS = {"property", "op", "value"}
 
@@ -168,11 +173,9 @@ def _validate_condition(node: Any, *, path: str) -> None:
                 dt.date.fromisoformat(value)
             except ValueError:
                 raise RuleError(f"{path}: {value!r} is not a valid date (YYYY-MM-DD).") from None
-    elif op == "within_last_days":
+    elif op in _DAY_WINDOW_OPS:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value > 36500:
-            raise RuleError(
-                f"{path}: within_last_days needs a positive whole number of days, got {value!r}."
-            )
+            raise RuleError(f"{path}: {op} needs a positive whole number of days, got {value!r}.")
 
 
 def _require_scalar(value: Any, *, path: str, op: str) -> None:
@@ -294,8 +297,11 @@ def _ordering_kind(value: Any) -> str:
     return "text"
 
 
-def _within_bounds(value: int, today: dt.date) -> tuple[str, str]:
-    return (today - dt.timedelta(days=value)).isoformat(), today.isoformat()
+def _day_window(op: str, value: int, today: dt.date) -> tuple[str, str]:
+    """Inclusive (first, last) calendar days, as ISO text, that the date op accepts."""
+    if op == "within_last_days":
+        return (today - dt.timedelta(days=value)).isoformat(), today.isoformat()
+    return "0000-01-01", (today - dt.timedelta(days=value + 1)).isoformat()
 
 
 class _PostgresSql:
@@ -356,8 +362,8 @@ class _PostgresSql:
                 f"COALESCE(({c} -> %s) NOT IN ('null'::jsonb, '\"\"'::jsonb), false)",
                 [key],
             )
-        if op == "within_last_days":
-            low, high = _within_bounds(value, today)
+        if op in _DAY_WINDOW_OPS:
+            low, high = _day_window(op, value, today)
             return (
                 f"CASE WHEN {typeof} = 'string' AND {text} ~ %s "
                 f'THEN left({text}, 10) COLLATE "C" BETWEEN %s AND %s ELSE false END',
@@ -423,8 +429,8 @@ class _SqliteSql:
                 f"ELSE {typeof} IS NOT NULL END",
                 [path, path, path],
             )
-        if op == "within_last_days":
-            low, high = _within_bounds(value, today)
+        if op in _DAY_WINDOW_OPS:
+            low, high = _day_window(op, value, today)
             return (
                 f"CASE WHEN {typeof} = 'text' AND {extract} GLOB %s "
                 f"THEN substr({extract}, 1, 10) BETWEEN %s AND %s ELSE 0 END",
@@ -482,8 +488,8 @@ class _DistinctIdSql:
             return f"{collated} {operator} %s", [value]
         if op == "is_set":
             return f"{c} <> ''", []
-        if op == "within_last_days":
-            low, high = _within_bounds(value, today)
+        if op in _DAY_WINDOW_OPS:
+            low, high = _day_window(op, value, today)
             return (
                 f"{self._date_prefix()} AND substr({collated}, 1, 10) BETWEEN %s AND %s",
                 [self._date_pattern(), low, high],

@@ -100,6 +100,10 @@ def cond(op, value=..., prop="v"):
         ("within_last_days", 3, {"date", "datetime", "datetime_feb"}),
         ("within_last_days", 2, {"datetime_feb"}),
         ("within_last_days", 1, set()),
+        # Strictly before today minus N days; text that is not a date never matches.
+        ("more_than_days_ago", 1, {"date", "datetime", "datetime_feb"}),
+        ("more_than_days_ago", 2, {"date", "datetime"}),
+        ("more_than_days_ago", 3, set()),
     ],
 )
 def test_op_matches_expected_profiles(zoo, op, value, expected):
@@ -121,6 +125,18 @@ def test_within_last_days_excludes_future_dates(db):
     ProfileFactory(distinct_id="today", properties={"seen": "2024-02-03T00:00:01"})
     ProfileFactory(distinct_id="not-a-date", properties={"seen": "soon"})
     assert matching(cond("within_last_days", 30, prop="seen")) == {"today"}
+
+
+def test_more_than_days_ago_and_within_last_days_split_dated_profiles(db):
+    for days_ago in range(0, 60):
+        seen = (dt.date(2024, 2, 3) - dt.timedelta(days=days_ago)).isoformat()
+        ProfileFactory(distinct_id=f"seen-{days_ago:02d}", properties={"seen": seen})
+    ProfileFactory(distinct_id="never-seen", properties={})
+    recent = matching(cond("within_last_days", 30, prop="seen"))
+    inactive = matching(cond("more_than_days_ago", 30, prop="seen"))
+    assert not recent & inactive
+    assert recent | inactive == {f"seen-{d:02d}" for d in range(60)}
+    assert min(inactive) == "seen-31"
 
 
 def test_within_last_days_defaults_to_the_current_time(db):
@@ -207,6 +223,7 @@ def test_empty_all_group_matches_everyone(zoo):
         ({"all": [{"property": "p", "op": "within_last_days", "value": 0}]}, "within_last_days needs a positive whole number"),
         ({"all": [{"property": "p", "op": "within_last_days", "value": "7"}]}, "within_last_days needs a positive whole number"),
         ({"all": [{"property": "p", "op": "within_last_days", "value": 1.5}]}, "within_last_days needs a positive whole number"),
+        ({"all": [{"property": "p", "op": "more_than_days_ago", "value": -3}]}, "more_than_days_ago needs a positive whole number"),
         ({"all": [{"property": "p", "op": "eq", "vaule": 1}]}, "all[0]: unexpected key 'vaule'"),
         ({"all": [{"property": 'say "hi"', "op": "is_set"}]}, "no double quote"),
         ({"all": ["plan = pro"]}, "all[0]: expected a condition"),

@@ -62,7 +62,6 @@ def demo_profile(index: int, *, today: dt.date) -> tuple[str, dict[str, Any]]:
         "country": rng.choice(_COUNTRIES),
         "signup_date": signup.isoformat(),
         "last_seen": last_seen.isoformat() + "Z",
-        "days_since_last_seen": (today - last_seen_day).days,
     }
     unusable = False
     if index % 97 == 13:
