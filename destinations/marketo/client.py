@@ -45,6 +45,22 @@ IMPORT_QUEUE_WAIT_SECONDS = 30.0
 QUOTA_TIMEZONE = "America/Chicago"
 
 
+# One limiter per instance, API service and rate in this process, so concurrent runs to the
+# same Marketo instance share its calls-per-20-seconds budget instead of each taking all of it
+# (SFMC's client does the same per account).
+_limiters: dict[tuple[str, str, int], RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> RateLimiter:
+    key = (base_url.rstrip("/").lower(), client_id, int(calls_per_20s))
+    with _limiters_lock:
+        limiter = _limiters.get(key)
+        if limiter is None:
+            limiter = _limiters[key] = RateLimiter(int(calls_per_20s), RATE_WINDOW_SECONDS)
+        return limiter
+
+
 class ImportQueueFullError(RateLimitedError):
     """Marketo's bulk import queue (10 jobs per instance, shared) is full (1016)."""
 
@@ -112,8 +128,14 @@ class MarketoClient:
         self._client_secret = client_secret
         self._now = now
         read_timeout = max(settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS, MIN_READ_TIMEOUT_SECONDS)
+        if clock is time.monotonic and sleep is time.sleep:
+            limiter = shared_rate_limiter(self.base_url, client_id, calls_per_20s)
+        else:
+            # An injected clock or sleep (tests) is its own timeline: it must not share, or
+            # wait on, the process's real-time budget.
+            limiter = RateLimiter(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep)
         self.transport = HttpTransport(
-            rate_limiter=RateLimiter(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep),
+            rate_limiter=limiter,
             max_concurrency=max_concurrency,
             read_timeout=read_timeout,
             sleep=sleep,

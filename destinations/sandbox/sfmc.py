@@ -27,17 +27,17 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from destinations.sandbox.sfmc_store import (
+    DEADLOCK_MESSAGE,
+    DataExtension,
+    RequestError,
+    RowError,
+    coerce,
+)
+
 SERVER_TZ = timezone(timedelta(hours=-6))
 DOC_URL = "https://developer.salesforce.com/docs/atlas.en-us.mc-apis.meta/mc-apis/error-handling.htm"
 DEMO_KEY = "CohortSync_Demo"
-DEFAULT_REJECT_MESSAGE = (
-    "Email: The value for column [Email] is not a valid email address. Parse error [InvalidEmailAddress]"
-)
-DEADLOCK_MESSAGE = (
-    "Transaction (Process ID 61) was deadlocked on lock resources with another process and has "
-    "been chosen as the deadlock victim. Rerun the transaction."
-)
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DEFAULTS: dict[str, Any] = {
     "client_id": "sandbox-client-id",
     "client_secret": "sandbox-client-secret",
@@ -92,79 +92,6 @@ def _server_time(offset_seconds: float = 0.0) -> str:
     return now.replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
-class _RowError(Exception):
-    """This row is rejected (10006 in a rowset, an Error item in async results)."""
-
-
-class _RequestError(Exception):
-    """The whole request is malformed for this data extension."""
-
-
-class _DataExtension:
-    def __init__(self, key: str, name: str, fields: list[Mapping[str, Any]]) -> None:
-        self.id = str(uuid.uuid4())
-        self.key = key
-        self.name = name
-        self.fields: list[dict[str, Any]] = []
-        self.pending: list[list[Any]] = []  # [field, reads left before it appears]
-        self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
-        for spec in fields:
-            self.add_field(spec)
-
-    def add_field(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        is_pk = bool(spec.get("isPrimaryKey", False))
-        kind = str(spec.get("type", "Text"))
-        field = {
-            "name": str(spec["name"]), "type": kind, "isPrimaryKey": is_pk,
-            "isNullable": bool(spec.get("isNullable", not is_pk)),
-            "length": spec.get("length", 254 if kind in ("Text", "EmailAddress") else None),
-            "ordinal": len(self.fields), "mask": 0,
-        }
-        self.fields.append(field)
-        return field
-
-    def field(self, name: str) -> dict[str, Any] | None:
-        lowered = str(name).lower()
-        return next((f for f in self.fields if f["name"].lower() == lowered), None)
-
-    @property
-    def primary_keys(self) -> list[dict[str, Any]]:
-        return [f for f in self.fields if f["isPrimaryKey"]]
-
-
-def _coerce(field: Mapping[str, Any], value: Any) -> Any:
-    name, kind = field["name"], field["type"]
-    if value is None or value == "":
-        if not field["isNullable"]:
-            raise _RowError(f"Column [{name}] does not allow null value.")
-        return None
-    if kind == "Boolean":
-        if isinstance(value, bool):
-            return value
-        if str(value).strip().lower() in ("true", "1"):
-            return True
-        if str(value).strip().lower() in ("false", "0"):
-            return False
-        raise _RowError(f"{name}: The value for column [{name}] is not a valid boolean.")
-    if kind in ("Number", "Decimal"):
-        try:
-            return float(value) if kind == "Decimal" else int(value)
-        except (TypeError, ValueError):
-            raise _RowError(f"{name}: The value for column [{name}] is not a valid number.") from None
-    if kind == "Date":
-        try:
-            datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            raise _RowError(f"{name}: The value for column [{name}] is not a valid date.") from None
-        return str(value)
-    if kind == "EmailAddress" and not EMAIL_RE.match(str(value)):
-        raise _RowError(DEFAULT_REJECT_MESSAGE.replace("Email", name).replace("[Email]", f"[{name}]"))
-    text = str(value)
-    if field.get("length") and len(text) > int(field["length"]):
-        raise _RowError(f"{name}: The value for column [{name}] is longer than {field['length']} characters.")
-    return text
-
-
 class SfmcSandbox:
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -176,7 +103,7 @@ class SfmcSandbox:
         with self._lock:
             self.config: dict[str, Any] = json.loads(json.dumps(DEFAULTS))
             self.tokens: dict[str, float] = {}
-            self.data_extensions: dict[str, _DataExtension] = {}
+            self.data_extensions: dict[str, DataExtension] = {}
             self.jobs: dict[str, dict[str, Any]] = {}
             self.attribute_sets: dict[str, dict[str, Any]] = {}
             self.contacts: dict[str, dict[str, dict[str, Any]]] = {}
@@ -208,7 +135,7 @@ class SfmcSandbox:
         self, key: str, fields: list[Mapping[str, Any]], *, name: str | None = None
     ) -> dict[str, Any]:
         with self._lock:
-            de = _DataExtension(key, name or key, fields)
+            de = DataExtension(key, name or key, fields)
             self.data_extensions[key.lower()] = de
             return {"id": de.id, "key": de.key}
 
@@ -380,7 +307,7 @@ class SfmcSandbox:
 
     # --- data extensions -------------------------------------------------------------------
 
-    def _de(self, target: str, *, missing: str = "404") -> _DataExtension:
+    def _de(self, target: str, *, missing: str = "404") -> DataExtension:
         if target.lower().startswith("key:"):
             de = self.data_extensions.get(target[4:].lower())
         else:
@@ -431,38 +358,6 @@ class SfmcSandbox:
             de.pending.append([{**spec, "isPrimaryKey": False}, int(self.config["field_add_delay_reads"])])
         return _json(202, {"id": de.id, "requestId": str(uuid.uuid4()), "resultMessages": []})
 
-    def _write_row(self, de: _DataExtension, row: Mapping[str, Any], *, insert_only: bool = False,
-                   keys: Mapping[str, Any] | None = None) -> None:
-        """Upsert one row; raises _RowError (this row) or _RequestError (the request)."""
-        if not de.primary_keys:
-            raise _RowError("This Data Extension does not have any primary keys defined.")
-        if keys is not None:
-            for name in keys:
-                if de.field(name) is None or not de.field(name)["isPrimaryKey"]:  # type: ignore[index]
-                    raise _RequestError(f"Primary key '{str(name).lower()}' does not exist.")
-        merged = {**row, **(keys or {})}
-        known = {de.field(k)["name"]: v for k, v in merged.items() if de.field(k) is not None}  # type: ignore[index]
-        pk = tuple(str(known.get(f["name"]) or "").lower() for f in de.primary_keys)
-        if not all(pk):
-            raise _RowError("Cannot locate the existing record. Required keys are missing.")
-        if keys is not None and len(known) <= len(de.primary_keys):
-            raise _RequestError("At least one existing field is required in the values property")
-        identity = str(known[de.primary_keys[0]["name"]])
-        rejected = self.config["reject_identities"]
-        if identity in rejected:
-            raise _RowError(str(rejected[identity] or DEFAULT_REJECT_MESSAGE))
-        values = {name: _coerce(de.field(name), value) for name, value in known.items()}  # type: ignore[arg-type]
-        existing = de.rows.get(pk)
-        if existing is not None and insert_only:
-            raise _RowError("Violation of PRIMARY KEY constraint. Cannot insert duplicate key.")
-        if existing is None:
-            for field in de.fields:
-                if not field["isNullable"] and values.get(field["name"]) is None:
-                    raise _RowError(f"Column [{field['name']}] does not allow null value.")
-            de.rows[pk] = values
-        else:
-            existing.update(values)
-
     def _check_size(self, request: Request) -> None:
         if (request.content_length or 0) > int(self.config["max_payload_bytes"]):
             raise _Reply(_envelope(413, "The request is larger than the allowed 5 MB.", 10000))
@@ -478,10 +373,10 @@ class SfmcSandbox:
             if not isinstance(row, dict) or not isinstance(row.get("keys"), dict) or not isinstance(row.get("values"), dict):
                 return _envelope(400, "Each row needs a keys object and a values object.", 10004)
             try:
-                self._write_row(de, row["values"], keys=row["keys"])
-            except _RequestError as exc:
+                de.write_row(row["values"], rejected=self.config["reject_identities"], keys=row["keys"])
+            except RequestError as exc:
                 return _envelope(400, str(exc), 10000)
-            except _RowError as exc:
+            except RowError as exc:
                 # Rows before this one stay saved; this one and every later one are rejected.
                 return _envelope(400, f"Unable to save rows for data extension ID {de.id}", 10006, [str(exc)])
         return _json(200, body)
@@ -493,10 +388,10 @@ class SfmcSandbox:
         if not isinstance(body, dict) or not isinstance(body.get("values"), dict) or not keys:
             return _envelope(400, "Invalid message format.", 10004)
         try:
-            self._write_row(de, body["values"], keys=keys)
-        except _RequestError as exc:
+            de.write_row(body["values"], rejected=self.config["reject_identities"], keys=keys)
+        except RequestError as exc:
             return _envelope(400, str(exc), 10000)
-        except _RowError as exc:
+        except RowError as exc:
             return _envelope(400, f"Unable to save rows for data extension ID {de.id}", 10006, [str(exc)])
         return _json(200, {"keys": keys, "values": body["values"]})
 
@@ -518,10 +413,10 @@ class SfmcSandbox:
                                      and de.field(k)["isPrimaryKey"]), ""))  # type: ignore[index]
                 if identity in deadlocks:
                     deadlocks.remove(identity)
-                    raise _RowError(DEADLOCK_MESSAGE)
-                self._write_row(de, item, insert_only=request.method == "POST")
+                    raise RowError(DEADLOCK_MESSAGE)
+                de.write_row(item, rejected=self.config["reject_identities"], insert_only=request.method == "POST")
                 results.append({"status": "OK", "message": "Upserted DataExtensionObject"})
-            except (_RowError, _RequestError) as exc:
+            except (RowError, RequestError) as exc:
                 column = de.primary_keys[0]["name"].lower() if de.primary_keys else ""
                 results.append({"status": "Error", "errorCode": "UnexpectedError", "message": str(exc),
                                 "errors": [{"name": column, "errorMessage": str(exc), "errorCode": 70001}]})
@@ -593,26 +488,26 @@ class SfmcSandbox:
         updates: dict[str, dict[str, Any]] = {}
         try:
             if len(key) > 254 or ":" in key:
-                raise _RowError(f"ContactKey '{key[:40]}' is not valid: at most 254 characters and no ':'.")
+                raise RowError(f"ContactKey '{key[:40]}' is not valid: at most 254 characters and no ':'.")
             if key in self.config["reject_identities"]:
-                raise _RowError(str(self.config["reject_identities"][key] or "The contact was rejected."))
+                raise RowError(str(self.config["reject_identities"][key] or "The contact was rejected."))
             for attribute_set in body.get("attributeSets") or []:
                 set_name = str(attribute_set.get("name", ""))
                 definition = self.attribute_sets.get(set_name.lower())
                 if definition is None:
-                    raise _RowError(f"Attribute set '{set_name}' was not found.")
+                    raise RowError(f"Attribute set '{set_name}' was not found.")
                 for item in attribute_set.get("items") or []:
                     for value in item.get("values") or []:
                         name = str(value.get("name", ""))
                         attribute = next((a for a in definition["attributes"]
                                           if a["name"]["value"].lower() == name.lower()), None)
                         if attribute is None:
-                            raise _RowError(f"Attribute '{name}' was not found in attribute set '{set_name}'.")
+                            raise RowError(f"Attribute '{name}' was not found in attribute set '{set_name}'.")
                         spec = {"name": name, "type": attribute["valueDefinition"]["dataType"], "isNullable": True}
                         updates.setdefault(definition["name"]["value"], {})[attribute["name"]["value"]] = (
-                            _coerce(spec, value.get("value"))
+                            coerce(spec, value.get("value"))
                         )
-        except _RowError as exc:
+        except RowError as exc:
             return _json(200, {"operationStatus": "FAIL", "rowsAffected": 0, "contactKey": key, "hasErrors": True,
                                "resultMessages": [{"resultType": "Validation", "resultClass": "Error",
                                                    "resultCode": "ValidationFailed", "message": str(exc)}],
