@@ -26,3 +26,32 @@ def test_database_backend_is_reachable(db):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone()[0] == 1
+
+
+def _settings_in_subprocess(tmp_path, extra_env: dict[str, str], expression: str) -> str:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DEBUG": "true",
+        "COHORTSYNC_VAR_DIR": str(tmp_path),
+        **extra_env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import os; os.environ['DJANGO_SETTINGS_MODULE']="
+         "'cohortsync_site.settings'; from django.conf import settings; print(" + expression + ")"],
+        env=env, capture_output=True, text=True, cwd=settings.BASE_DIR, check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_redis_url_switches_broker_and_cache_to_redis(tmp_path):
+    expression = "settings.Q_CLUSTER.get('redis'), 'orm' in settings.Q_CLUSTER, settings.CACHES['default']['BACKEND']"
+    with_redis = _settings_in_subprocess(tmp_path, {"REDIS_URL": "redis://127.0.0.1:6379/3"}, expression)
+    assert with_redis == "redis://127.0.0.1:6379/3 False django.core.cache.backends.redis.RedisCache"
+    without = _settings_in_subprocess(tmp_path, {}, expression)
+    assert without == "None True django.core.cache.backends.db.DatabaseCache"
+
+
+def test_sqlite_default_uses_wal_and_immediate_transactions(tmp_path):
+    options = _settings_in_subprocess(tmp_path, {}, "settings.DATABASES['default']['OPTIONS']")
+    assert "'transaction_mode': 'IMMEDIATE'" in options
+    assert "journal_mode=WAL" in options
