@@ -39,6 +39,9 @@ class RowOutcome:
     retriable: bool = False
 
 
+_IMPORTED = RowOutcome(ok=True)
+
+
 def rows_per_file() -> int:
     """How many leads one bulk import file safely holds."""
     return MAX_FILE_BYTES // ESTIMATED_ROW_BYTES
@@ -141,7 +144,8 @@ def _outcomes_for(
             "Check that the sync's field still exists and is a Boolean field.",
             code="import_failed",
         )
-    outcomes = {email: RowOutcome(ok=True) for email in emails}
+    # One shared (immutable) outcome: a 150k-row file would otherwise hold 150k copies.
+    outcomes = dict.fromkeys(emails, _IMPORTED)
     if _count(status, "numOfRowsWithWarning"):
         for email, reason in _reasons(client.bulk_import_warnings(batch_id=batch_id)).items():
             if email in outcomes:

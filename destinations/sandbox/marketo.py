@@ -483,12 +483,15 @@ class MarketoSandbox:
             due = job is polled if step <= 0 else now - job.changed_at >= step
             if not due:
                 continue
+            # Timed steps date from when they were due, not from when someone looked: real
+            # imports progress whether or not their status is read.
+            moved_at = now if step <= 0 else min(now, job.changed_at + step)
             importing = sum(1 for j in self._jobs.values() if j.status == "Importing")
             if job.status == "Queued" and importing < int(self.config["bulk_max_importing"]):
-                job.status, job.changed_at = "Importing", now
+                job.status, job.changed_at = "Importing", moved_at
             elif job.status == "Importing":
                 self._import(job)
-                job.changed_at = now
+                job.changed_at = moved_at
 
     def _import(self, job: BulkJob) -> None:
         rows = list(csv.reader(io.StringIO(job.content), delimiter=job.delimiter))

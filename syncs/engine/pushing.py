@@ -1,9 +1,12 @@
 """Push a staged plan in batches and record every outcome as it arrives.
 
 Up to connector.max_concurrency batches are in flight (threads); every database write
-stays in the main thread, one short transaction per finished batch, so a run killed at
-any moment keeps everything the destination acknowledged and loses nothing else: users
-whose outcome was not recorded are simply planned again by the next run.
+stays in the main thread. When batches finish, the freed slots get new batches first and
+then everything that finished is written in one short transaction, before waiting again:
+the destination never idles while we write, and at 150 rowsets a second the batches that
+finished together share one transaction instead of one each. A run killed at any moment
+keeps everything the destination acknowledged before the last wait and loses nothing
+else: users whose outcome was not recorded are simply planned again by the next run.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -62,12 +65,24 @@ def error_code(exc: DestinationError) -> str:
 
 
 class _Recorder:
-    """Writes one finished batch: acknowledged state, failure rows, run counters."""
+    """Collects finished batches and writes them: acknowledged state, failure rows, run
+    counters, in one transaction per flush."""
 
     def __init__(self, *, run: SyncRun, api_calls: Callable[[], int], result: PushResult) -> None:
         self.run = run
         self.api_calls = api_calls
         self.result = result
+        self._attempted: list[StagedChange] = []
+        self._acknowledged: list[StagedChange] = []
+        self._failed: list[tuple[StagedChange, PushOutcome]] = []
+
+    def flush(self) -> None:
+        """Write every batch collected since the last flush."""
+        if not self._attempted:
+            return
+        attempted, acknowledged, failed = self._attempted, self._acknowledged, self._failed
+        self._attempted, self._acknowledged, self._failed = [], [], []
+        self._write(attempted, acknowledged, failed)
 
     def record(self, batch: list[StagedChange], outcomes: list[PushOutcome]) -> None:
         by_identity: Mapping[str, PushOutcome]
@@ -81,9 +96,7 @@ class _Recorder:
                                   message="The destination returned no result for this user; "
                                   "it is sent again on the next run.", retriable=True)
             paired = [(c, by_identity.get(c.identity, missing)) for c in batch]
-        acknowledged = [c for c, o in paired if o.ok]
-        failed = [(c, o) for c, o in paired if not o.ok]
-        self._write(batch, acknowledged, failed)
+        self._collect(batch, [c for c, o in paired if o.ok], [(c, o) for c, o in paired if not o.ok])
 
     def record_batch_error(self, batch: list[StagedChange], exc: BaseException) -> None:
         if isinstance(exc, DestinationError):
@@ -94,7 +107,24 @@ class _Recorder:
             message = "CohortSync hit an unexpected error while sending this batch; see the worker log."
             retriable = True
         outcome = PushOutcome(identity="", ok=False, code=code, message=message, retriable=retriable)
-        self._write(batch, [], [(c, outcome) for c in batch])
+        self._collect(batch, [], [(c, outcome) for c in batch])
+
+    def _collect(
+        self,
+        batch: list[StagedChange],
+        acknowledged: list[StagedChange],
+        failed: list[tuple[StagedChange, PushOutcome]],
+    ) -> None:
+        # The totals the run's final status is decided from are kept as outcomes arrive.
+        for _, outcome in failed:
+            code = (outcome.code or "rejected")[:64]
+            self.result.failure_codes[code] += 1
+            self.result.failure_messages.setdefault(code, outcome.message)
+        self.result.succeeded += len(acknowledged)
+        self.result.failed += len(failed)
+        self._attempted += batch
+        self._acknowledged += acknowledged
+        self._failed += failed
 
     def _write(
         self,
@@ -113,15 +143,12 @@ class _Recorder:
             counts["attempted_adds" if change.is_member else "attempted_removes"] += 1
         for change in acknowledged:
             counts["succeeded_adds" if change.is_member else "succeeded_removes"] += 1
-        for change, outcome in failed:
+        for change, _ in failed:
             counts["failed_adds" if change.is_member else "failed_removes"] += 1
-            code = (outcome.code or "rejected")[:64]
-            self.result.failure_codes[code] += 1
-            self.result.failure_messages.setdefault(code, outcome.message)
-        self.result.succeeded += len(acknowledged)
-        self.result.failed += len(failed)
         with transaction.atomic():
-            if acknowledged:
+            if acknowledged and connection.vendor == "postgresql":
+                _acknowledged_upsert(self.run.sync_id, acknowledged, now)
+            elif acknowledged:
                 SyncedMember.objects.bulk_create(
                     [
                         SyncedMember(
@@ -159,6 +186,23 @@ class _Recorder:
                 api_calls=self.api_calls(),
                 **{name: F(name) + value for name, value in counts.items()},
             )
+
+
+def _acknowledged_upsert(sync_id: int, acknowledged: list[StagedChange], now: Any) -> None:
+    """One statement for any number of rows: model instances and 2,000-row batches cost
+    more than the write itself at a million users."""
+    # One row per identity and statement (ON CONFLICT cannot touch a row twice); the last
+    # outcome wins, as it would with one statement per batch.
+    latest = {c.identity: c.is_member for c in acknowledged}
+    table = connection.ops.quote_name(SyncedMember._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (sync_id, identity_value, is_member, acknowledged_at) "
+            "SELECT %s, t.identity, t.is_member, %s FROM unnest(%s::text[], %s::boolean[]) "
+            "AS t(identity, is_member) ON CONFLICT (sync_id, identity_value) DO UPDATE SET "
+            "is_member = EXCLUDED.is_member, acknowledged_at = EXCLUDED.acknowledged_at",
+            [sync_id, now, list(latest), list(latest.values())],
+        )
 
 
 def _changes_for(
@@ -204,13 +248,16 @@ def plan_push(
         return result.stop is not None or result.cancelled
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"run{run.pk}") as pool:
-        while True:
+        def fill() -> None:
             while not stopping() and len(in_flight) < concurrency:
                 batch = next(pages, None)
                 if batch is None:
                     break
                 changes = _changes_for(batch, mapping)
                 in_flight[pool.submit(connector.push, target, changes)] = batch
+
+        while True:
+            fill()
             if not in_flight:
                 break
             done, _ = wait(in_flight, timeout=WAIT_TICK_SECONDS, return_when=FIRST_COMPLETED)
@@ -265,4 +312,8 @@ def plan_push(
                 recorder.record(batch, outcomes)
             if not stopping() and cancel_requested():
                 result.cancelled = True
+            # Keep the destination busy first, then write what came back.
+            fill()
+            recorder.flush()
+    recorder.flush()
     return result

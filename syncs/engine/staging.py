@@ -26,7 +26,7 @@ CHANGES_TABLE = "cohortsync_plan_changes"
 TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StagedChange:
     seq: int
     identity: str

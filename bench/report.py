@@ -1,0 +1,161 @@
+"""Print a suite's results and append them to docs/benchmarks.md (old rows are kept)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from bench.suite import StepResult, SuiteResult
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+RESULTS_MARK = "<!-- bench results: `manage.py bench --record` appends below this line -->"
+
+PLAN_LIMIT_SECONDS = 5.0
+PLAN_ANTI_JOIN_FACTOR = 2.0
+MEMORY_LIMIT_MIB = 150.0
+IMPORT_LIMIT_SECONDS = 60.0
+PAGE_LIMIT_MS = 300.0
+THROUGHPUT_SHARE = 0.90
+
+
+def _f(value: float | None, fmt: str = ",.0f", none: str = "–") -> str:
+    return none if value is None else format(value, fmt)
+
+
+def step_line(step: StepResult) -> str:
+    v = step.values
+    if step.step == "pages":
+        return "  admin pages: " + "; ".join(
+            f"{p['page']}: {p['warm_ms']:.0f} ms (cold {p['cold_ms']:.0f} ms, HTTP {p['status']})"
+            for p in v["pages"]
+        )
+    share = step.share_of_bound
+    return (
+        f"  {step.path:13} {step.step:16} {v.get('users', 0):>9,} users in {v['seconds']:7.2f} s"
+        f" = {_f(step.users_per_second):>7}/s"
+        + (f" ({share:.0%} of {_f(step.bound)}/s)" if share is not None else "")
+        + (f", plan {v['plan_seconds']:.2f} s" if "plan_seconds" in v else "")
+        + (f" (anti-join {v['anti_join_seconds']:.2f} s)" if "anti_join_seconds" in v else "")
+        + (f", {v['api_calls']} API calls, {step.write_calls} writes" if "api_calls" in v else "")
+        + f", peak +{v['peak_over_baseline_mib']:.0f} MiB, {v['queries']:,} queries"
+        + (f", status {v['status']}" if "status" in v else "")
+    )
+
+
+def markdown_table(result: SuiteResult) -> str:
+    rows = [
+        "| path | step | users | wall s | validate s | plan s | push s | users/s | bound users/s "
+        "| % of bound | API calls | write calls | emulator CPU | peak MiB over baseline | SQL queries | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for step in result.steps:
+        v = step.values
+        if step.step == "pages":
+            continue
+        seconds = float(v.get("seconds") or 0)
+        cpu = f"{step.emulator_cpu_seconds / seconds:.0%}" if seconds and step.path != "profiles" else "–"
+        plan = _f(v.get("plan_seconds"), ".2f")
+        if "anti_join_seconds" in v:
+            plan += f" (anti-join {v['anti_join_seconds']:.2f})"
+        rows.append(
+            f"| {step.path} | {step.step} | {v.get('users', 0):,} | {seconds:.2f} "
+            f"| {_f(v.get('validate_seconds'), '.2f')} | {plan} | {_f(v.get('push_seconds'), '.2f')} "
+            f"| {_f(step.users_per_second)} | {_f(step.bound)} "
+            f"| {_f(step.share_of_bound * 100 if step.share_of_bound else None, '.0f')} "
+            f"| {v.get('api_calls', '–')} | {step.write_calls if 'api_calls' in v else '–'} | {cpu} "
+            f"| {v['peak_over_baseline_mib']:.0f} | {v['queries']:,} | {v.get('status', '–')} |"
+        )
+    pages = [s for s in result.steps if s.step == "pages"]
+    if pages:
+        rows += ["", "| admin page | warm ms (median of 3) | cold ms | HTTP |", "|---|---:|---:|---|"]
+        for page in pages[0].values["pages"]:
+            rows.append(f"| {page['page']} | {page['warm_ms']:.0f} | {page['cold_ms']:.0f} | {page['status']} |")
+    return "\n".join(rows)
+
+
+def targets(result: SuiteResult) -> list[tuple[str, bool, str]]:
+    """(target, met, evidence) for every target the suite measured."""
+    checks: list[tuple[str, bool, str]] = []
+    for step in result.steps:
+        v = step.values
+        if step.step == "import":
+            checks.append((
+                f"import of {result.profiles:,} profiles ≤ {IMPORT_LIMIT_SECONDS:.0f} s (1M)",
+                v["seconds"] <= IMPORT_LIMIT_SECONDS * result.profiles / 1_000_000,
+                f"{v['seconds']:.1f} s (limit scaled to {result.profiles:,}: "
+                f"{IMPORT_LIMIT_SECONDS * result.profiles / 1_000_000:.1f} s)",
+            ))
+        if step.step == "first export" and step.share_of_bound is not None:
+            checks.append((
+                f"{step.path}: throughput ≥ {THROUGHPUT_SHARE:.0%} of the bound",
+                step.share_of_bound >= THROUGHPUT_SHARE,
+                f"{step.users_per_second:,.0f}/s of {step.bound:,.0f}/s = {step.share_of_bound:.0%}",
+            ))
+        if step.step == "1% churn" and "plan_seconds" in v:
+            anti = v.get("anti_join_seconds") or 0.0
+            ok = v["plan_seconds"] <= PLAN_LIMIT_SECONDS and v["plan_seconds"] <= PLAN_ANTI_JOIN_FACTOR * max(anti, 1e-9)
+            checks.append((
+                f"{step.path}: planning 1 % churn ≤ {PLAN_LIMIT_SECONDS:.0f} s and ≤ "
+                f"{PLAN_ANTI_JOIN_FACTOR:.0f}× the bare anti-join",
+                ok, f"plan {v['plan_seconds']:.2f} s, anti-join {anti:.2f} s "
+                f"({v['plan_seconds'] / max(anti, 1e-9):.1f}×)",
+            ))
+        if step.step == "nothing changed":
+            checks.append((
+                f"{step.path}: nothing changed → no destination call beyond validation",
+                step.write_calls == 0 and not v.get("push_seconds"),
+                f"{v.get('api_calls')} API calls (validation), {step.write_calls} writes",
+            ))
+        if "status" in v:
+            checks.append((
+                f"{step.path} {step.step}: peak memory ≤ {MEMORY_LIMIT_MIB:.0f} MiB over baseline",
+                v["peak_over_baseline_mib"] <= MEMORY_LIMIT_MIB and v.get("peak_reset", False),
+                f"+{v['peak_over_baseline_mib']:.0f} MiB (baseline {v['baseline_mib']:.0f} MiB)",
+            ))
+        if step.step == "pages":
+            for page in v["pages"]:
+                checks.append((
+                    f"admin {page['page']} ≤ {PAGE_LIMIT_MS:.0f} ms",
+                    page["warm_ms"] <= PAGE_LIMIT_MS and page["status"] == 200,
+                    f"{page['warm_ms']:.0f} ms warm, {page['cold_ms']:.0f} ms cold, HTTP {page['status']}",
+                ))
+    return checks
+
+
+def summary_text(result: SuiteResult) -> str:
+    lines = [
+        "",
+        f"{result.profiles:,} profiles, paths: {', '.join(result.paths)}; total {result.total_seconds:.0f} s",
+        markdown_table(result),
+        "",
+        "Targets:",
+    ]
+    for name, ok, evidence in targets(result):
+        lines.append(f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}")
+    return "\n".join(lines)
+
+
+def record(result: SuiteResult, *, doc: Path = DOC) -> Path:
+    """Append this run to the results section of docs/benchmarks.md."""
+    machine = result.machine
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    block = [
+        "",
+        f"### {when}: {result.profiles:,} profiles ({', '.join(result.paths)})",
+        "",
+        f"`{result.command}` (total {result.total_seconds:.0f} s). Machine: {machine.get('cores')} cores "
+        f"{machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, PostgreSQL "
+        f"{machine.get('postgresql', '?')}, Python {machine.get('python')}, commit {machine.get('commit')}.",
+        "",
+        markdown_table(result),
+        "",
+        "Targets:",
+        "",
+    ]
+    for name, ok, evidence in targets(result):
+        block.append(f"- {'met' if ok else '**missed**'}: {name}: {evidence}")
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n## Results\n\n{RESULTS_MARK}\n"
+    if RESULTS_MARK not in text:
+        text = text.rstrip("\n") + f"\n\n## Results\n\n{RESULTS_MARK}\n"
+    doc.write_text(text.rstrip("\n") + "\n" + "\n".join(block) + "\n", encoding="utf-8")
+    return doc

@@ -1,0 +1,84 @@
+"""The benchmark machinery stays runnable: a tiny suite end to end, its guards, its bounds."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from bench import data
+from bench.paths import PATHS
+from bench.report import record, targets
+from bench.suite import suite_run
+from syncs.models import RunStatus
+
+TINY = 300
+
+
+@pytest.mark.django_db
+def test_the_bench_refuses_a_database_that_is_not_a_bench_database(monkeypatch) -> None:
+    monkeypatch.setitem(connection.settings_dict, "NAME", "cohortsync_production")
+
+    with pytest.raises(CommandError) as refused:
+        call_command("bench", "--profiles", str(TINY))
+
+    # SQLite is refused for being SQLite, PostgreSQL for the database's name.
+    message = str(refused.value)
+    assert "PostgreSQL only" in message if connection.vendor != "postgresql" else "--allow-any-database" in message
+
+
+def test_bounds_follow_the_emulator_limits_both_sides_share() -> None:
+    marketo, rowset, async_ = PATHS["marketo_sync"], PATHS["sfmc_rowset"], PATHS["sfmc_async"]
+
+    # 10 calls at once, 0.2 s each, 300 leads per call.
+    assert marketo.bound(users=1_000_000) == pytest.approx(15_000)
+    assert rowset.bound(users=1_000) == pytest.approx(8_000)
+    # 32 jobs of 32,000 rows, 2 at a time, 2 requests of 2 s each.
+    assert async_.bound(users=1_024_000) == pytest.approx(1_024_000 / 64)
+    for spec in PATHS.values():
+        config, options = spec.emulator_config, spec.destination_options
+        assert options["max_concurrency"] == config.get("max_concurrency", config.get("max_concurrent_requests"))
+        assert options.get("calls_per_20s", options.get("requests_per_second")) == config.get(
+            "calls_per_20s", config.get("requests_per_second")
+        )
+
+
+def test_generated_profiles_are_deterministic() -> None:
+    assert data.profile_values(12) == data.profile_values(12)
+    members = sum(data.profile_values(i)[1][data.COHORT_PROPERTY] for i in range(1000))
+    assert members == 990
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
+    if connection.vendor != "postgresql":
+        # The bench is PostgreSQL only; on SQLite the promise is a clear refusal.
+        with pytest.raises(CommandError, match="PostgreSQL only"):
+            call_command("bench", "--profiles", str(TINY), "--allow-any-database")
+        return
+
+    result = suite_run(profiles=TINY, path_names=["marketo_sync", "sfmc_rowset"], command="test",
+                       out=lambda line: None)
+
+    steps = {(s.path, s.step): s for s in result.steps}
+    assert steps[("profiles", "import")].values["created"] == TINY
+    for path in ("marketo_sync", "sfmc_rowset"):
+        first, churn, idle = (steps[(path, label)] for label in ("first export", "1% churn", "nothing changed"))
+        assert first.values["status"] == RunStatus.SUCCEEDED
+        # 99 % of the profiles are members; one in a thousand has an address Marketo refuses.
+        assert first.values["users"] + first.values["skipped"] == 297
+        assert first.write_calls > 0 and first.bound and first.users_per_second
+        assert churn.values["users"] == 2 and "anti_join_seconds" in churn.values
+        assert idle.values["users"] == 0 and idle.write_calls == 0
+        assert first.values["peak_over_baseline_mib"] >= 0 and first.values["queries"] > 0
+    pages = steps[("admin", "pages")].values["pages"]
+    assert [p["status"] for p in pages] == [200] * len(pages)
+    assert any(f"{TINY:,} failure rows" in p["page"] for p in pages)
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nOld rows stay.\n")
+    record(result, doc=doc)
+    record(result, doc=doc)
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks\n\nOld rows stay.") and text.count(f"{TINY:,} profiles (") == 2
+    assert any(name.startswith("marketo_sync: nothing changed") and met for name, met, _ in targets(result))
