@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bench import data
+from bench.ceiling import ceiling_measure
 from bench.paths import PATHS, PathSpec
 from bench.sandbox import HOST, MANAGE, SandboxProcess
 from cohorts.models import Cohort, Profile
@@ -35,6 +36,8 @@ NAME_PREFIX = "bench: "
 DEFAULT_PROFILES = 100_000
 LARGE_PROFILES = 1_000_000
 CHURN_SHARE = 0.01
+# Requests the ceiling probe sends per path: ~7 s each, long enough for a stable rate.
+CEILING_REQUESTS = {"marketo_sync": 330, "sfmc_rowset": 1000}
 WRITE_ENDPOINTS = {
     "marketo": ("POST /rest/v1/leads.json", "POST /bulk/v1/leads.json"),
     "sfmc": ("POST /hub/v1/dataevents/{key}/rowset", "PUT /data/v1/async/dataextensions/{key}/rows",
@@ -79,6 +82,8 @@ class SuiteResult:
     seed_seconds: float = 0.0
     total_seconds: float = 0.0
     machine: dict[str, str] = field(default_factory=dict)
+    # path -> users/s a client doing nothing but HTTP reaches (bench.ceiling)
+    ceilings: dict[str, float] = field(default_factory=dict)
 
 
 def database_check(*, allow_any_database: bool) -> str:
@@ -143,6 +148,15 @@ def suite_run(
             spec = PATHS[name]
             sandbox.reset(spec.emulator_prefix)
             sandbox.configure(spec.emulator_prefix, spec.emulator_config)
+            if name in CEILING_REQUESTS:
+                result.ceilings[name] = ceiling_measure(
+                    path=name, base_url=sandbox.url, config=spec.emulator_config,
+                    # A tiny suite (tests) sends a few requests, not seconds' worth.
+                    requests_total=min(CEILING_REQUESTS[name], max(40, profiles // 100)),
+                )
+                out(f"  {name}: a client doing nothing but HTTP reaches {result.ceilings[name]:,.0f} users/s")
+                sandbox.reset(spec.emulator_prefix)
+                sandbox.configure(spec.emulator_prefix, spec.emulator_config)
             sync = _sync_create(spec, cohort, sandbox)
             first_sync = first_sync or sync
             for label in ("first export", "1% churn", "nothing changed"):

@@ -89,6 +89,14 @@ class Connector(Protocol):
     push() must be safe to call from several threads at once: the engine pushes up to
     `max_concurrency` batches in parallel and the connector's rate limiter keeps the total
     within the destination's limits.
+
+    Optional hooks, looked up with getattr by the engine:
+    - `bulk_file(target)` -> a file object to fill, or None when this run should use push();
+      `bulk_file_push(target, file)` then imports it and returns outcomes for the users that
+      failed only (see syncs/engine/file_pushing.py; Marketo bulk import uses it).
+    - `plain_identity_pattern` / `plain_identity_max_length`: a POSIX regex and length for
+      raw values that normalize_identity() would return unchanged, so the planner can accept
+      them in SQL without a Python call per member (syncs/engine/planning.py).
     """
 
     @property

@@ -22,8 +22,14 @@ logger = logging.getLogger(__name__)
 # Marketo's limit is 10 MB per file; stay clear of it whatever "MB" means on their side.
 MAX_FILE_BYTES = 9_500_000
 # Bytes one row takes, estimated on the high side (a 40-character address plus the flag).
+# Only callers that hand over a list of rows use it; the engine fills files row by row
+# (CsvFile) and cuts them by their real size.
 ESTIMATED_ROW_BYTES = 64
-POLL_FIRST_SECONDS = 5.0
+# Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds): a
+# 40-second import is noticed within seconds of finishing, a 2-hour one costs a poll
+# every 30 s, not one every 2 s.
+POLL_MIN_SECONDS = 2.0
+POLL_FRACTION = 10.0
 POLL_MAX_SECONDS = 30.0
 # How long one import may take (queued + importing) before the batch is given up for now.
 IMPORT_MAX_WAIT_SECONDS = 3 * 3600.0
@@ -67,6 +73,74 @@ def csv_files(
         emails.append(email)
     if emails:
         yield body.getvalue(), emails
+
+
+_NEEDS_QUOTING = frozenset(',"\r\n')
+
+
+class CsvFile:
+    """One import file filled row by row and cut at its real size: what is kept per row is
+    its CSV bytes (~40), so four files of 250k leads in flight cost ~40 MB, not ~1 GB of
+    per-row objects. Rows whose email Marketo would refuse are not written; they are
+    kept in `invalid` to be reported per user."""
+
+    __slots__ = ("_body", "_check", "_max_bytes", "invalid", "rows")
+
+    def __init__(
+        self, *, field: str, check: Callable[[str], str] | None = None, max_bytes: int | None = None
+    ) -> None:
+        self._max_bytes = max_bytes or MAX_FILE_BYTES
+        self._check = check
+        self._body: io.BytesIO | None = io.BytesIO()
+        self._body.write(_csv_line(["email", field]))
+        self.rows = 0
+        self.invalid: list[tuple[str, str]] = []
+
+    def add(self, email: str, is_member: bool) -> bool:
+        """Write one row; False (and nothing written) when it would not fit any more."""
+        assert self._body is not None, "the file was already taken"
+        problem = self._check(email) if self._check else ""
+        if problem:
+            self.invalid.append((email, problem))
+            return True
+        value = "true" if is_member else "false"
+        if _NEEDS_QUOTING.isdisjoint(email):
+            line = f"{email},{value}\r\n".encode()
+        else:
+            line = _csv_line([email, value])
+        if self.rows and self._body.tell() + len(line) > self._max_bytes:
+            return False
+        self._body.write(line)
+        self.rows += 1
+        return True
+
+    def take(self) -> bytes:
+        """The file's bytes; the buffer is released so a file waiting on its import holds
+        no copy of them."""
+        assert self._body is not None, "the file was already taken"
+        content, self._body = self._body.getvalue(), None
+        return content
+
+
+def bulk_import_file(
+    *,
+    client: MarketoClient,
+    content: bytes,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, RowOutcome]:
+    """Import one CSV file; returns only the rows Marketo refused (email -> outcome):
+    every other row of the file was imported."""
+    batch_id = _create_waiting_for_queue(client=client, content=content, sleep=sleep, clock=clock)
+    del content
+    status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
+    _raise_if_failed(batch_id, status)
+    if not _count(status, "numOfRowsFailed"):
+        return {}
+    return {
+        email: RowOutcome(ok=False, code="import_failure", message=_failure_message(reason))
+        for email, reason in _reasons(client.bulk_import_failures(batch_id=batch_id)).items()
+    }
 
 
 def _csv_line(values: list[str]) -> bytes:
@@ -117,7 +191,6 @@ def _wait_until_done(
     *, client: MarketoClient, batch_id: int, sleep: Callable[[float], None], clock: Callable[[], float]
 ) -> dict:
     started = clock()
-    delay = POLL_FIRST_SECONDS
     while True:
         status = client.bulk_import_status(batch_id=batch_id)
         state = str(status.get("status") or "")
@@ -131,19 +204,13 @@ def _wait_until_done(
                 "run sends them again.",
                 code="import_timeout",
             )
-        sleep(delay)
-        delay = min(POLL_MAX_SECONDS, delay * 1.5)
+        sleep(min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, waited / POLL_FRACTION)))
 
 
 def _outcomes_for(
     *, client: MarketoClient, batch_id: int, status: dict, emails: list[str]
 ) -> dict[str, RowOutcome]:
-    if status.get("status") == "Failed":
-        raise PermanentError(
-            f"Marketo failed bulk import {batch_id}: \"{status.get('message') or 'no reason given'}\". "
-            "Check that the sync's field still exists and is a Boolean field.",
-            code="import_failed",
-        )
+    _raise_if_failed(batch_id, status)
     # One shared (immutable) outcome: a 150k-row file would otherwise hold 150k copies.
     outcomes = dict.fromkeys(emails, _IMPORTED)
     if _count(status, "numOfRowsWithWarning"):
@@ -159,6 +226,15 @@ def _outcomes_for(
                     ok=False, code="import_failure", message=_failure_message(reason)
                 )
     return outcomes
+
+
+def _raise_if_failed(batch_id: int, status: dict) -> None:
+    if status.get("status") == "Failed":
+        raise PermanentError(
+            f"Marketo failed bulk import {batch_id}: \"{status.get('message') or 'no reason given'}\". "
+            "Check that the sync's field still exists and is a Boolean field.",
+            code="import_failed",
+        )
 
 
 def _count(status: dict, key: str) -> int:

@@ -88,6 +88,17 @@ def _identity_or_skip(connector: Connector, raw: Any, missing_message: str) -> s
     return identity
 
 
+def _plain_identity(connector: Connector) -> staging.PlainIdentity | None:
+    """The connector's pattern for raw values that normalise to themselves, when it has one
+    and the database can use it: a first export of a million members then normalises in
+    the database, and only the odd values go through normalize_identity."""
+    pattern = getattr(connector, "plain_identity_pattern", None)
+    if not pattern or not staging.plain_identity_supported():
+        return None
+    length = int(getattr(connector, "plain_identity_max_length", MAX_IDENTITY_LENGTH))
+    return staging.PlainIdentity(pattern=pattern, max_length=min(length, MAX_IDENTITY_LENGTH))
+
+
 def _skips_record(run: SyncRun, skipped: list[tuple[int, Any, str, str]]) -> None:
     if not skipped:
         return
@@ -128,7 +139,14 @@ def plan_build(
         "identify it by in the destination."
     )
     staging.staging_create()
-    plan.members = staging.staging_raw_load(members=_members(sync), sync_id=sync.pk)
+    # Only when nothing is acknowledged yet (first exports): with a synced state the members
+    # it does not know are the churn, and one more scan of the cohort would cost the
+    # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
+    has_state = SyncedMember.objects.filter(sync_id=sync.pk).exists()
+    plain = None if has_state else _plain_identity(connector)
+    plan.members = staging.staging_raw_load(members=_members(sync), sync_id=sync.pk, plain=plain)
+    if plain is not None:
+        staging.staging_plain_normalise()
     heartbeat()
     missing_count, missing_ids = staging.staging_raw_missing(limit=skip_cap)
     plan.skipped += missing_count

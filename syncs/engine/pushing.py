@@ -3,8 +3,9 @@
 Up to connector.max_concurrency batches are in flight (threads); every database write
 stays in the main thread. When batches finish, the freed slots get new batches first and
 then everything that finished is written in one short transaction, before waiting again:
-the destination never idles while we write, and at 150 rowsets a second the batches that
-finished together share one transaction instead of one each. A run killed at any moment
+the destination never idles while we write. Changes are read from the plan in reads of
+~2,000 rows and cancellation is checked at most once a second: one query per batch each
+was a real share of the main thread at 150 batches a second. A run killed at any moment
 keeps everything the destination acknowledged before the last wait and loses nothing
 else: users whose outcome was not recorded are simply planned again by the next run.
 """
@@ -12,8 +13,9 @@ else: users whose outcome was not recorded are simply planned again by the next 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +33,7 @@ from syncs.models import RunStatus, SyncedMember, SyncFailure, SyncRun
 logger = logging.getLogger(__name__)
 
 WAIT_TICK_SECONDS = 15.0
+CANCEL_CHECK_SECONDS = 1.0
 # This many batches in a row failing with transient errors means the destination is down:
 # stop instead of turning the rest of the cohort into failures.
 MAX_CONSECUTIVE_TRANSIENT_BATCHES = 5
@@ -99,14 +102,7 @@ class _Recorder:
         self._collect(batch, [c for c, o in paired if o.ok], [(c, o) for c, o in paired if not o.ok])
 
     def record_batch_error(self, batch: list[StagedChange], exc: BaseException) -> None:
-        if isinstance(exc, DestinationError):
-            code, message = error_code(exc), exc.message
-            retriable = isinstance(exc, (TransientError, QuotaExhaustedError))
-        else:
-            code = "internal_error"
-            message = "CohortSync hit an unexpected error while sending this batch; see the worker log."
-            retriable = True
-        outcome = PushOutcome(identity="", ok=False, code=code, message=message, retriable=retriable)
+        outcome = batch_error_outcome(exc)
         self._collect(batch, [], [(c, outcome) for c in batch])
 
     def _collect(
@@ -116,10 +112,7 @@ class _Recorder:
         failed: list[tuple[StagedChange, PushOutcome]],
     ) -> None:
         # The totals the run's final status is decided from are kept as outcomes arrive.
-        for _, outcome in failed:
-            code = (outcome.code or "rejected")[:64]
-            self.result.failure_codes[code] += 1
-            self.result.failure_messages.setdefault(code, outcome.message)
+        failure_totals(self.result, (o for _, o in failed))
         self.result.succeeded += len(acknowledged)
         self.result.failed += len(failed)
         self._attempted += batch
@@ -133,11 +126,7 @@ class _Recorder:
         failed: list[tuple[StagedChange, PushOutcome]],
     ) -> None:
         now = timezone.now()
-        distinct_ids = dict(
-            Profile.objects.filter(pk__in=[c.profile_id for c, _ in failed if c.profile_id]).values_list(
-                "pk", "distinct_id"
-            )
-        ) if failed else {}
+        distinct_ids = failed_distinct_ids(failed)
         counts = Counter()
         for change in batch:
             counts["attempted_adds" if change.is_member else "attempted_removes"] += 1
@@ -165,27 +154,95 @@ class _Recorder:
                     batch_size=2000,
                 )
             if failed:
-                SyncFailure.objects.bulk_create(
-                    [
-                        SyncFailure(
-                            run_id=self.run.pk,
-                            profile_id=c.profile_id,
-                            distinct_id=distinct_ids.get(c.profile_id, ""),
-                            identity_value=c.identity,
-                            operation=SyncFailure.Operation.ADD if c.is_member else SyncFailure.Operation.REMOVE,
-                            code=(o.code or "rejected")[:64],
-                            message=o.message or "The destination rejected this user without a reason.",
-                            retriable=o.retriable,
-                        )
-                        for c, o in failed
-                    ],
-                    batch_size=2000,
-                )
+                failures_create(run_id=self.run.pk, failed=failed, distinct_ids=distinct_ids)
             SyncRun.objects.filter(pk=self.run.pk).update(
                 heartbeat_at=now,
                 api_calls=self.api_calls(),
                 **{name: F(name) + value for name, value in counts.items()},
             )
+
+
+def failed_distinct_ids(failed: list[tuple[StagedChange, PushOutcome]]) -> dict[int, str]:
+    ids = [c.profile_id for c, _ in failed if c.profile_id]
+    return dict(Profile.objects.filter(pk__in=ids).values_list("pk", "distinct_id")) if ids else {}
+
+
+def failures_create(
+    *, run_id: int, failed: list[tuple[StagedChange, PushOutcome]], distinct_ids: Mapping[int, str]
+) -> None:
+    SyncFailure.objects.bulk_create(
+        [
+            SyncFailure(
+                run_id=run_id,
+                profile_id=c.profile_id,
+                distinct_id=distinct_ids.get(c.profile_id, "") if c.profile_id else "",
+                identity_value=c.identity,
+                operation=SyncFailure.Operation.ADD if c.is_member else SyncFailure.Operation.REMOVE,
+                code=(o.code or "rejected")[:64],
+                message=o.message or "The destination rejected this user without a reason.",
+                retriable=o.retriable,
+            )
+            for c, o in failed
+        ],
+        batch_size=2000,
+    )
+
+
+def failure_totals(result: PushResult, outcomes: Iterable[PushOutcome]) -> None:
+    """Count failed outcomes into the totals the run's final status is decided from."""
+    for outcome in outcomes:
+        code = (outcome.code or "rejected")[:64]
+        result.failure_codes[code] += 1
+        result.failure_messages.setdefault(code, outcome.message)
+
+
+def batch_error_outcome(exc: BaseException) -> PushOutcome:
+    """The outcome every user of a batch gets when the whole batch raised."""
+    if isinstance(exc, DestinationError):
+        return PushOutcome(identity="", ok=False, code=error_code(exc), message=exc.message,
+                           retriable=isinstance(exc, (TransientError, QuotaExhaustedError)))
+    return PushOutcome(
+        identity="", ok=False, code="internal_error", retriable=True,
+        message="CohortSync hit an unexpected error while sending this batch; see the worker log.",
+    )
+
+
+def batch_error_stop(
+    *, result: PushResult, exc: BaseException, consecutive_transient: int, run_id: int
+) -> int:
+    """Decide whether a batch that raised stops the run (sets result.stop); returns the new
+    count of transient failures in a row."""
+    if isinstance(exc, QuotaExhaustedError):
+        resumes = f" It resumes after {exc.resumes_at}." if exc.resumes_at else ""
+        result.stop = result.stop or RunStop(
+            RunStatus.PARTIAL,
+            error_code(exc),
+            f"{exc.message} The run stopped; users not sent yet are sent by the next run.{resumes}",
+        )
+        return consecutive_transient
+    if isinstance(exc, TransientError):
+        consecutive_transient += 1
+        if consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_BATCHES and result.stop is None:
+            result.stop = RunStop(
+                RunStatus.FAILED,
+                error_code(exc),
+                f"{consecutive_transient} batches in a row failed after retries "
+                f"({exc.message}). The destination looks unavailable: the run "
+                "stopped, and the next run sends the remaining users.",
+            )
+        return consecutive_transient
+    if isinstance(exc, DestinationError):
+        result.stop = result.stop or RunStop(RunStatus.FAILED, error_code(exc), exc.message)
+        return consecutive_transient
+    logger.error("Run %s: pushing a batch failed unexpectedly", run_id, exc_info=exc)
+    result.stop = result.stop or RunStop(
+        RunStatus.FAILED,
+        "internal_error",
+        f"CohortSync hit an unexpected error ({type(exc).__name__}) while "
+        "sending; see the worker log. Acknowledged users are kept and the "
+        "rest are sent by the next run.",
+    )
+    return consecutive_transient
 
 
 def _acknowledged_upsert(sync_id: int, acknowledged: list[StagedChange], now: Any) -> None:
@@ -243,6 +300,7 @@ def plan_push(
     pages: Iterator[list[StagedChange]] = iter(staging_pages(page_size=batch_size))
     in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
     consecutive_transient = 0
+    last_cancel_check = float("-inf")
 
     def stopping() -> bool:
         return result.stop is not None or result.cancelled
@@ -271,49 +329,27 @@ def plan_push(
                 batch = in_flight.pop(future)
                 try:
                     outcomes = future.result()
-                except QuotaExhaustedError as exc:
-                    recorder.record_batch_error(batch, exc)
-                    resumes = f" It resumes after {exc.resumes_at}." if exc.resumes_at else ""
-                    result.stop = result.stop or RunStop(
-                        RunStatus.PARTIAL,
-                        error_code(exc),
-                        f"{exc.message} The run stopped; users not sent yet are sent by the "
-                        f"next run.{resumes}",
-                    )
-                    continue
-                except TransientError as exc:
-                    recorder.record_batch_error(batch, exc)
-                    consecutive_transient += 1
-                    if consecutive_transient >= MAX_CONSECUTIVE_TRANSIENT_BATCHES and result.stop is None:
-                        result.stop = RunStop(
-                            RunStatus.FAILED,
-                            error_code(exc),
-                            f"{consecutive_transient} batches in a row failed after retries "
-                            f"({exc.message}). The destination looks unavailable: the run "
-                            "stopped, and the next run sends the remaining users.",
-                        )
-                    continue
-                except DestinationError as exc:
-                    recorder.record_batch_error(batch, exc)
-                    result.stop = result.stop or RunStop(RunStatus.FAILED, error_code(exc), exc.message)
-                    continue
                 except Exception as exc:
-                    logger.exception("Run %s: pushing a batch failed unexpectedly", run.pk)
                     recorder.record_batch_error(batch, exc)
-                    result.stop = result.stop or RunStop(
-                        RunStatus.FAILED,
-                        "internal_error",
-                        f"CohortSync hit an unexpected error ({type(exc).__name__}) while "
-                        "sending; see the worker log. Acknowledged users are kept and the "
-                        "rest are sent by the next run.",
+                    consecutive_transient = batch_error_stop(
+                        result=result, exc=exc, consecutive_transient=consecutive_transient, run_id=run.pk
                     )
                     continue
                 consecutive_transient = 0
                 recorder.record(batch, outcomes)
-            if not stopping() and cancel_requested():
-                result.cancelled = True
+            now = time.monotonic()
+            if not stopping() and now - last_cancel_check >= CANCEL_CHECK_SECONDS:
+                # One query per finished batch is a real share of the main thread at 150
+                # batches a second; a cancel noticed within a second stops as promptly.
+                last_cancel_check = now
+                if cancel_requested():
+                    result.cancelled = True
             # Keep the destination busy first, then write what came back.
             fill()
+            # Written every round, not deferred to share transactions: measured at 100k on
+            # sfmc_rowset, deferring (one write per ~10 rounds) pushed 66-68 % of the bound
+            # against 73-74 % here. Large lists of identities to dump hold the GIL in one go,
+            # while the workers' answers wait for it.
             recorder.flush()
     recorder.flush()
     return result

@@ -13,6 +13,7 @@ from destinations.base import SyncTarget
 from destinations.errors import DestinationError
 from destinations.registry import connector_for
 from syncs.engine import staging
+from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
 from syncs.engine.pushing import PushResult, error_code, plan_push
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
@@ -146,7 +147,13 @@ def _execute(run: SyncRun) -> None:
     if _cancel_requested(run):
         _finish_cancelled(run, calls(), sent=0, planned=plan.total)
         return
-    result = plan_push(
+    push = plan_push
+    # Connectors that import files (Marketo bulk) say so once they know the run's size.
+    if hasattr(connector, "bulk_file"):
+        connector.batch_size(plan.total)
+        if connector.bulk_file(target) is not None:
+            push = files_push
+    result = push(
         run=run,
         connector=connector,
         target=target,

@@ -23,7 +23,10 @@ from syncs.models import SyncedMember, SyncFailure
 RAW_TABLE = "cohortsync_plan_raw"
 NORMALISED_TABLE = "cohortsync_plan_normalised"
 CHANGES_TABLE = "cohortsync_plan_changes"
-TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE)
+# The identities of one pushed range that failed, so the rest of the range is acknowledged
+# in one statement.
+FAILED_TABLE = "cohortsync_plan_failed"
+TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,8 @@ def staging_create() -> None:
     serial = "BIGSERIAL PRIMARY KEY" if _is_postgres() else "INTEGER PRIMARY KEY AUTOINCREMENT"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {_q(RAW_TABLE)} (raw TEXT NULL, profile_id BIGINT NOT NULL, acked BOOLEAN NULL)"
+            f"CREATE TEMPORARY TABLE {_q(RAW_TABLE)} (raw TEXT NULL, profile_id BIGINT NOT NULL, "
+            "acked BOOLEAN NULL, plain BOOLEAN NULL)"
         )
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_q(NORMALISED_TABLE)} (identity TEXT NOT NULL, profile_id BIGINT NOT NULL)"
@@ -59,6 +63,7 @@ def staging_create() -> None:
             f"CREATE TEMPORARY TABLE {_q(CHANGES_TABLE)} (seq {serial}, identity TEXT NOT NULL, "
             "is_member BOOLEAN NOT NULL, profile_id BIGINT NULL)"
         )
+        cursor.execute(f"CREATE TEMPORARY TABLE {_q(FAILED_TABLE)} (identity TEXT NOT NULL)")
 
 
 def staging_drop() -> None:
@@ -67,17 +72,51 @@ def staging_drop() -> None:
             cursor.execute(f"DROP TABLE IF EXISTS {_q(table)}")
 
 
-def staging_raw_load(*, members: QuerySet[Any], sync_id: int) -> int:
+@dataclass(frozen=True)
+class PlainIdentity:
+    """A connector's description of raw values that are already their own normalised
+    identity (a PostgreSQL regular expression, anchored, and a maximum length): those are
+    taken as they are in the database instead of going through Python one by one."""
+
+    pattern: str
+    max_length: int
+
+
+def plain_identity_supported() -> bool:
+    return _is_postgres()
+
+
+def staging_raw_load(*, members: QuerySet[Any], sync_id: int, plain: PlainIdentity | None = None) -> int:
     """One pass over the cohort, in the database: every member's raw identity (`_identity`
-    annotation) and profile id (`_pid`), joined to the synced state. Returns the row count."""
+    annotation) and profile id (`_pid`), joined to the synced state. With `plain` (PostgreSQL
+    only), members not in the state whose raw value is already normalised are marked
+    `plain`. Returns the row count."""
     sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
     synced = _q(SyncedMember._meta.db_table)
+    plain_sql, plain_params = "NULL", []
+    if plain is not None and _is_postgres():
+        # Only rows the state does not know are tested: a steady-state run costs nothing more.
+        plain_sql = (
+            'CASE WHEN s.is_member IS NULL THEN (char_length(sub."_identity") <= %s '
+            'AND sub."_identity" ~ %s) END'
+        )
+        plain_params = [plain.max_length, plain.pattern]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_q(RAW_TABLE)} (raw, profile_id, acked) "
-            f'SELECT sub."_identity", sub."_pid", s.is_member FROM ({sql}) sub '
+            f"INSERT INTO {_q(RAW_TABLE)} (raw, profile_id, acked, plain) "
+            f'SELECT sub."_identity", sub."_pid", s.is_member, {plain_sql} FROM ({sql}) sub '
             f'LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = sub."_identity"',
-            [*params, sync_id],
+            [*plain_params, *params, sync_id],
+        )
+        return max(cursor.rowcount, 0)
+
+
+def staging_plain_normalise() -> int:
+    """Copy the members marked `plain` to the normalised table as they are."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_q(NORMALISED_TABLE)} (identity, profile_id) "
+            f"SELECT raw, profile_id FROM {_q(RAW_TABLE)} WHERE plain"
         )
         return max(cursor.rowcount, 0)
 
@@ -102,7 +141,8 @@ def staging_raw_unknown(*, chunk_size: int) -> Iterator[list[tuple[Any, int]]]:
     cursor = connection.chunked_cursor()
     try:
         cursor.execute(
-            f"SELECT raw, profile_id FROM {_q(RAW_TABLE)} WHERE raw IS NOT NULL AND acked IS NULL"
+            f"SELECT raw, profile_id FROM {_q(RAW_TABLE)} WHERE raw IS NOT NULL AND acked IS NULL "
+            "AND plain IS NOT TRUE"
         )
         while rows := cursor.fetchmany(chunk_size):
             yield rows
@@ -224,13 +264,76 @@ def staging_changes_page(*, after_seq: int, limit: int, is_member: bool | None =
         ]
 
 
-def staging_pages(*, page_size: int) -> Iterable[list[StagedChange]]:
-    """Every change in pages of `page_size`, read by keyset so no cursor stays open while
-    the caller writes results."""
+# Rows read per query when batches are small: at 150 rowsets a second one query per
+# batch is a real share of the main thread's time, one per 2,000 rows is not.
+READ_ROWS = 2000
+
+
+def staging_pages(*, page_size: int, read_rows: int = READ_ROWS) -> Iterable[list[StagedChange]]:
+    """Every change in pages of `page_size`, read by keyset in reads of at least
+    `read_rows` rows, so no cursor stays open while the caller writes results."""
     after = 0
+    buffered: list[StagedChange] = []
     while True:
-        page = staging_changes_page(after_seq=after, limit=page_size)
-        if not page:
+        if len(buffered) < page_size:
+            read = staging_changes_page(after_seq=after, limit=max(page_size, read_rows))
+            if read:
+                after = read[-1].seq
+                buffered = buffered + read if buffered else read
+        if not buffered:
             return
+        page, buffered = buffered[:page_size], buffered[page_size:]
         yield page
-        after = page[-1].seq
+
+
+def staging_changes_rows(*, after_seq: int, limit: int) -> list[tuple[int, str, bool]]:
+    """(seq, identity, is_member) of the next `limit` changes: plain tuples, for callers
+    that keep nothing per row."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT seq, identity, is_member FROM {_q(CHANGES_TABLE)} WHERE seq > %s ORDER BY seq LIMIT %s",
+            [after_seq, limit],
+        )
+        return [(seq, identity, bool(is_member)) for seq, identity, is_member in cursor.fetchall()]
+
+
+def staging_range_failed_mark(*, identities: Sequence[str]) -> None:
+    """Replace the failed identities with these (call inside the range's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {_q(FAILED_TABLE)}")
+        if identities:
+            cursor.executemany(
+                f"INSERT INTO {_q(FAILED_TABLE)} (identity) VALUES (%s)", [(i,) for i in identities]
+            )
+
+
+def staging_range_failed(*, first_seq: int, last_seq: int) -> list[StagedChange]:
+    """The changes of the range whose identity is marked failed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT c.seq, c.identity, c.is_member, c.profile_id FROM {_q(CHANGES_TABLE)} c "
+            f"WHERE c.seq BETWEEN %s AND %s AND c.identity IN (SELECT f.identity FROM {_q(FAILED_TABLE)} f) "
+            "ORDER BY c.seq",
+            [first_seq, last_seq],
+        )
+        return [
+            StagedChange(seq=seq, identity=identity, is_member=bool(is_member), profile_id=profile_id)
+            for seq, identity, is_member, profile_id in cursor.fetchall()
+        ]
+
+
+def staging_range_acknowledge(*, sync_id: int, first_seq: int, last_seq: int, now: Any) -> None:
+    """Move the synced state of every change in the range whose identity is not marked
+    failed, in one statement (the plan holds each identity once)."""
+    synced = _q(SyncedMember._meta.db_table)
+    changes, failed = _q(CHANGES_TABLE), _q(FAILED_TABLE)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {synced} (sync_id, identity_value, is_member, acknowledged_at) "
+            f"SELECT %s, c.identity, c.is_member, %s FROM {changes} c "
+            "WHERE c.seq BETWEEN %s AND %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {failed} f WHERE f.identity = c.identity) "
+            "ON CONFLICT (sync_id, identity_value) DO UPDATE SET "
+            "is_member = excluded.is_member, acknowledged_at = excluded.acknowledged_at",
+            [sync_id, now, first_seq, last_seq],
+        )

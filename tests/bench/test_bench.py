@@ -71,6 +71,8 @@ def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
         assert churn.values["users"] == 2 and "anti_join_seconds" in churn.values
         assert idle.values["users"] == 0 and idle.write_calls == 0
         assert first.values["peak_over_baseline_mib"] >= 0 and first.values["queries"] > 0
+        # What a client doing nothing but HTTP reaches: below the bound, above nothing.
+        assert 0 < result.ceilings[path] < first.bound
     pages = steps[("admin", "pages")].values["pages"]
     assert [p["status"] for p in pages] == [200] * len(pages)
     assert any(f"{TINY:,} failure rows" in p["page"] for p in pages)

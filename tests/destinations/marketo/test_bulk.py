@@ -160,4 +160,106 @@ def test_a_failed_import_stops_with_marketos_reason(fake_time):
     upload = responses.calls[2].request
     assert "format=csv" in upload.url and "lookupField=email" in upload.url
     assert upload.headers["Content-Type"].startswith("multipart/form-data")
-    assert fake_time.sleeps == [5.0, 7.5]
+    # Polls follow the import's age (2 s at first): a short import is noticed promptly.
+    assert fake_time.sleeps == [2.0, 2.0]
+
+
+def test_status_polls_back_off_with_the_imports_age_up_to_30_seconds(fake_time):
+    class SlowImport:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def bulk_import_status(self, *, batch_id: int) -> dict:
+            self.reads += 1
+            return {"status": "Complete" if fake_time.now >= 600 else "Importing"}
+
+    client = SlowImport()
+    bulk._wait_until_done(client=client, batch_id=1, sleep=fake_time.sleep, clock=fake_time.clock)
+
+    assert fake_time.sleeps[:3] == [2.0, 2.0, 2.0]
+    assert max(fake_time.sleeps) == bulk.POLL_MAX_SECONDS
+    # Noticed within a tenth of its age (at most 30 s) after it finished, in few reads.
+    assert fake_time.now - 600 <= 60 and client.reads < 60
+
+
+def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
+    file = bulk.CsvFile(field="cohortPro", max_bytes=100)
+    added = 0
+    while file.add(f"user{added}@example.com", added % 2 == 0):
+        added += 1
+    content = file.take()
+
+    assert len(content) <= 100 and file.rows == added
+    assert len(content) + len(f"user{added}@example.com,false\r\n") > 100
+    rows = list(csv.reader(io.StringIO(content.decode())))
+    assert rows[0] == ["email", "cohortPro"] and rows[1] == ["user0@example.com", "true"]
+
+
+def test_a_file_sends_refused_addresses_back_as_failures_instead_of_writing_them(bulk_connector, marketo):
+    file = bulk_connector.bulk_file(target())
+    for email in ("ok1@example.com", "not an email", "ok2@example.com"):
+        assert file.add(email, True)
+
+    failed = bulk_connector.bulk_file_push(target(), file)
+
+    assert [(o.identity, o.code) for o in failed] == [("not an email", "invalid_email")]
+    assert file.rows == 2
+
+
+# --- The engine sending a large run as files ---------------------------------------------------
+
+
+def _bulk_sync(sandbox, **options):
+    from tests.factories import DestinationFactory, SyncFactory
+
+    destination = DestinationFactory(
+        marketo=True, base_url=sandbox.marketo_base_url, client_id="sandbox-client-id",
+        client_secret="sandbox-client-secret", options={"bulk_threshold": 2, "max_concurrency": 3, **options},
+    )
+    return SyncFactory(destination=destination, target_field="cohortProUsers")
+
+
+@pytest.mark.django_db
+def test_a_large_run_is_sent_as_files_cut_by_size_and_records_each_user(sandbox, marketo, monkeypatch):
+    from syncs.models import RunStatus, SyncedMember, SyncFailure
+    from tests.syncs.fakes import pro_profile, run_now
+
+    monkeypatch.setattr(bulk, "MAX_FILE_BYTES", 200)  # ~7 rows a file
+    emails = [f"user{n:02d}@example.com" for n in range(30)]
+    for email in emails:
+        pro_profile(email)
+    marketo.configure(reject_emails={emails[17]: {"message": "Lead is blocklisted"}})
+    sync = _bulk_sync(sandbox)
+
+    run = run_now(sync)
+
+    assert run.status == RunStatus.PARTIAL, run.error_message
+    assert (run.attempted_adds, run.succeeded_adds, run.failed_adds) == (30, 29, 1)
+    failure = SyncFailure.objects.get(run=run)
+    assert failure.identity_value == emails[17] and "Lead is blocklisted" in failure.message
+    assert failure.profile_id is not None and failure.distinct_id
+    acknowledged = set(SyncedMember.objects.filter(sync=sync, is_member=True).values_list("identity_value", flat=True))
+    assert acknowledged == set(emails) - {emails[17]}
+    jobs = marketo.state()["bulk_jobs"]
+    assert len(jobs) >= 4 and {job["status"] for job in jobs} == {"Complete"}
+    assert all(marketo.lead(e)["cohortProUsers"] is True for e in emails if e != emails[17])
+
+
+@pytest.mark.django_db
+def test_files_marketo_refuses_fail_their_users_and_move_no_state(sandbox, marketo, monkeypatch):
+    from syncs.models import RunStatus, SyncedMember, SyncFailure
+    from tests.syncs.fakes import pro_profile, run_now
+
+    monkeypatch.setattr(bulk, "MAX_FILE_BYTES", 200)
+    marketo.configure(max_bulk_bytes=100)  # every file is over the instance's limit
+    for n in range(12):
+        pro_profile(f"user{n:02d}@example.com")
+    sync = _bulk_sync(sandbox)
+
+    run = run_now(sync)
+
+    assert run.status == RunStatus.FAILED
+    assert (run.attempted_adds, run.succeeded_adds) == (run.failed_adds, 0) and run.failed_adds > 0
+    assert SyncFailure.objects.filter(run=run).count() == run.failed_adds
+    assert "at most 10 MB" in run.error_message
+    assert not SyncedMember.objects.filter(sync=sync).exists()

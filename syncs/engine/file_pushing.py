@@ -1,0 +1,189 @@
+"""Push a staged plan as import files (Marketo bulk): what is in flight is file bytes, not users.
+
+A connector that imports files offers `bulk_file(target)` (an empty file, or None when
+this run is not sent as files) and `bulk_file_push(target, file)` (import it; outcomes
+for the failed users only). The main thread fills each file from the changes table until
+the file says it is full, so files are cut by their real size, and remembers only the
+range of plan rows (seq) the file holds. When a file's import is done, the whole range is
+acknowledged in one statement except the users that failed, which get failure rows as on
+the other paths. The guarantees are the batch loop's (syncs.engine.pushing): only
+acknowledged users move the state, every write is on the main thread, one transaction per
+finished file, and a cancel stops before the next file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from destinations.base import PushOutcome, SyncTarget
+from syncs.engine import staging
+from syncs.engine.pushing import (
+    CANCEL_CHECK_SECONDS,
+    WAIT_TICK_SECONDS,
+    PushResult,
+    batch_error_outcome,
+    batch_error_stop,
+    failed_distinct_ids,
+    failure_totals,
+    failures_create,
+)
+from syncs.models import SyncRun
+
+READ_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class FileRange:
+    first_seq: int
+    last_seq: int
+    adds: int
+    removes: int
+
+    @property
+    def users(self) -> int:
+        return self.adds + self.removes
+
+
+def _filled_files(new_file: Callable[[], Any]) -> Iterator[tuple[Any, FileRange]]:
+    """Every change of the plan, in files cut where the connector's file says it is full."""
+    after = 0
+    file, first, last, adds, removes = new_file(), 0, 0, 0, 0
+    while rows := staging.staging_changes_rows(after_seq=after, limit=READ_ROWS):
+        after = rows[-1][0]
+        for seq, identity, is_member in rows:
+            if not file.add(identity, is_member):
+                yield file, FileRange(first, last, adds, removes)
+                file, adds, removes = new_file(), 0, 0
+                file.add(identity, is_member)  # an empty file takes any row
+            if not adds and not removes:
+                first = seq
+            last = seq
+            if is_member:
+                adds += 1
+            else:
+                removes += 1
+    if adds or removes:
+        yield file, FileRange(first, last, adds, removes)
+
+
+def _record(
+    *, run: SyncRun, span: FileRange, failed: list[PushOutcome], api_calls: Callable[[], int], result: PushResult
+) -> None:
+    """Acknowledge the range except `failed` and write their failure rows, in one transaction."""
+    now = timezone.now()
+    by_identity = {o.identity: o for o in failed}
+    with transaction.atomic():
+        staging.staging_range_failed_mark(identities=list(by_identity))
+        changes = staging.staging_range_failed(first_seq=span.first_seq, last_seq=span.last_seq) if failed else []
+        staging.staging_range_acknowledge(
+            sync_id=run.sync_id, first_seq=span.first_seq, last_seq=span.last_seq, now=now
+        )
+        paired = [(c, by_identity[c.identity]) for c in changes]
+        if paired:
+            failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired))
+        failed_adds = sum(1 for c, _ in paired if c.is_member)
+        failed_removes = len(paired) - failed_adds
+        SyncRun.objects.filter(pk=run.pk).update(
+            heartbeat_at=now,
+            api_calls=api_calls(),
+            attempted_adds=F("attempted_adds") + span.adds,
+            attempted_removes=F("attempted_removes") + span.removes,
+            succeeded_adds=F("succeeded_adds") + span.adds - failed_adds,
+            succeeded_removes=F("succeeded_removes") + span.removes - failed_removes,
+            failed_adds=F("failed_adds") + failed_adds,
+            failed_removes=F("failed_removes") + failed_removes,
+        )
+    failure_totals(result, (o for _, o in paired))
+    result.failed += len(paired)
+    result.succeeded += span.users - len(paired)
+
+
+def _record_error(
+    *, run: SyncRun, span: FileRange, exc: BaseException, api_calls: Callable[[], int], result: PushResult
+) -> None:
+    """The whole file failed: every user of the range gets the error, read page by page."""
+    outcome = batch_error_outcome(exc)
+    now = timezone.now()
+    with transaction.atomic():
+        after = span.first_seq - 1
+        while page := staging.staging_changes_page(after_seq=after, limit=2000):
+            page = [c for c in page if c.seq <= span.last_seq]
+            if not page:
+                break
+            after = page[-1].seq
+            paired = [(c, outcome) for c in page]
+            failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired))
+        SyncRun.objects.filter(pk=run.pk).update(
+            heartbeat_at=now,
+            api_calls=api_calls(),
+            attempted_adds=F("attempted_adds") + span.adds,
+            attempted_removes=F("attempted_removes") + span.removes,
+            failed_adds=F("failed_adds") + span.adds,
+            failed_removes=F("failed_removes") + span.removes,
+        )
+    code = outcome.code[:64]
+    result.failure_codes[code] += span.users
+    result.failure_messages.setdefault(code, outcome.message)
+    result.failed += span.users
+
+
+def files_push(
+    *,
+    run: SyncRun,
+    connector: Any,
+    target: SyncTarget,
+    total_changes: int,
+    heartbeat: Callable[[], None],
+    cancel_requested: Callable[[], bool],
+    api_calls: Callable[[], int],
+) -> PushResult:
+    result = PushResult()
+    connector.batch_size(total_changes)  # puts the connector in the mode files belong to
+    concurrency = max(1, int(connector.max_concurrency))
+    files = _filled_files(lambda: connector.bulk_file(target))
+    in_flight: dict[Future[list[PushOutcome]], FileRange] = {}
+    consecutive_transient = 0
+    last_cancel_check = float("-inf")
+
+    def stopping() -> bool:
+        return result.stop is not None or result.cancelled
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"run{run.pk}") as pool:
+        while True:
+            while not stopping() and len(in_flight) < concurrency:
+                filled = next(files, None)
+                if filled is None:
+                    break
+                file, span = filled
+                in_flight[pool.submit(connector.bulk_file_push, target, file)] = span
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, timeout=WAIT_TICK_SECONDS, return_when=FIRST_COMPLETED)
+            if not done:
+                heartbeat()  # imports take minutes: show the run is alive
+            for future in done:
+                span = in_flight.pop(future)
+                try:
+                    failed = future.result()
+                except Exception as exc:
+                    _record_error(run=run, span=span, exc=exc, api_calls=api_calls, result=result)
+                    consecutive_transient = batch_error_stop(
+                        result=result, exc=exc, consecutive_transient=consecutive_transient, run_id=run.pk
+                    )
+                    continue
+                consecutive_transient = 0
+                _record(run=run, span=span, failed=failed, api_calls=api_calls, result=result)
+            now = time.monotonic()
+            if not stopping() and now - last_cancel_check >= CANCEL_CHECK_SECONDS:
+                last_cancel_check = now
+                if cancel_requested():
+                    result.cancelled = True
+    return result
