@@ -264,31 +264,49 @@ class TokenCache:
     """Access tokens per credentials, in the Django cache so every worker shares them.
 
     The cache key is a hash of the credentials; the token is dropped shortly before expiry.
+    Each instance also remembers the tokens it has seen: a run makes thousands of requests,
+    and the shared cache (a database table by default) is read only when the remembered
+    token is missing, expiring or dropped. A token refused by the destination is dropped
+    by the client (401 / 601 / 602), which clears the memory too.
     """
 
     def __init__(self, *, namespace: str, early_expiry_seconds: float = 60.0, cache: Any = None) -> None:
         self.namespace = namespace
         self.early_expiry_seconds = early_expiry_seconds
         self.cache = cache if cache is not None else django_cache
+        self._remembered: dict[str, AccessToken] = {}
+        self._lock = threading.Lock()
 
     def key(self, *credential_parts: str) -> str:
         digest = hashlib.sha256("\x1f".join(credential_parts).encode()).hexdigest()
         return f"cohortsync:token:{self.namespace}:{digest}"
 
     def get(self, key: str) -> AccessToken | None:
-        stored = self.cache.get(key)
-        if not stored:
-            return None
-        token = AccessToken(**stored)
-        if token.expires_at - self.early_expiry_seconds <= time.time():
-            return None
+        with self._lock:
+            token = self._remembered.get(key)
+        if token is None or not self._usable(token):
+            stored = self.cache.get(key)
+            if not stored:
+                return None
+            token = AccessToken(**stored)
+            if not self._usable(token):
+                return None
+            with self._lock:
+                self._remembered[key] = token
         return token
 
     def put(self, key: str, value: str, expires_in: float, extra: dict[str, Any] | None = None) -> AccessToken:
         token = AccessToken(value=value, expires_at=time.time() + expires_in, extra=extra or {})
         ttl = max(1, int(expires_in - self.early_expiry_seconds))
         self.cache.set(key, {"value": token.value, "expires_at": token.expires_at, "extra": token.extra}, ttl)
+        with self._lock:
+            self._remembered[key] = token
         return token
 
     def drop(self, key: str) -> None:
+        with self._lock:
+            self._remembered.pop(key, None)
         self.cache.delete(key)
+
+    def _usable(self, token: AccessToken) -> bool:
+        return token.expires_at - self.early_expiry_seconds > time.time()

@@ -493,6 +493,42 @@ def test_dropped_token_is_gone(cache, fixed_time):
     assert tokens.get(key) is None
 
 
+class _CountingCache(LocMemCache):
+    def __init__(self) -> None:
+        super().__init__("counting-tokens", {})
+        self.reads = 0
+
+    def get(self, *args, **kwargs):
+        self.reads += 1
+        return super().get(*args, **kwargs)
+
+
+def test_a_remembered_token_is_not_read_from_the_shared_cache_per_request(fixed_time):
+    shared = _CountingCache()
+    tokens = TokenCache(namespace="sfmc", early_expiry_seconds=60, cache=shared)
+    key = tokens.key("client-id", "secret")
+    TokenCache(namespace="sfmc", cache=shared).put(key, "from-another-worker", expires_in=1080)
+
+    values = {tokens.get(key).value for _ in range(500)}
+
+    assert values == {"from-another-worker"}
+    assert shared.reads == 1
+    fixed_time[0] += 1080 - 59  # remembered token now inside the early-expiry window
+    assert tokens.get(key) is None
+    assert shared.reads == 2
+
+
+def test_dropping_a_token_forgets_the_remembered_copy(cache, fixed_time):
+    tokens = TokenCache(namespace="marketo", cache=cache)
+    key = tokens.key("client-id")
+    tokens.put(key, "refused-token", expires_in=3600)
+    assert tokens.get(key).value == "refused-token"
+
+    tokens.drop(key)
+
+    assert tokens.get(key) is None
+
+
 def test_cache_key_depends_on_credentials_and_never_contains_them():
     tokens = TokenCache(namespace="sfmc", cache=LocMemCache("k", {}))
 
