@@ -60,6 +60,20 @@ class DestinationFilter(admin.SimpleListFilter):
         return queryset.filter(destination_id=self.value()) if self.value() else queryset
 
 
+class AuditTrailAdmin(admin.ModelAdmin):
+    """Run history is the audit trail: viewable, never added, edited or deleted by hand
+    (old runs and their failures are pruned by `prune_runs`)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Sync)
 class SyncAdmin(admin.ModelAdmin):
     form = SyncAdminForm
@@ -241,7 +255,7 @@ class SyncAdmin(admin.ModelAdmin):
 
 
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(AuditTrailAdmin):
     list_display = (
         "id",
         "sync",
@@ -265,16 +279,6 @@ class SyncRunAdmin(admin.ModelAdmin):
     # Everything is shown by the template; these only keep the readonly form cheap.
     fields = ("sync", "status")
     readonly_fields = ("sync", "status")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
-        # Run history is the audit trail; old runs are pruned by `prune_runs`, not by hand.
-        return False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SyncRun]:
         return (
@@ -389,7 +393,7 @@ class FailureCodeFilter(admin.SimpleListFilter):
 
 
 @admin.register(SyncFailure)
-class SyncFailureAdmin(admin.ModelAdmin):
+class SyncFailureAdmin(AuditTrailAdmin):
     list_display = (
         "id",
         "run_link",
@@ -426,15 +430,6 @@ class SyncFailureAdmin(admin.ModelAdmin):
         "created_at",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: SyncFailure | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: SyncFailure | None = None) -> bool:
-        return False
 
     def get_paginator(self, request: HttpRequest, queryset: QuerySet[SyncFailure], per_page: int,
                       orphans: int = 0, allow_empty_first_page: bool = True) -> LargeTablePaginator:
