@@ -12,6 +12,10 @@ from destinations.errors import InvalidIdentityError
 
 # SFMC's documented limit for subscriber and contact keys.
 MAX_KEY_LENGTH = 254
+# Keys contact_key_normalize returns unchanged (PostgreSQL regex): no ':' anywhere and a
+# printable, non-space ASCII character at each end, so strip() has nothing to remove. The
+# engine takes such values as they are in the database (first exports of a million keys).
+PLAIN_KEY_PATTERN = r"^[!-9;-~](?:[^:]*[!-9;-~])?$"
 # The rowset endpoint's payload limit; the async endpoint publishes none, so the same is used.
 MAX_PAYLOAD_BYTES = 5_000_000
 # Leave room for the JSON wrapper and escaping differences between our estimate and the wire.

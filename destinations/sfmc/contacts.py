@@ -23,7 +23,12 @@ from destinations.base import (
 from destinations.errors import ConfigurationError, TargetValidationError, TransientError
 from destinations.http import RetryPolicy, TokenCache
 from destinations.sfmc.client import SfmcClient
-from destinations.sfmc.common import contact_key_normalize, option_int
+from destinations.sfmc.common import (
+    MAX_KEY_LENGTH,
+    PLAIN_KEY_PATTERN,
+    contact_key_normalize,
+    option_int,
+)
 
 DEFAULT_ATTRIBUTE_SET = "Email Demographics"
 DEFAULT_MEMBER_VALUE = "realized"
@@ -37,6 +42,8 @@ NON_TEXT_TYPES = frozenset({"boolean", "number", "decimal", "date", "datetime", 
 
 
 class ContactsConnector:
+    plain_identity_pattern = PLAIN_KEY_PATTERN
+    plain_identity_max_length = MAX_KEY_LENGTH
     def __init__(
         self,
         config: DestinationConfig,

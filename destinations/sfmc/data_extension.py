@@ -33,6 +33,7 @@ from destinations.http import RetryPolicy, TokenCache
 from destinations.sfmc.client import SfmcClient
 from destinations.sfmc.common import (
     MAX_KEY_LENGTH,
+    PLAIN_KEY_PATTERN,
     chunks_by_size,
     contact_key_normalize,
     mapped_values,
@@ -55,10 +56,6 @@ RESULTS_PAGE_SIZE = 2500
 DEADLOCK_SUFFIX = "rerun the transaction."
 
 
-# Keys contact_key_normalize returns unchanged (PostgreSQL regex): no ':' anywhere and a
-# printable, non-space ASCII character at each end, so strip() has nothing to remove. The
-# engine takes such values as they are in the database (first exports of a million keys).
-PLAIN_KEY_PATTERN = r"^[!-9;-~](?:[^:]*[!-9;-~])?$"
 
 
 class DataExtensionConnector:

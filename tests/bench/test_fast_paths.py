@@ -37,12 +37,14 @@ RAW_VALUES = [
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("kind", ["marketo", "sfmc_data_extension"])
+@pytest.mark.parametrize("kind", ["marketo", "sfmc_data_extension", "sfmc_contacts"])
 def test_identities_planned_in_the_database_match_normalize_identity(kind: str) -> None:
     for raw in RAW_VALUES:
         pro_profile(raw)
     if kind == "marketo":
         destination = DestinationFactory(marketo=True)
+    elif kind == "sfmc_contacts":
+        destination = DestinationFactory(contacts=True)
     else:
         destination = DestinationFactory()
     sync = SyncFactory(destination=destination)
@@ -68,4 +70,4 @@ def test_identities_planned_in_the_database_match_normalize_identity(kind: str) 
         assert 3 <= taken_as_they_are <= unchanged
     else:
         assert taken_as_they_are == 0
-    assert "upper@example.com" in planned if kind == "marketo" else "Upper@Example.com" in planned
+    assert ("upper@example.com" if kind == "marketo" else "Upper@Example.com") in planned
