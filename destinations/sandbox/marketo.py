@@ -15,6 +15,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import random
 import re
 import secrets
 import threading
@@ -70,6 +71,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # above 0: each step takes that many seconds.
     "bulk_step_seconds": 0.0,
     "latency": 0.0,
+    # Each call's latency is drawn from latency x [1 - jitter, 1 + jitter] (mean: latency),
+    # as real APIs vary: calls that all take exactly as long move in lockstep and queue
+    # behind each other's processing.
+    "latency_jitter": 0.0,
     # {"email": {"code": "1003", "message": "..."}}: these leads are refused.
     "reject_emails": {},
 }
@@ -197,6 +202,9 @@ class MarketoSandbox:
         return self._respond(request)(environ, start_response)
 
     def _respond(self, request: Request) -> Response:
+        # A call counts against the window from when it arrived, not from when a lock held
+        # by other calls' processing let it through, as at a real API's edge.
+        arrived = time.monotonic()
         path = request.path
         if path.startswith("/_sandbox/"):
             return self._inspection(request, path)
@@ -218,15 +226,16 @@ class MarketoSandbox:
             if fault:
                 raise SandboxError(fault)
             self._authenticate(request)
-            self._enter()
+            self._enter(arrived)
         except SandboxError as exc:
             return _envelope_error(exc)
         try:
-            if self.config["latency"]:
-                time.sleep(float(self.config["latency"]))
-            return self._route(request, path)
-        except SandboxError as exc:
-            return _envelope_error(exc)
+            try:
+                response = self._route(request, path)
+            except SandboxError as exc:
+                response = _envelope_error(exc)
+            answer_after(arrived, jittered(float(self.config["latency"]), float(self.config["latency_jitter"])))
+            return response
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -259,10 +268,9 @@ class MarketoSandbox:
         if expires_at <= time.time():
             raise SandboxError("602")
 
-    def _enter(self) -> None:
+    def _enter(self, now: float) -> None:
         """Apply the concurrency, 20-second and daily limits to one accepted call."""
         with self._lock:
-            now = time.monotonic()
             while self._window and now - self._window[0] >= 20.0:
                 self._window.popleft()
             if self._in_flight >= int(self.config["max_concurrency"]):
@@ -376,10 +384,11 @@ class MarketoSandbox:
         if len(records) > int(self.config["max_batch_size"]):
             # Sandbox choice: the real code for an oversized batch is undocumented.
             raise SandboxError("1003", f"Batch size exceeds the limit of {self.config['max_batch_size']} records")
+        stamp = _now_iso()
         with self._lock:
-            return _ok([self._sync_one(record, action) for record in records])
+            return _ok([self._sync_one(record, action, stamp) for record in records])
 
-    def _sync_one(self, record: Any, action: str) -> dict[str, Any]:
+    def _sync_one(self, record: Any, action: str, stamp: str) -> dict[str, Any]:
         if not isinstance(record, dict):
             return _skipped("1003", "Invalid data")
         email = record.get("email")
@@ -397,9 +406,9 @@ class MarketoSandbox:
             return _skipped("1004", "Lead not found")
         values = {k: v for k, v in record.items() if k != "email"}
         if ids and action != "createDuplicate":
-            self._update_lead(ids[0], values)
+            self._update_lead(ids[0], values, stamp)
             return {"id": ids[0], "status": "updated"}
-        return {"id": self._create_lead(record), "status": "created"}
+        return {"id": self._create_lead(record, stamp), "status": "created"}
 
     def _row_problem(self, email: str, columns: list[str], values: dict[str, Any]) -> tuple[str, str] | None:
         normalized = email.strip().lower()
@@ -419,9 +428,9 @@ class MarketoSandbox:
                 return "1003", f"Invalid value for field '{name}'"
         return None
 
-    def _create_lead(self, values: dict[str, Any]) -> int:
+    def _create_lead(self, values: dict[str, Any], stamp: str | None = None) -> int:
         lead_id = next(self._lead_ids)
-        stamp = _now_iso()
+        stamp = stamp or _now_iso()
         lead = {"id": lead_id, "email": str(values.get("email", "")).strip()}
         lead.update({k: v for k, v in values.items() if k != "email"})
         lead.update(createdAt=stamp, updatedAt=stamp)
@@ -429,8 +438,8 @@ class MarketoSandbox:
         self._by_email.setdefault(lead["email"].lower(), []).append(lead_id)
         return lead_id
 
-    def _update_lead(self, lead_id: int, values: dict[str, Any]) -> None:
-        self._leads[lead_id].update(values, updatedAt=_now_iso())
+    def _update_lead(self, lead_id: int, values: dict[str, Any], stamp: str | None = None) -> None:
+        self._leads[lead_id].update(values, updatedAt=stamp or _now_iso())
 
     # --- bulk import --------------------------------------------------------------------
 
@@ -571,6 +580,21 @@ class MarketoSandbox:
     @staticmethod
     def _today() -> dt.date:
         return dt.datetime.now(_QUOTA_ZONE).date()
+
+
+def answer_after(arrived: float, latency: float) -> None:
+    """Wait until `latency` seconds after the request arrived. The configured latency is
+    the whole answer time, the emulator's own processing included (as for a real API,
+    whose processing is part of its latency): a 32,000-row async job processed in 0.6 s
+    is not a 2.6-second call."""
+    remaining = latency - (time.monotonic() - arrived)
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def jittered(latency: float, jitter: float) -> float:
+    """A latency drawn uniformly from latency x [1 - jitter, 1 + jitter]."""
+    return latency * random.uniform(1.0 - jitter, 1.0 + jitter) if jitter else latency
 
 
 def _request_id() -> str:

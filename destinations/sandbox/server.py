@@ -1,6 +1,7 @@
 """Serve the SFMC and Marketo sandbox emulators over real HTTP.
 
-One threaded WSGI server hosts both: SFMC under /sfmc (auth base URL
+One threaded WSGI server hosts both (werkzeug's in a thread for tests, waitress for
+`run_sandbox`): SFMC under /sfmc (auth base URL
 http://HOST:PORT/sfmc/auth, REST instance http://HOST:PORT/sfmc/rest/) and Marketo under
 /marketo (base URL http://HOST:PORT/marketo). Production code reaches them only because
 their host is listed in COHORTSYNC_ALLOWED_API_HOSTS; it never knows they are emulators.
@@ -45,6 +46,25 @@ class Sandboxes:
     def reset(self) -> None:
         self.sfmc.reset()
         self.marketo.reset()
+
+
+# Worker threads of the standalone server: each holds a request for its whole emulated
+# latency, so there must be more than the calls the emulators let run at once.
+STANDALONE_THREADS = 48
+
+
+def serve_standalone(host: str, port: int, sandboxes: Sandboxes | None = None) -> None:
+    """Serve the emulators until interrupted, for `run_sandbox` (the demo, the bench).
+
+    waitress rather than werkzeug's development server: it keeps connections alive, as the
+    real APIs do. werkzeug's closes every connection, so each request cost both sides a new
+    TCP connection (and the emulator a new thread), which at 160 requests a second made the
+    emulator, not its configured limits, what a client was measured against.
+    """
+    from waitress import serve
+
+    serve((sandboxes or Sandboxes()).wsgi_app(), host=host, port=port, threads=STANDALONE_THREADS,
+          ident="cohortsync-sandbox", _quiet=True)
 
 
 class SandboxServer:

@@ -27,6 +27,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from destinations.sandbox.marketo import answer_after, jittered
 from destinations.sandbox.sfmc_store import (
     DEADLOCK_MESSAGE,
     DataExtension,
@@ -51,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "fail_next": 0,  # the next N API requests get HTTP 500
     "throttle_next": 0,  # the next N API requests get HTTP 429 in throttle_style
     "latency_seconds": 0.0,
+    "latency_jitter": 0.0,  # see the Marketo emulator's latency_jitter
     "reject_identities": {},  # identity -> SFMC error message for that row / contact
     "deadlock_identities": [],  # async rows that fail once with "Rerun the transaction."
     "insufficient_privileges": False,  # REST routes answer 403/20002
@@ -211,21 +213,24 @@ class SfmcSandbox:
         return _json(404, {"error": "Unknown sandbox route."})
 
     def _api(self, request: Request) -> Response:
+        # A request counts against the rate from when it arrived, not from when a lock held
+        # by other requests' processing let it through, as at a real API's edge.
+        arrived = time.monotonic()
         handler, params, label = self._route(request)
         with self._lock:
             self.calls["total"] += 1
             self.calls["by_endpoint"][label] = self.calls["by_endpoint"].get(label, 0) + 1
-            fault = self._fault()
+            fault = self._fault(arrived)
             if fault is not None:
                 return fault
             self._in_flight += 1
         try:
-            if self.config["latency_seconds"]:
-                time.sleep(float(self.config["latency_seconds"]))
             with self._lock:
                 if label != "POST /v2/token":
                     self._authorize(request)
-                return handler(request, **params)
+                response = handler(request, **params)
+            answer_after(arrived, jittered(float(self.config["latency_seconds"]), float(self.config["latency_jitter"])))
+            return response
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -240,7 +245,7 @@ class SfmcSandbox:
                 return getattr(self, name), match.groupdict(), label
         raise _Reply(_envelope(404, f"Resource {path} was not found.", 10000))
 
-    def _fault(self) -> Response | None:
+    def _fault(self, now: float) -> Response | None:
         config = self.config
         if config["fail_next"] > 0:
             config["fail_next"] -= 1
@@ -248,7 +253,6 @@ class SfmcSandbox:
         if config["throttle_next"] > 0:
             config["throttle_next"] -= 1
             return self._throttled(config["throttle_style"])
-        now = time.monotonic()
         while self._recent and now - self._recent[0] >= 1.0:
             self._recent.popleft()
         limit, concurrent = config["requests_per_second"], config["max_concurrent_requests"]

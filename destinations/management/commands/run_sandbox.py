@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from destinations.sandbox.server import SandboxServer
+from destinations.sandbox.server import MARKETO_PREFIX, SFMC_PREFIX, serve_standalone
 
 
 class Command(BaseCommand):
@@ -17,15 +17,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.COHORTSYNC_SANDBOX_PORT)
 
     def handle(self, *args, host: str, port: int, **options) -> None:  # type: ignore[no-untyped-def]
-        server = SandboxServer(host=host, port=port)
+        url = f"http://{host}:{port}"
         self.stdout.write(
-            f"Sandbox emulators on {server.url}\n"
-            f"  SFMC auth base URL: {server.sfmc_auth_base_url}\n"
-            f"  Marketo base URL:   {server.marketo_base_url}\n"
+            f"Sandbox emulators on {url}\n"
+            f"  SFMC auth base URL: {url}{SFMC_PREFIX}/auth\n"
+            f"  Marketo base URL:   {url}{MARKETO_PREFIX}\n"
         )
+        self.stdout.flush()
         try:
-            server.serve_forever()
+            serve_standalone(host, port)
         except KeyboardInterrupt:
             pass
-        finally:
-            server.stop()
