@@ -25,11 +25,11 @@ MAX_FILE_BYTES = 9_500_000
 # Only callers that hand over a list of rows use it; the engine fills files row by row
 # (CsvFile) and cuts them by their real size.
 ESTIMATED_ROW_BYTES = 64
-# Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds): a
-# 40-second import is noticed within seconds of finishing, a 2-hour one costs a poll
-# every 30 s, not one every 2 s.
+# Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds): an import
+# is noticed at most 5 % of its age after it finished (a 40-second import within 2 s),
+# and a 2-hour one costs a poll every 30 s, not one every 2 s.
 POLL_MIN_SECONDS = 2.0
-POLL_FRACTION = 10.0
+POLL_FRACTION = 20.0
 POLL_MAX_SECONDS = 30.0
 # How long one import may take (queued + importing) before the batch is given up for now.
 IMPORT_MAX_WAIT_SECONDS = 3 * 3600.0

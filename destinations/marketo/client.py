@@ -30,7 +30,14 @@ from destinations.errors import (
     TargetValidationError,
     TransientError,
 )
-from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
+from destinations.http import (
+    AccessToken,
+    HttpTransport,
+    RateLimiter,
+    TokenCache,
+    TokenExpiredError,
+    rate_window_margin,
+)
 from destinations.marketo import messages
 from destinations.validation import SettingError, normalize_marketo_base_url
 
@@ -57,7 +64,9 @@ def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> Ra
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            limiter = _limiters[key] = RateLimiter(int(calls_per_20s), RATE_WINDOW_SECONDS)
+            limiter = _limiters[key] = RateLimiter(
+                int(calls_per_20s), RATE_WINDOW_SECONDS, margin=rate_window_margin(RATE_WINDOW_SECONDS)
+            )
         return limiter
 
 

@@ -437,10 +437,20 @@ def test_rate_limiter_lets_a_burst_through_without_waiting():
     assert sum(waits) == pytest.approx(20.0)
 
 
-@pytest.mark.parametrize(("calls", "period"), [(0, 1.0), (5, 0)])
-def test_rate_limiter_rejects_impossible_limits(calls, period):
+def test_rate_limiter_margin_keeps_the_window_longer_than_the_destinations():
+    clock = FakeClock()
+    waits: list[float] = []
+    limiter = RateLimiter(2, 1.0, margin=0.02, clock=clock, sleep=lambda s: (waits.append(s), clock.sleep(s)))
+
+    for _ in range(3):
+        limiter.acquire()
+    assert sum(waits) == pytest.approx(1.02)
+
+
+@pytest.mark.parametrize(("calls", "period", "margin"), [(0, 1.0, 0.0), (5, 0, 0.0), (5, 1.0, -0.1)])
+def test_rate_limiter_rejects_impossible_limits(calls, period, margin):
     with pytest.raises(ValueError):
-        RateLimiter(calls, period)
+        RateLimiter(calls, period, margin=margin)
 
 
 # --- TokenCache --------------------------------------------------------------------------
