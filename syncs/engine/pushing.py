@@ -1,9 +1,12 @@
 """Push a staged plan in batches and record every outcome as it arrives.
 
-Up to connector.max_concurrency batches are in flight (threads); every database write
-stays in the main thread. When batches finish, the freed slots get new batches first and
-then everything that finished is written in one short transaction, before waiting again:
-the destination never idles while we write. Changes are read from the plan in reads of
+Up to connector.max_concurrency batches are sent at once (threads), and a few more wait
+in the pool's queue: a thread that finishes a batch takes the next one at once instead of
+waiting for the main thread to notice, and a queued batch is still cancelled (never sent)
+when the run stops. Every database write stays in the main thread. When
+batches finish, new batches are handed out first and then everything that finished is
+written in one short transaction, before waiting again: the destination never idles while
+we write. Changes are read from the plan in reads of
 ~2,000 rows and cancellation is checked at most once a second: one query per batch each
 was a real share of the main thread at 150 batches a second. A run killed at any moment
 keeps everything the destination acknowledged before the last wait and loses nothing
@@ -13,6 +16,7 @@ else: users whose outcome was not recorded are simply planned again by the next 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,6 +42,17 @@ CANCEL_CHECK_SECONDS = 1.0
 # stop instead of turning the rest of the cohort into failures.
 MAX_CONSECUTIVE_TRANSIENT_BATCHES = 5
 FAILURE_SUMMARY_CODES = 3
+
+
+class _NotSent(Exception):
+    """A queued batch that was not sent because the run is stopping."""
+
+
+def queued_ahead(concurrency: int) -> int:
+    """Batches queued beyond the destination's concurrency: enough to keep every thread
+    busy while the main thread writes, few enough to bound memory (an SFMC async batch is
+    32,000 users)."""
+    return concurrency
 
 
 @dataclass
@@ -296,23 +311,47 @@ def plan_push(
     recorder = _Recorder(run=run, api_calls=api_calls, result=result)
     batch_size = max(1, int(connector.batch_size(total_changes)))
     concurrency = max(1, int(connector.max_concurrency))
+    handed_out = concurrency + queued_ahead(concurrency)
     mapping = target.options.get("property_mapping") or None
     pages: Iterator[list[StagedChange]] = iter(staging_pages(page_size=batch_size))
     in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
     consecutive_transient = 0
     last_cancel_check = float("-inf")
 
+    # Set by the main thread when the run stops, and by a worker whose batch raised an error
+    # that stops the run at once (quota, credentials...): a thread taking a queued batch
+    # afterwards sends nothing.
+    stop_sending = threading.Event()
+
+    def send(changes: list[MembershipChange]) -> list[PushOutcome]:
+        if stop_sending.is_set():
+            raise _NotSent
+        try:
+            return connector.push(target, changes)
+        except BaseException as exc:
+            if not isinstance(exc, TransientError):
+                stop_sending.set()
+            raise
+
     def stopping() -> bool:
-        return result.stop is not None or result.cancelled
+        if result.stop is not None or result.cancelled:
+            stop_sending.set()
+            return True
+        return False
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"run{run.pk}") as pool:
         def fill() -> None:
-            while not stopping() and len(in_flight) < concurrency:
+            if stopping():
+                # Batches still queued were never sent: drop them, the next run plans them again.
+                for future in [f for f in in_flight if f.cancel()]:
+                    del in_flight[future]
+                return
+            while len(in_flight) < handed_out:
                 batch = next(pages, None)
                 if batch is None:
                     break
                 changes = _changes_for(batch, mapping)
-                in_flight[pool.submit(connector.push, target, changes)] = batch
+                in_flight[pool.submit(send, changes)] = batch
 
         while True:
             fill()
@@ -329,6 +368,8 @@ def plan_push(
                 batch = in_flight.pop(future)
                 try:
                     outcomes = future.result()
+                except _NotSent:
+                    continue
                 except Exception as exc:
                     recorder.record_batch_error(batch, exc)
                     consecutive_transient = batch_error_stop(

@@ -50,7 +50,10 @@ def staging_create() -> None:
     identity of the synced state, the state's is_member (`acked`); normalised: members
     whose raw value was not in the state, after normalize_identity; changes: the plan."""
     staging_drop()
-    serial = "BIGSERIAL PRIMARY KEY" if _is_postgres() else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    # PostgreSQL: the changes table's unique index on seq is built once it is filled
+    # (staging_changes_index): maintained row by row it cost more than the rest of a
+    # first export's plan.
+    serial = "BIGSERIAL" if _is_postgres() else "INTEGER PRIMARY KEY AUTOINCREMENT"
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_q(RAW_TABLE)} (raw TEXT NULL, profile_id BIGINT NOT NULL, "
@@ -121,6 +124,35 @@ def staging_plain_normalise() -> int:
         return max(cursor.rowcount, 0)
 
 
+def staging_plain_adds() -> int:
+    """First exports: every member marked `plain` is an add as it is, one per identity
+    (the lowest profile id), straight into the changes table. Nothing is acknowledged yet,
+    so there is no state to join and no statistics to gather first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_q(CHANGES_TABLE)} (identity, is_member, profile_id) "
+            f"SELECT raw, %s, MIN(profile_id) FROM {_q(RAW_TABLE)} WHERE plain "
+            "GROUP BY raw ORDER BY MIN(profile_id)",
+            [True],
+        )
+        return max(cursor.rowcount, 0)
+
+
+def staging_normalised_adds() -> None:
+    """First exports, after staging_plain_adds: the members normalised in Python, except
+    identities a plain member already holds (it keeps them, whatever the profile ids)."""
+    raw, normalised, changes = _q(RAW_TABLE), _q(NORMALISED_TABLE), _q(CHANGES_TABLE)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {changes} (identity, is_member, profile_id) "
+            f"SELECT n.identity, %s, MIN(n.profile_id) FROM {normalised} n "
+            f"WHERE n.identity NOT IN (SELECT r.raw FROM {raw} r JOIN {normalised} x ON x.identity = r.raw "
+            "WHERE r.plain) "
+            "GROUP BY n.identity ORDER BY MIN(n.profile_id)",
+            [True],
+        )
+
+
 def staging_raw_missing(*, limit: int) -> tuple[int, list[int]]:
     """How many members have no identity at all, and the profile ids of the first `limit`."""
     with connection.cursor() as cursor:
@@ -166,12 +198,15 @@ def staging_normalised_write(rows: Sequence[tuple[str, int]]) -> None:
             )
 
 
-def staging_index() -> None:
+def staging_index(*, raw: bool = True) -> None:
+    """Statistics (PostgreSQL) or indexes (SQLite) for the joins that follow; `raw=False`
+    when the raw table is not joined again (first exports)."""
     with connection.cursor() as cursor:
         if _is_postgres():
             # Hash joins need no index, only statistics: temporary tables are never
             # auto-analysed, and without them the planner guesses a tiny table.
-            cursor.execute(f"ANALYZE {_q(RAW_TABLE)}")
+            if raw:
+                cursor.execute(f"ANALYZE {_q(RAW_TABLE)}")
             cursor.execute(f"ANALYZE {_q(NORMALISED_TABLE)}")
         else:
             cursor.execute(f"CREATE INDEX {_q(RAW_TABLE + '_raw')} ON {_q(RAW_TABLE)} (raw)")
@@ -234,6 +269,14 @@ def staging_changes_compute(
         cursor.execute(adds_sql, adds_params)
         if include_removes:
             cursor.execute(removes_sql, removes_params)
+
+
+def staging_changes_index() -> None:
+    """The index the push loop pages by (PostgreSQL; SQLite's seq is the rowid). Call once
+    the changes table is filled."""
+    if _is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE UNIQUE INDEX ON {_q(CHANGES_TABLE)} (seq)")
 
 
 def staging_changes_counts() -> tuple[int, int]:

@@ -14,6 +14,8 @@ from tests.syncs.fakes import pro_profile
 
 RAW_VALUES = [
     "plain@example.com",
+    # Marketo: the same lead as the plain value above, reached through normalize_identity.
+    "Plain@Example.COM",
     "Upper@Example.com",
     "lower@EXAMPLE.COM",
     "  padded@example.com",
@@ -64,7 +66,8 @@ def test_identities_planned_in_the_database_match_normalize_identity(kind: str) 
         staging.staging_drop()
 
     assert planned == expected
-    assert plan.adds == len(expected) and plan.skipped == len(RAW_VALUES) - len(expected)
+    skipped = sum(1 for raw in RAW_VALUES if isinstance(_identity_or_skip(connector, raw, "missing"), tuple))
+    assert plan.adds == len(expected) and plan.skipped == skipped
     unchanged = sum(1 for raw in RAW_VALUES if _identity_or_skip(connector, raw, "missing") == raw)
     if staging.plain_identity_supported():  # PostgreSQL: most values never went through Python
         assert 3 <= taken_as_they_are <= unchanged

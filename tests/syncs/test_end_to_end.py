@@ -489,10 +489,12 @@ def test_a_cancelled_run_stops_after_the_batch_in_flight_and_the_next_run_sends_
     monkeypatch.undo()
 
     assert cancelled.status == RunStatus.CANCELLED
-    assert cancelled.succeeded_adds == 2 and len(synced_state(sync)) == 2
+    # The batch being sent when the cancel was noticed, and the queued one if a thread had
+    # already taken it; never the third.
+    assert cancelled.succeeded_adds in (2, 4) and len(synced_state(sync)) == cancelled.succeeded_adds
     assert str(canceller) in cancelled.error_message
     nxt = run_now(sync)
-    assert nxt.status == RunStatus.SUCCEEDED and nxt.succeeded_adds == 4
+    assert nxt.status == RunStatus.SUCCEEDED and nxt.succeeded_adds == 6 - cancelled.succeeded_adds
     assert kind.written(sandbox) == dict.fromkeys(emails, kind.member)
 
 

@@ -6,7 +6,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from bench.paths import PATHS
+from bench.paths import PATH_NAMES
 from bench.suite import (
     DEFAULT_PROFILES,
     LARGE_PROFILES,
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         size.add_argument("--profiles", type=int, default=None,
                           help=f"Number of synthetic profiles (default {DEFAULT_PROFILES:,}).")
         size.add_argument("--large", action="store_true", help=f"{LARGE_PROFILES:,} profiles.")
-        parser.add_argument("--paths", nargs="+", choices=sorted(PATHS), default=list(PATHS),
+        parser.add_argument("--paths", nargs="+", choices=PATH_NAMES, default=list(PATH_NAMES),
                             help="Destination paths to measure (default: all).")
         parser.add_argument("--record", action="store_true",
                             help="Append the results to docs/benchmarks.md.")
