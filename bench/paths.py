@@ -1,15 +1,23 @@
 """The destination paths the bench measures, with the limits both sides agree on.
 
-For each path the emulator is configured with limits (POST /<prefix>/_sandbox/config) and
-the destination with the same limits in its options, so CohortSync throttles itself to
-exactly what the emulator allows. The *bound* of a step is the best users/second those
-configured limits allow; the emulator's own CPU must stay well below it (it runs in its
-own process, see bench.sandbox), so the bound, not the emulator, is what we measure
-against.
+For each path one set of limits configures both the emulator (POST
+/<prefix>/_sandbox/config) and the destination's options, so CohortSync throttles itself
+to exactly what the emulator allows. The *bound* of a step is the best users/second those
+limits allow, computed by scheduling the step's calls as early as the limits let them go
+(`best_seconds`).
+
+The limits are chosen so that the destination's rate limit (or, for SFMC async and
+Marketo bulk, its job latency) is what binds, never the emulator's own processing: the
+emulators get concurrency to spare (capacity = concurrency / latency is at least twice
+the rate), so the few milliseconds each request costs the emulator's process are absorbed
+by the spare slots instead of stretching every call. Latencies vary by ±50 % around their
+mean, as real APIs do: calls that all take exactly as long move in lockstep and queue
+behind each other's processing.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +27,42 @@ SFMC_ROWSET_BATCH = 50
 SFMC_ASYNC_BATCH = 32_000
 # Marketo bulk import: bytes per file the emulator (and Marketo) accept.
 MARKETO_BULK_BYTES = 10_000_000
+LATENCY_JITTER = 0.5
+
+# Marketo: its documented 100 calls per 20 s and 10 concurrent calls. A 100k export (330
+# calls) then spans three windows, so the rate binds. For larger runs the rate is raised so
+# that a first export still spans MARKETO_WINDOWS_PER_EXPORT windows, no more, or a 1M
+# suite would not fit in 10 minutes (at 100 calls / 20 s, 1M leads take 11 minutes).
+MARKETO_CALLS_PER_20S = 100
+MARKETO_WINDOWS_PER_EXPORT = 5.5
+MARKETO_CONCURRENCY = 10
+MARKETO_LATENCY = 0.1
+
+# Marketo bulk import: each job spends at least one step queued and one importing, and
+# at most `bulk_max_importing` import at once (Marketo's documented 2). Real imports of a
+# 10 MB file take minutes; 20 s per step makes a 1M export (4 files) take >= 60 s.
+MARKETO_BULK_STEP_SECONDS = 20.0
+MARKETO_BULK_MAX_IMPORTING = 2
+MARKETO_BULK_THRESHOLD = 50_000
+
+# SFMC rowset: 50 rows per request (SFMC's best practice, enforced by the connector) at
+# 120 requests per second (SFMC publishes no per-second limit; this one makes a 1M export
+# take under 3 minutes), 8 concurrent requests of 25 ms: capacity 320 requests/s. At 160
+# requests/s this machine's two cores, shared by the emulator, PostgreSQL and us, were the
+# limit (see docs/benchmarks.md, round 3).
+SFMC_ROWSET_RPS = 120
+SFMC_CONCURRENCY = 8
+SFMC_ROWSET_LATENCY = 0.025
+
+# SFMC async upsert: slow per request, fast per row. A job is one submit plus one status
+# read (no results read when every row is OK), each taking SFMC_ASYNC_LATENCY, up to
+# SFMC_ASYNC_CONCURRENCY requests at a time; requests_per_second never binds.
+SFMC_ASYNC_LATENCY = 2.0
+SFMC_ASYNC_RPS = 50
+SFMC_ASYNC_CONCURRENCY = 2
+
+PATH_NAMES = ("marketo_sync", "marketo_bulk", "sfmc_rowset", "sfmc_async")
+BENCH_FIELD = [{"name": "cohortBench", "displayName": "Bench Cohort", "dataType": "boolean"}]
 
 
 @dataclass(frozen=True)
@@ -38,174 +82,131 @@ class PathSpec:
         """Best users/second the configured limits allow for a run of `users` changes."""
         if users <= 0:
             return None
-        return _BOUNDS[self.name](self, users, bulk_row_bytes)
+        return users / _BEST_SECONDS[self.name](self, users, bulk_row_bytes)
 
 
-# --- the four paths ------------------------------------------------------------------------
+def best_seconds(*, calls: int, window_calls: int, window_seconds: float, concurrency: int, latency: float) -> float:
+    """The shortest time `calls` requests can take: each starts as soon as a concurrency
+    slot is free and the sliding window (at most `window_calls` starts per
+    `window_seconds`) allows, and takes `latency` (the mean) to answer."""
+    if calls <= 0:
+        return 0.0
+    slots = [0.0] * concurrency
+    starts: list[float] = []
+    for i in range(calls):
+        start = heapq.heappop(slots)
+        if i >= window_calls:
+            start = max(start, starts[i - window_calls] + window_seconds)
+        starts.append(start)
+        heapq.heappush(slots, start + latency)
+    return max(slots)
 
-# Marketo sync endpoint: 300 leads per call. Each call takes MARKETO_LATENCY on the
-# emulator's side (real Marketo answers a 300-lead call in 0.1-0.5 s) and at most
-# MARKETO_CONCURRENCY run at once (Marketo's documented 10): 10 / 0.2 s = 50 calls/s =
-# 15,000 leads/s, so a 1M export takes ~67 s. The 20-second window (1,500 calls) is set
-# above that rate so it never binds: a sliding window lets short runs burst, which would
-# make the bound depend on the run's length.
-MARKETO_LATENCY = 0.2
-MARKETO_CONCURRENCY = 10
-MARKETO_CALLS_PER_20S = 1500
 
-# Marketo bulk import: each job spends at least one step queued and one importing, and
-# at most `bulk_max_importing` import at once (Marketo's documented 2). Real imports of a
-# 10 MB file take minutes; 20 s per step makes a 1M export (4 files) take >= 60 s.
-MARKETO_BULK_STEP_SECONDS = 20.0
-MARKETO_BULK_MAX_IMPORTING = 2
+def marketo_calls_per_20s(profiles: int) -> int:
+    calls = math.ceil(profiles / MARKETO_SYNC_BATCH)
+    return max(MARKETO_CALLS_PER_20S, math.ceil(calls / MARKETO_WINDOWS_PER_EXPORT))
 
-# SFMC rowset: 50 rows per request (SFMC's best practice, enforced by the connector);
-# each request takes SFMC_ROWSET_LATENCY, SFMC_CONCURRENCY at a time: 8 / 0.05 s = 160
-# requests/s = 8,000 rows/s. requests_per_second is set above that so it never binds.
-SFMC_ROWSET_LATENCY = 0.05
-SFMC_CONCURRENCY = 8
-SFMC_ROWSET_RPS = 400
 
-# SFMC async upsert: each request takes SFMC_ASYNC_LATENCY on the emulator's side (SFMC
-# is slow per request, fast per row); a job is one submit plus one status read (no
-# results read when every row is OK), so a job of 32,000 rows needs 2 x latency, up to
-# SFMC_ASYNC_CONCURRENCY requests at a time.
-SFMC_ASYNC_LATENCY = 2.0
-SFMC_ASYNC_RPS = 50
-SFMC_ASYNC_CONCURRENCY = 2
+def path_spec(name: str, *, profiles: int) -> PathSpec:
+    """The limits of path `name` for a suite of `profiles` profiles."""
+    if name in ("marketo_sync", "marketo_bulk"):
+        return _marketo(name, profiles)
+    if name in ("sfmc_rowset", "sfmc_async"):
+        return _sfmc(name)
+    raise KeyError(name)
 
-PATHS: dict[str, PathSpec] = {
-    "marketo_sync": PathSpec(
-        name="marketo_sync",
+
+def _marketo(name: str, profiles: int) -> PathSpec:
+    bulk = name == "marketo_bulk"
+    # `bulk_threshold` 10^9: the sync path measures the sync endpoint at every size; the bulk
+    # path keeps the default, so full exports go bulk and a 1 % churn goes sync.
+    threshold = MARKETO_BULK_THRESHOLD if bulk else 10**9
+    limits = {"calls_per_20s": marketo_calls_per_20s(profiles), "max_concurrency": MARKETO_CONCURRENCY}
+    emulator = {
+        **limits, "daily_quota": 10**9, "max_batch_size": MARKETO_SYNC_BATCH,
+        "latency": MARKETO_LATENCY, "latency_jitter": LATENCY_JITTER, "fields": BENCH_FIELD,
+    }
+    if bulk:
+        emulator |= {
+            "max_bulk_bytes": MARKETO_BULK_BYTES, "bulk_queue_limit": 10,
+            "bulk_max_importing": MARKETO_BULK_MAX_IMPORTING, "bulk_step_seconds": MARKETO_BULK_STEP_SECONDS,
+        }
+    return PathSpec(
+        name=name,
         kind="marketo",
-        title="Marketo, sync endpoint (300 leads per call)",
+        title="Marketo, bulk import (above bulk_threshold)" if bulk else "Marketo, sync endpoint (300 leads per call)",
         identity_property="$email",
         target_field="cohortBench",
-        destination_options={
-            "calls_per_20s": MARKETO_CALLS_PER_20S,
-            "max_concurrency": MARKETO_CONCURRENCY,
-            "batch_size": MARKETO_SYNC_BATCH,
-            # Never switch to bulk: this path measures the sync endpoint at every size.
-            "bulk_threshold": 10**9,
-        },
+        destination_options={**limits, "batch_size": MARKETO_SYNC_BATCH, "bulk_threshold": threshold},
         emulator_prefix="marketo",
-        emulator_config={
-            "calls_per_20s": MARKETO_CALLS_PER_20S,
-            "max_concurrency": MARKETO_CONCURRENCY,
-            "daily_quota": 10**9,
-            "max_batch_size": MARKETO_SYNC_BATCH,
-            "latency": MARKETO_LATENCY,
-            "fields": [{"name": "cohortBench", "displayName": "Bench Cohort", "dataType": "boolean"}],
-        },
-    ),
-    "marketo_bulk": PathSpec(
-        name="marketo_bulk",
-        kind="marketo",
-        title="Marketo, bulk import (above bulk_threshold)",
-        identity_property="$email",
-        target_field="cohortBench",
-        destination_options={
-            "calls_per_20s": MARKETO_CALLS_PER_20S,
-            "max_concurrency": MARKETO_CONCURRENCY,
-            "batch_size": MARKETO_SYNC_BATCH,
-            # The default: full exports go bulk, a 1 % churn of 100k/1M goes sync.
-            "bulk_threshold": 50_000,
-        },
-        emulator_prefix="marketo",
-        emulator_config={
-            "calls_per_20s": MARKETO_CALLS_PER_20S,
-            "max_concurrency": MARKETO_CONCURRENCY,
-            "daily_quota": 10**9,
-            "max_batch_size": MARKETO_SYNC_BATCH,
-            "max_bulk_bytes": MARKETO_BULK_BYTES,
-            "bulk_queue_limit": 10,
-            "bulk_max_importing": MARKETO_BULK_MAX_IMPORTING,
-            "bulk_step_seconds": MARKETO_BULK_STEP_SECONDS,
-            "latency": MARKETO_LATENCY,
-            "fields": [{"name": "cohortBench", "displayName": "Bench Cohort", "dataType": "boolean"}],
-        },
-        notes="Steps below bulk_threshold (50,000 changes) use the sync endpoint, as in production.",
-        extra={"bulk_threshold": 50_000},
-    ),
-    "sfmc_rowset": PathSpec(
-        name="sfmc_rowset",
+        emulator_config=emulator,
+        notes=f"Steps below bulk_threshold ({threshold:,} changes) use the sync endpoint, as in production."
+        if bulk else "",
+        extra={"bulk_threshold": threshold},
+    )
+
+
+def _sfmc(name: str) -> PathSpec:
+    rowset = name == "sfmc_rowset"
+    if rowset:
+        # async_threshold 10^9: the rowset endpoint at every size.
+        rps, concurrency, latency, jitter = SFMC_ROWSET_RPS, SFMC_CONCURRENCY, SFMC_ROWSET_LATENCY, LATENCY_JITTER
+        options = {"rowset_batch_size": SFMC_ROWSET_BATCH, "async_threshold": 10**9}
+        extra_config: dict[str, Any] = {}
+    else:
+        # async_threshold 0: every step async, churn included.
+        rps, concurrency, latency, jitter = SFMC_ASYNC_RPS, SFMC_ASYNC_CONCURRENCY, SFMC_ASYNC_LATENCY, 0.0
+        options = {"async_batch_size": SFMC_ASYNC_BATCH, "async_threshold": 0}
+        extra_config = {"async_not_found_polls": 0, "async_pending_polls": 0,
+                        "async_max_items": SFMC_ASYNC_BATCH, "results_page_size": 2500}
+    return PathSpec(
+        name=name,
         kind="sfmc_data_extension",
-        title="SFMC data extension, rowset (50 rows per request)",
+        title="SFMC data extension, rowset (50 rows per request)" if rowset
+        else "SFMC data extension, async upsert (32,000 rows per request)",
         identity_property="$distinct_id",
         target_field="Bench_Cohort",
-        destination_options={
-            "requests_per_second": SFMC_ROWSET_RPS,
-            "max_concurrency": SFMC_CONCURRENCY,
-            "rowset_batch_size": SFMC_ROWSET_BATCH,
-            # Never switch to async: this path measures the rowset endpoint at every size.
-            "async_threshold": 10**9,
-        },
+        destination_options={"requests_per_second": rps, "max_concurrency": concurrency, **options},
         emulator_prefix="sfmc",
         emulator_config={
-            "requests_per_second": SFMC_ROWSET_RPS,
-            "max_concurrent_requests": SFMC_CONCURRENCY,
-            "latency_seconds": SFMC_ROWSET_LATENCY,
+            "requests_per_second": rps, "max_concurrent_requests": concurrency,
+            "latency_seconds": latency, "latency_jitter": jitter, **extra_config,
         },
-    ),
-    "sfmc_async": PathSpec(
-        name="sfmc_async",
-        kind="sfmc_data_extension",
-        title="SFMC data extension, async upsert (32,000 rows per request)",
-        identity_property="$distinct_id",
-        target_field="Bench_Cohort",
-        destination_options={
-            "requests_per_second": SFMC_ASYNC_RPS,
-            "max_concurrency": SFMC_ASYNC_CONCURRENCY,
-            "async_batch_size": SFMC_ASYNC_BATCH,
-            # Every step async, churn included.
-            "async_threshold": 0,
-        },
-        emulator_prefix="sfmc",
-        emulator_config={
-            "requests_per_second": SFMC_ASYNC_RPS,
-            "max_concurrent_requests": SFMC_ASYNC_CONCURRENCY,
-            "latency_seconds": SFMC_ASYNC_LATENCY,
-            "async_not_found_polls": 0,
-            "async_pending_polls": 0,
-            "async_max_items": SFMC_ASYNC_BATCH,
-            "results_page_size": 2500,
-        },
-    ),
-}
+    )
 
 
 # --- bounds ---------------------------------------------------------------------------------
 
 
-def _marketo_sync_bound(spec: PathSpec, users: int, row_bytes: float) -> float:
+def _marketo_sync_seconds(spec: PathSpec, users: int, row_bytes: float) -> float:
     config = spec.emulator_config
-    calls_per_second = config["calls_per_20s"] / 20.0
-    if config["latency"]:
-        calls_per_second = min(calls_per_second, config["max_concurrency"] / config["latency"])
-    return calls_per_second * MARKETO_SYNC_BATCH
+    return best_seconds(
+        calls=math.ceil(users / MARKETO_SYNC_BATCH), window_calls=int(config["calls_per_20s"]),
+        window_seconds=20.0, concurrency=int(config["max_concurrency"]), latency=float(config["latency"]),
+    )
 
 
-def _marketo_bulk_bound(spec: PathSpec, users: int, row_bytes: float) -> float:
-    if users <= int(spec.extra.get("bulk_threshold", 0)):
-        return _marketo_sync_bound(spec, users, row_bytes)
+def _marketo_bulk_seconds(spec: PathSpec, users: int, row_bytes: float) -> float:
+    if users <= int(spec.extra["bulk_threshold"]):
+        return _marketo_sync_seconds(spec, users, row_bytes)
     config = spec.emulator_config
     rows_per_file = max(1, int(config["max_bulk_bytes"] // max(row_bytes, 1.0)))
     files = math.ceil(users / rows_per_file)
     step = float(config["bulk_step_seconds"])
     # One step queued, then the files import `bulk_max_importing` at a time, one step each.
-    seconds = step * (1 + math.ceil(files / int(config["bulk_max_importing"])))
-    return users / seconds
+    return step * (1 + math.ceil(files / int(config["bulk_max_importing"])))
 
 
-def _sfmc_rowset_bound(spec: PathSpec, users: int, row_bytes: float) -> float:
+def _sfmc_rowset_seconds(spec: PathSpec, users: int, row_bytes: float) -> float:
     config = spec.emulator_config
-    per_second = float(config["requests_per_second"])
-    if config["latency_seconds"]:
-        per_second = min(per_second, config["max_concurrent_requests"] / config["latency_seconds"])
-    return per_second * SFMC_ROWSET_BATCH
+    return best_seconds(
+        calls=math.ceil(users / SFMC_ROWSET_BATCH), window_calls=int(config["requests_per_second"]),
+        window_seconds=1.0, concurrency=int(config["max_concurrent_requests"]),
+        latency=float(config["latency_seconds"]),
+    )
 
 
-def _sfmc_async_bound(spec: PathSpec, users: int, row_bytes: float) -> float:
+def _sfmc_async_seconds(spec: PathSpec, users: int, row_bytes: float) -> float:
     config = spec.emulator_config
     jobs = math.ceil(users / SFMC_ASYNC_BATCH)
     requests_per_job = 2 + int(config["async_not_found_polls"]) + int(config["async_pending_polls"])
@@ -214,12 +215,12 @@ def _sfmc_async_bound(spec: PathSpec, users: int, row_bytes: float) -> float:
     by_rate = jobs * requests_per_job / float(config["requests_per_second"])
     # Requests of one job are sequential; `concurrency` jobs proceed at once.
     by_latency = math.ceil(jobs / concurrency) * requests_per_job * latency
-    return users / max(by_rate, by_latency)
+    return max(by_rate, by_latency)
 
 
-_BOUNDS = {
-    "marketo_sync": _marketo_sync_bound,
-    "marketo_bulk": _marketo_bulk_bound,
-    "sfmc_rowset": _sfmc_rowset_bound,
-    "sfmc_async": _sfmc_async_bound,
+_BEST_SECONDS = {
+    "marketo_sync": _marketo_sync_seconds,
+    "marketo_bulk": _marketo_bulk_seconds,
+    "sfmc_rowset": _sfmc_rowset_seconds,
+    "sfmc_async": _sfmc_async_seconds,
 }

@@ -24,8 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from bench import data
-from bench.ceiling import ceiling_measure
-from bench.paths import PATHS, PathSpec
+from bench.paths import PathSpec, path_spec
 from bench.sandbox import HOST, MANAGE, SandboxProcess
 from cohorts.models import Cohort, Profile
 from destinations.models import Destination
@@ -36,8 +35,6 @@ NAME_PREFIX = "bench: "
 DEFAULT_PROFILES = 100_000
 LARGE_PROFILES = 1_000_000
 CHURN_SHARE = 0.01
-# Requests the ceiling probe sends per path: ~7 s each, long enough for a stable rate.
-CEILING_REQUESTS = {"marketo_sync": 330, "sfmc_rowset": 1000}
 WRITE_ENDPOINTS = {
     "marketo": ("POST /rest/v1/leads.json", "POST /bulk/v1/leads.json"),
     "sfmc": ("POST /hub/v1/dataevents/{key}/rowset", "PUT /data/v1/async/dataextensions/{key}/rows",
@@ -82,8 +79,6 @@ class SuiteResult:
     seed_seconds: float = 0.0
     total_seconds: float = 0.0
     machine: dict[str, str] = field(default_factory=dict)
-    # path -> users/s a client doing nothing but HTTP reaches (bench.ceiling)
-    ceilings: dict[str, float] = field(default_factory=dict)
 
 
 def database_check(*, allow_any_database: bool) -> str:
@@ -145,18 +140,9 @@ def suite_run(
         row_bytes = _bulk_row_bytes()
         first_sync: Sync | None = None
         for index, name in enumerate(path_names):
-            spec = PATHS[name]
+            spec = path_spec(name, profiles=profiles)
             sandbox.reset(spec.emulator_prefix)
             sandbox.configure(spec.emulator_prefix, spec.emulator_config)
-            if name in CEILING_REQUESTS:
-                result.ceilings[name] = ceiling_measure(
-                    path=name, base_url=sandbox.url, config=spec.emulator_config,
-                    # A tiny suite (tests) sends a few requests, not seconds' worth.
-                    requests_total=min(CEILING_REQUESTS[name], max(40, profiles // 100)),
-                )
-                out(f"  {name}: a client doing nothing but HTTP reaches {result.ceilings[name]:,.0f} users/s")
-                sandbox.reset(spec.emulator_prefix)
-                sandbox.configure(spec.emulator_prefix, spec.emulator_config)
             sync = _sync_create(spec, cohort, sandbox)
             first_sync = first_sync or sync
             for label in ("first export", "1% churn", "nothing changed"):
@@ -170,7 +156,7 @@ def suite_run(
             sandbox.reset(spec.emulator_prefix)
         if admin_pages:
             if first_sync is None:
-                first_sync = _sync_create(PATHS["marketo_sync"], cohort, sandbox)
+                first_sync = _sync_create(path_spec("marketo_sync", profiles=profiles), cohort, sandbox)
             run = _failures_run(first_sync, profiles)
             step = StepResult("admin", "pages", _child({"step": "admin", "run_id": run.pk, "cohort_id": cohort.pk}, env))
             result.steps.append(step)
