@@ -59,7 +59,11 @@ class StepResult:
     def users_per_second(self) -> float | None:
         users = self.values.get("users") or 0
         # Validation is destination calls only; everything else (planning included) is ours.
-        busy = float(self.values.get("seconds", 0.0)) - float(self.values.get("validate_seconds", 0.0))
+        # The runner plans while it validates, so only the validation that outlasted the
+        # plan is taken off.
+        validate = float(self.values.get("validate_seconds", 0.0))
+        waited = max(0.0, validate - float(self.values.get("plan_seconds", 0.0)))
+        busy = float(self.values.get("seconds", 0.0)) - waited
         return users / busy if users and busy > 0 else None
 
     @property

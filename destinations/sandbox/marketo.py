@@ -103,6 +103,8 @@ class BulkJob:
     failures: list[list[str]] = field(default_factory=list)
     warnings: list[list[str]] = field(default_factory=list)
     message: str = ""
+    # (status, message) once the rows are imported; the job shows it when its step is over.
+    outcome: tuple[str, str] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -498,11 +500,19 @@ class MarketoSandbox:
             importing = sum(1 for j in self._jobs.values() if j.status == "Importing")
             if job.status == "Queued" and importing < int(self.config["bulk_max_importing"]):
                 job.status, job.changed_at = "Importing", moved_at
+                if step > 0:
+                    # Timed steps import during the step, in the background, as Marketo does:
+                    # the rows' processing is part of the step, not of whichever status read
+                    # happens to notice that the step is over.
+                    self._import(job, background=True)
             elif job.status == "Importing":
-                self._import(job)
-                job.changed_at = moved_at
+                if step <= 0:
+                    self._import(job, background=False)
+                if job.outcome is None:
+                    continue  # still importing its rows
+                (job.status, job.message), job.changed_at = job.outcome, moved_at
 
-    def _import(self, job: BulkJob) -> None:
+    def _import(self, job: BulkJob, *, background: bool) -> None:
         rows = list(csv.reader(io.StringIO(job.content), delimiter=job.delimiter))
         job.header = [name.strip() for name in rows[0]] if rows else []
         problem = "" if "email" in job.header else "Lookup field 'email' not found in the file header"
@@ -513,34 +523,45 @@ class MarketoSandbox:
             elif spec["readOnly"]:
                 problem = problem or f"Field '{name}' is not updateable"
         if problem:
-            job.status, job.message = "Failed", f"Import failed: {problem}"
-            return
+            job.outcome = ("Failed", f"Import failed: {problem}")
+        elif background:
+            threading.Thread(target=self._import_rows, args=(job, rows[1:]), daemon=True).start()
+        else:
+            self._import_rows(job, rows[1:])
+
+    def _import_rows(self, job: BulkJob, rows: list[list[str]], chunk: int = 2000) -> None:
+        """Apply the rows, `chunk` at a time under the lock, so other calls are not held up."""
         at = job.header.index("email")
-        for row in rows[1:]:
-            if not any(cell.strip() for cell in row):
-                continue
-            values, failure = self._bulk_values(job.header, row)
-            email = row[at].strip() if len(row) > at else ""
-            failure = failure or (self._row_problem(email, [], {}) or ("", ""))[1]
-            if failure:
-                job.failures.append([*row, failure])
-                continue
-            ids = self._by_email.get(email.lower(), [])
-            if len(ids) > 1:
-                # Sandbox choice: which duplicate the real import updates is undocumented.
-                job.warnings.append([*row, "Multiple leads match the lookup criteria; updated the newest"])
-            if ids:
-                self._update_lead(ids[-1], values)
-            else:
-                self._create_lead({"email": email, **values})
-            job.processed += 1
-        job.status = "Complete"
-        job.message = (
+        stamp = _now_iso()
+        for start in range(0, len(rows), chunk):
+            with self._lock:
+                for row in rows[start:start + chunk]:
+                    self._import_row(job, row, at, stamp)
+        job.outcome = ("Complete", (
             f"Import succeeded, {job.processed} records imported ({job.processed} members)"
             if not job.failures else
             f"Import completed with errors, {job.processed} records imported ({job.processed} "
             f"members), {len(job.failures)} failed"
-        )
+        ))
+
+    def _import_row(self, job: BulkJob, row: list[str], at: int, stamp: str) -> None:
+        if not any(cell.strip() for cell in row):
+            return
+        values, failure = self._bulk_values(job.header, row)
+        email = row[at].strip() if len(row) > at else ""
+        failure = failure or (self._row_problem(email, [], {}) or ("", ""))[1]
+        if failure:
+            job.failures.append([*row, failure])
+            return
+        ids = self._by_email.get(email.lower(), [])
+        if len(ids) > 1:
+            # Sandbox choice: which duplicate the real import updates is undocumented.
+            job.warnings.append([*row, "Multiple leads match the lookup criteria; updated the newest"])
+        if ids:
+            self._update_lead(ids[-1], values, stamp)
+        else:
+            self._create_lead({"email": email, **values}, stamp)
+        job.processed += 1
 
     def _bulk_values(self, header: list[str], row: list[str]) -> tuple[dict[str, Any], str]:
         values: dict[str, Any] = {}

@@ -1,15 +1,17 @@
-"""One run from claim to finish: validate the target, plan, guard, push, record."""
+"""One run from claim to finish: validate the target while planning, guard, push, record."""
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from cohorts.rules import RuleError
-from destinations.base import SyncTarget
+from destinations.base import Connector, SyncTarget
 from destinations.errors import DestinationError
 from destinations.registry import connector_for
 from syncs.engine import staging
@@ -102,20 +104,27 @@ def _execute(run: SyncRun) -> None:
     def heartbeat() -> None:
         SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now(), api_calls=calls())
 
-    # A dry run never contacts the destination: validating may create the target column,
-    # and a preview must change nothing anywhere.
-    if not run.is_dry_run:
+    # The target is validated (destination calls only, often seconds of them) while the plan
+    # is built (the database only): neither needs the other, and nothing is sent before both
+    # are done. A dry run never contacts the destination: validating may create the target
+    # column, and a preview must change nothing anywhere.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"run{run.pk}-validate") as pool:
+        validating = None if run.is_dry_run else pool.submit(_validate, connector, target)
+        rule_error: RuleError | None = None
         try:
-            connector.validate_target(target)
-        except DestinationError as exc:
-            _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.",
-                    api_calls=calls())
-            return
-    try:
-        plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
-    except RuleError as exc:
+            plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
+        except RuleError as exc:
+            rule_error = exc
+        if validating is not None:
+            try:
+                validating.result()
+            except DestinationError as exc:
+                _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.",
+                        api_calls=calls())
+                return
+    if rule_error is not None:
         _finish(run, RunStatus.FAILED, code="invalid_rules",
-                message=f"The cohort '{sync.cohort.name}' has invalid rules: {exc} Nothing was sent.",
+                message=f"The cohort '{sync.cohort.name}' has invalid rules: {rule_error} Nothing was sent.",
                 api_calls=calls())
         return
     verdict = _guard(run, sync, plan)
@@ -163,6 +172,14 @@ def _execute(run: SyncRun) -> None:
         api_calls=calls,
     )
     _finish_pushed(run, calls(), plan, result)
+
+
+def _validate(connector: Connector, target: SyncTarget) -> None:
+    try:
+        connector.validate_target(target)
+    finally:
+        # The shared token cache may have opened this thread's own database connection.
+        connection.close()
 
 
 def _guard(run: SyncRun, sync: Sync, plan: Plan) -> GuardVerdict:
