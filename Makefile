@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint bench
 
 # Re-installs when pyproject.toml changes; the stamp keeps `make test` fast otherwise.
 $(VENV)/.installed: pyproject.toml
@@ -22,6 +22,14 @@ demo: install
 # The whole test suite, on DATABASE_URL (SQLite when unset; CI also runs it on PostgreSQL).
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on PostgreSQL (docs/benchmarks.md), in their own database, created if missing:
+#   make bench                                  100k profiles, all four paths
+#   make bench BENCH_ARGS="--large --record"    1M, results appended to docs/benchmarks.md
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cohortsync_bench
+bench: install
+	$(PY) -m bench.database $(BENCH_DATABASE_URL)
+	DEBUG=true DATABASE_URL=$(BENCH_DATABASE_URL) $(PY) manage.py bench $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -148,7 +148,13 @@ def plan_build(
     # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
     # straight to the changes table, only the odd ones through normalize_identity.
     first_export = plain is not None and retry_of_run_id is None
-    plan.members = staging.staging_raw_load(members=_members(sync), sync_id=sync.pk, plain=plain)
+    # A steady-state run stages only members that are not acknowledged members (the churn,
+    # a few thousand), not the whole cohort: at 1M that was most of the plan.
+    churn_only = (
+        has_state and retry_of_run_id is None and not run.is_full_resync and sync.mode == Sync.Mode.DYNAMIC
+    )
+    members = _members(sync)
+    staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
     if first_export:
         staging.staging_plain_adds()
     elif plain is not None:
@@ -179,13 +185,20 @@ def plan_build(
         staging.staging_normalised_adds()
     else:
         staging.staging_index()
-        staging.staging_changes_compute(
+        removes = staging.staging_changes_compute(
             sync_id=sync.pk,
             full_resync=run.is_full_resync,
             retry_of_run_id=retry_of_run_id,
             # A one-time export writes today's members; it never clears anyone it wrote before.
             include_removes=sync.mode == Sync.Mode.DYNAMIC,
+            members=members if churn_only else None,
         )
+        if churn_only:
+            # Members, counted without staging them: the staged ones plus the acknowledged
+            # members that stay (by identity: profiles sharing one count once).
+            acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
+            staged += acknowledged - removes
+    plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
     _skips_record(run, skipped)

@@ -89,12 +89,18 @@ def plain_identity_supported() -> bool:
     return _is_postgres()
 
 
-def staging_raw_load(*, members: QuerySet[Any], sync_id: int, plain: PlainIdentity | None = None) -> int:
+def staging_raw_load(
+    *, members: QuerySet[Any], sync_id: int, plain: PlainIdentity | None = None, unacknowledged_only: bool = False
+) -> int:
     """One pass over the cohort, in the database: every member's raw identity (`_identity`
     annotation) and profile id (`_pid`), joined to the synced state. With `plain` (PostgreSQL
     only), members not in the state whose raw value is already normalised are marked
-    `plain`. Returns the row count."""
+    `plain`. With `unacknowledged_only`, members whose raw identity is an acknowledged
+    member are left out (a steady-state run stages its churn, not its cohort; see
+    staging_changes_compute). Returns the row count."""
     sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
+    where = " WHERE s.is_member IS NULL OR s.is_member = %s" if unacknowledged_only else ""
+    where_params: list[Any] = [False] if unacknowledged_only else []
     synced = _q(SyncedMember._meta.db_table)
     plain_sql, plain_params = "NULL", []
     if plain is not None and _is_postgres():
@@ -108,8 +114,8 @@ def staging_raw_load(*, members: QuerySet[Any], sync_id: int, plain: PlainIdenti
         cursor.execute(
             f"INSERT INTO {_q(RAW_TABLE)} (raw, profile_id, acked, plain) "
             f'SELECT sub."_identity", sub."_pid", s.is_member, {plain_sql} FROM ({sql}) sub '
-            f'LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = sub."_identity"',
-            [*plain_params, *params, sync_id],
+            f'LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = sub."_identity"{where}',
+            [*plain_params, *params, sync_id, *where_params],
         )
         return max(cursor.rowcount, 0)
 
@@ -216,14 +222,22 @@ def staging_index(*, raw: bool = True) -> None:
 
 
 def staging_changes_compute(
-    *, sync_id: int, full_resync: bool, retry_of_run_id: int | None, include_removes: bool = True
-) -> None:
+    *,
+    sync_id: int,
+    full_resync: bool,
+    retry_of_run_id: int | None,
+    include_removes: bool = True,
+    members: QuerySet[Any] | None = None,
+) -> int:
     """Fill the changes table: adds (members not acknowledged as members) then removes
     (acknowledged members no longer in the cohort). Duplicate identities collapse to the
-    lowest profile id, so two profiles sharing an email are sent once.
+    lowest profile id, so two profiles sharing an email are sent once. Returns the removes.
 
     Members whose raw value matched the state already carry its is_member (`acked`), so
-    only the normalised rows (the churn) are joined to the state again.
+    only the normalised rows (the churn) are joined to the state again. With `members`
+    (the raw table holds only unacknowledged members), an acknowledged member stays when
+    the cohort still has a member with that raw identity, which is asked of the cohort
+    itself, as a bare anti-join would, instead of a staged copy of it.
     """
     synced = _q(SyncedMember._meta.db_table)
     failures = _q(SyncFailure._meta.db_table)
@@ -256,19 +270,35 @@ def staging_changes_compute(
         ") a GROUP BY a.identity ORDER BY MIN(a.profile_id)"
     )
     adds_params = [True, *raw_params, *retry_params, sync_id, *norm_params, *retry_params]
+    still_member_params: list[object] = []
+    if members is None:
+        still_member = f"EXISTS (SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value)"
+    else:
+        members_sql, still_member_params = members.values_list("_identity").query.sql_with_params()
+        if _is_postgres():
+            # An anti-join (hashed); NOT IN over a million rows would not be.
+            still_member = f'EXISTS (SELECT 1 FROM ({members_sql}) m WHERE m."_identity" = s.identity_value)'
+        else:
+            # SQLite indexes an IN list once; a correlated EXISTS would rescan the cohort.
+            # (Without the NULLs, or NOT IN would be unknown for every row.)
+            still_member = (
+                f's.identity_value IN (SELECT m."_identity" FROM ({members_sql}) m WHERE m."_identity" IS NOT NULL)'
+            )
     removes_sql = (
         f"INSERT INTO {changes} (identity, is_member, profile_id) "
         f"SELECT s.identity_value, %s, NULL FROM {synced} s "
         f"WHERE s.sync_id = %s AND s.is_member = %s{retry_synced} "
-        f"AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value) "
+        f"AND NOT {still_member} "
         f"AND NOT EXISTS (SELECT 1 FROM {normalised} n WHERE n.identity = s.identity_value) "
         "ORDER BY s.id"
     )
-    removes_params: list[object] = [False, sync_id, True, *retry_params]
+    removes_params: list[object] = [False, sync_id, True, *retry_params, *still_member_params]
     with connection.cursor() as cursor:
         cursor.execute(adds_sql, adds_params)
-        if include_removes:
-            cursor.execute(removes_sql, removes_params)
+        if not include_removes:
+            return 0
+        cursor.execute(removes_sql, removes_params)
+        return max(cursor.rowcount, 0)
 
 
 def staging_changes_index() -> None:

@@ -447,6 +447,37 @@ def test_rate_limiter_margin_keeps_the_window_longer_than_the_destinations():
     assert sum(waits) == pytest.approx(1.02)
 
 
+def test_a_paced_rate_limiter_spaces_starts_evenly_instead_of_bursting():
+    clock = FakeClock()
+    limiter = RateLimiter(4, 1.0, paced=True, clock=clock, sleep=clock.sleep)
+    starts = []
+
+    for _ in range(6):
+        limiter.acquire()
+        starts.append(clock.last_read)
+
+    assert [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)] == [0.25] * 5
+
+
+def test_the_transport_reads_proxies_and_the_ca_bundle_once_per_host(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "example.mktorest.com")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corporate-ca.pem")
+    transport = HttpTransport()
+
+    proxied = transport._environment_for("https://123-abc-456.mktorest.com/rest/v1/leads.json")
+    bypassed = transport._environment_for("https://example.mktorest.com/identity/oauth/token")
+
+    assert proxied["proxies"].get("https") == "http://proxy.internal:3128"
+    assert "https" not in bypassed["proxies"]
+    assert proxied["verify"] == "/etc/corporate-ca.pem"
+    # Read once: later changes to the environment need a new transport (a new run).
+    monkeypatch.setenv("HTTPS_PROXY", "http://other:3128")
+    assert transport._environment_for("https://123-abc-456.mktorest.com/x")["proxies"]["https"].startswith(
+        "http://proxy.internal")
+    assert transport.session.trust_env is False
+
+
 @pytest.mark.parametrize(("calls", "period", "margin"), [(0, 1.0, 0.0), (5, 0, 0.0), (5, 1.0, -0.1)])
 def test_rate_limiter_rejects_impossible_limits(calls, period, margin):
     with pytest.raises(ValueError):

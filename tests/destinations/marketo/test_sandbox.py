@@ -186,3 +186,33 @@ def test_inspection_endpoints_configure_reset_and_report_without_tokens(base, ma
     assert not_a_number.status_code == 400
     assert good.json()["config"]["token_ttl"] == 5
     assert marketo.state()["lead_count"] == 0 and marketo.config["token_ttl"] == 3600
+
+
+def test_latency_is_the_whole_answer_time_and_timed_bulk_steps_import_during_the_step(base, marketo):
+    import time
+
+    token = _token(base)
+    marketo.configure(latency=0.2)
+    started = time.monotonic()
+    requests.get(f"{base}/rest/v1/leads/describe.json", headers=_auth(token), timeout=5)
+    # 0.2 s from arrival to answer, processing included (not 0.2 s plus the processing).
+    assert 0.2 <= time.monotonic() - started < 0.4
+
+    marketo.configure(latency=0.0, bulk_step_seconds=0.3)
+    content = b"email,cohortProUsers\r\na@x.com,true\r\nb@x.com,false\r\n"
+    created = requests.post(f"{base}/bulk/v1/leads.json", data={"format": "csv"},
+                            files={"file": ("leads.csv", content, "text/csv")}, headers=_auth(token), timeout=5).json()
+    batch = created["result"][0]["batchId"]
+
+    def status() -> dict:
+        return requests.get(f"{base}/bulk/v1/leads/batch/{batch}.json", headers=_auth(token), timeout=5).json()[
+            "result"][0]
+
+    seen = [status()["status"]]
+    deadline = time.monotonic() + 5
+    while seen[-1] != "Complete" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen.append(status()["status"])
+    assert seen[0] == "Queued" and "Importing" in seen and seen[-1] == "Complete"
+    assert status()["numOfLeadsProcessed"] == 2
+    assert marketo.lead("b@x.com")["cohortProUsers"] is False
