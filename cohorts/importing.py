@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +175,24 @@ def _import_stream(
     report = ImportReport(file_format=chosen)
     rows = _csv_rows(lines, report) if chosen == "csv" else _jsonl_rows(lines, report)
     writer = _BatchWriter(report)
+    # Reading and parsing (Python) run in a thread ahead of the writes (the database), so
+    # the two overlap: at a million rows each was about half of the import's time.
+    batches = 0
+    for batch, merged in _read_ahead(_batches(rows, batch_size)):
+        report.updated += merged
+        writer.write(batch)
+        batches += 1
+        if on_progress:
+            on_progress(report)
+    if on_progress and not batches:
+        on_progress(report)
+    return report
+
+
+def _batches(rows: Iterable[_Row], batch_size: int) -> Iterator[tuple[list[_Row], int]]:
+    """(rows, how many rows were merged into an earlier row of the batch) per batch."""
     pending: dict[str, _Row] = {}
+    merged = 0
     for row in rows:
         existing = pending.get(row.distinct_id)
         if existing is None:
@@ -185,17 +204,55 @@ def _import_stream(
                 k: v for k, v in existing.properties.items() if k not in row.removals
             }
             existing.removals = (existing.removals - set(row.properties)) | row.removals
-            report.updated += 1
+            merged += 1
         if len(pending) >= batch_size:
-            writer.write(list(pending.values()))
-            pending = {}
-            if on_progress:
-                on_progress(report)
+            yield list(pending.values()), merged
+            pending, merged = {}, 0
     if pending:
-        writer.write(list(pending.values()))
-    if on_progress:
-        on_progress(report)
-    return report
+        yield list(pending.values()), merged
+
+
+_DONE = object()
+
+
+def _read_ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Yield `items`, produced by a thread that stays up to `depth` items ahead. An
+    exception in the producer is raised here; stopping early stops the producer."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((False, exc))
+            return
+        put((True, _DONE))
+
+    producer = threading.Thread(target=produce, name="import-reader", daemon=True)
+    producer.start()
+    try:
+        while True:
+            ok, item = handoff.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 class _LineReader:

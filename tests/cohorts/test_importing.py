@@ -241,3 +241,24 @@ def test_static_members_replace_refuses_overlong_ids_and_keeps_the_list():
     with pytest.raises(ValueError, match="Line 2: distinct id is longer than 255"):
         cohort_static_members_replace(cohort=cohort, distinct_ids=["a", "x" * 300])
     assert list(StaticMembership.objects.filter(cohort=cohort).values_list("distinct_id", flat=True)) == ["keep"]
+
+
+def test_reading_ahead_keeps_order_raises_the_readers_error_and_stops_with_the_writer():
+    import itertools
+
+    from cohorts.importing import _read_ahead
+
+    assert list(_read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("line 7 is not UTF-8")
+
+    with pytest.raises(ValueError, match="line 7"):
+        list(_read_ahead(failing()))
+
+    produced = itertools.count()
+    reader = _read_ahead(iter(lambda: next(produced), None), depth=2)
+    assert next(reader) == 0
+    reader.close()  # the writer stopped: the reading thread stops too, a few items ahead
+    assert next(produced) < 10
