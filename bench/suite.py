@@ -135,8 +135,6 @@ def suite_run(
             result.steps.append(step)
             out(_line(step))
             csv_path.unlink(missing_ok=True)
-            with connection.cursor() as cursor:
-                cursor.execute(f"ANALYZE {connection.ops.quote_name(Profile._meta.db_table)}")
         cohort = Cohort.objects.create(
             name=f"{NAME_PREFIX}cohort", kind=Cohort.Kind.RULES, rules=data.cohort_rules(),
             description="Created by manage.py bench.",

@@ -33,10 +33,13 @@ from django.utils import timezone
 
 from cohorts.models import Cohort, Profile, StaticMembership
 from cohorts.rules import infer_scalar
+from cohortsync_site.database import statistics_refresh
 
 FileFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl")
 DEFAULT_BATCH_SIZE = 5000
+# Imports that wrote this many profiles refresh the table's planner statistics.
+ANALYZE_AFTER_ROWS = 50_000
 MAX_REJECT_DETAILS = 1000
 MAX_DISTINCT_ID_LENGTH = Profile._meta.get_field("distinct_id").max_length or 255
 DISTINCT_ID_COLUMNS = ("distinct_id", "$distinct_id")
@@ -186,6 +189,8 @@ def _import_stream(
             on_progress(report)
     if on_progress and not batches:
         on_progress(report)
+    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
+        statistics_refresh(Profile)
     return report
 
 

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cohorts.rules import RuleError
+from cohortsync_site.database import statistics_refresh
 from destinations.base import Connector, SyncTarget
 from destinations.errors import DestinationError
 from destinations.registry import connector_for
@@ -23,6 +24,8 @@ from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 logger = logging.getLogger(__name__)
 
 REMOVAL_GUARD_CODE = "removal_guard"
+# After this many acknowledged users the synced state's planner statistics are refreshed.
+ANALYZE_AFTER_ACKNOWLEDGED = 50_000
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,8 @@ def _execute(run: SyncRun) -> None:
         cancel_requested=lambda: _cancel_requested(run),
         api_calls=calls,
     )
+    if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
+        statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
 
 

@@ -1,0 +1,15 @@
+"""Database chores shared by the apps."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.models import Model
+
+
+def statistics_refresh(model: type[Model]) -> None:
+    """ANALYZE the model's table (PostgreSQL): after a bulk load of hundreds of thousands of
+    rows the planner must not wait for autovacuum (which may be slow, or off) to learn the
+    table's size, or the next plan joins a million rows as if they were a hundred."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
