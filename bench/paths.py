@@ -34,7 +34,7 @@ LATENCY_JITTER = 0.5
 # that a first export still spans MARKETO_WINDOWS_PER_EXPORT windows, no more, or a 1M
 # suite would not fit in 10 minutes (at 100 calls / 20 s, 1M leads take 11 minutes).
 MARKETO_CALLS_PER_20S = 100
-MARKETO_WINDOWS_PER_EXPORT = 5.5
+MARKETO_WINDOWS_PER_EXPORT = 5
 MARKETO_CONCURRENCY = 10
 MARKETO_LATENCY = 0.1
 
@@ -56,7 +56,8 @@ SFMC_ROWSET_LATENCY = 0.025
 
 # SFMC async upsert: slow per request, fast per row. A job is one submit plus one status
 # read (no results read when every row is OK), each taking SFMC_ASYNC_LATENCY, up to
-# SFMC_ASYNC_CONCURRENCY requests at a time; requests_per_second never binds.
+# SFMC_ASYNC_CONCURRENCY requests at a time; requests_per_second never binds. Other calls
+# (token, schema) take SFMC_ROWSET_LATENCY.
 SFMC_ASYNC_LATENCY = 2.0
 SFMC_ASYNC_RPS = 50
 SFMC_ASYNC_CONCURRENCY = 2
@@ -155,10 +156,10 @@ def _sfmc(name: str) -> PathSpec:
         extra_config: dict[str, Any] = {}
     else:
         # async_threshold 0: every step async, churn included.
-        rps, concurrency, latency, jitter = SFMC_ASYNC_RPS, SFMC_ASYNC_CONCURRENCY, SFMC_ASYNC_LATENCY, 0.0
+        rps, concurrency, latency, jitter = SFMC_ASYNC_RPS, SFMC_ASYNC_CONCURRENCY, SFMC_ROWSET_LATENCY, 0.0
         options = {"async_batch_size": SFMC_ASYNC_BATCH, "async_threshold": 0}
-        extra_config = {"async_not_found_polls": 0, "async_pending_polls": 0,
-                        "async_max_items": SFMC_ASYNC_BATCH, "results_page_size": 2500}
+        extra_config = {"async_latency_seconds": SFMC_ASYNC_LATENCY, "async_not_found_polls": 0,
+                        "async_pending_polls": 0, "async_max_items": SFMC_ASYNC_BATCH, "results_page_size": 2500}
     return PathSpec(
         name=name,
         kind="sfmc_data_extension",
@@ -210,7 +211,7 @@ def _sfmc_async_seconds(spec: PathSpec, users: int, row_bytes: float) -> float:
     config = spec.emulator_config
     jobs = math.ceil(users / SFMC_ASYNC_BATCH)
     requests_per_job = 2 + int(config["async_not_found_polls"]) + int(config["async_pending_polls"])
-    latency = float(config["latency_seconds"])
+    latency = float(config["async_latency_seconds"])
     concurrency = int(config["max_concurrent_requests"])
     by_rate = jobs * requests_per_job / float(config["requests_per_second"])
     # Requests of one job are sequential; `concurrency` jobs proceed at once.

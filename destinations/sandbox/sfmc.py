@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "throttle_next": 0,  # the next N API requests get HTTP 429 in throttle_style
     "latency_seconds": 0.0,
     "latency_jitter": 0.0,  # see the Marketo emulator's latency_jitter
+    # The async endpoints' own latency (None: latency_seconds): SFMC's async API is slow
+    # per request and fast per row, its token and schema reads are not.
+    "async_latency_seconds": None,
     "reject_identities": {},  # identity -> SFMC error message for that row / contact
     "deadlock_identities": [],  # async rows that fail once with "Rerun the transaction."
     "insufficient_privileges": False,  # REST routes answer 403/20002
@@ -229,7 +232,10 @@ class SfmcSandbox:
                 if label != "POST /v2/token":
                     self._authorize(request)
                 response = handler(request, **params)
-            answer_after(arrived, jittered(float(self.config["latency_seconds"]), float(self.config["latency_jitter"])))
+            latency = self.config["latency_seconds"]
+            if " /data/v1/async/" in label and self.config["async_latency_seconds"] is not None:
+                latency = self.config["async_latency_seconds"]
+            answer_after(arrived, jittered(float(latency), float(self.config["latency_jitter"])))
             return response
         finally:
             with self._lock:

@@ -156,7 +156,8 @@ def plan_build(
     members = _members(sync)
     staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
     if first_export:
-        staging.staging_plain_adds()
+        # Profile ids are unique: a plain one is its own identity and no two members share it.
+        staging.staging_plain_adds(unique=sync.identity_property == DISTINCT_ID_IDENTITY)
     elif plain is not None:
         staging.staging_plain_normalise()
     heartbeat()

@@ -130,17 +130,20 @@ def staging_plain_normalise() -> int:
         return max(cursor.rowcount, 0)
 
 
-def staging_plain_adds() -> int:
+def staging_plain_adds(*, unique: bool = False) -> int:
     """First exports: every member marked `plain` is an add as it is, one per identity
     (the lowest profile id), straight into the changes table. Nothing is acknowledged yet,
-    so there is no state to join and no statistics to gather first."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_q(CHANGES_TABLE)} (identity, is_member, profile_id) "
+    so there is no state to join and no statistics to gather first. `unique`: the raw
+    values cannot repeat (profile ids), so there is nothing to collapse."""
+    if unique:
+        select = f"SELECT raw, %s, profile_id FROM {_q(RAW_TABLE)} WHERE plain ORDER BY profile_id"
+    else:
+        select = (
             f"SELECT raw, %s, MIN(profile_id) FROM {_q(RAW_TABLE)} WHERE plain "
-            "GROUP BY raw ORDER BY MIN(profile_id)",
-            [True],
+            "GROUP BY raw ORDER BY MIN(profile_id)"
         )
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {_q(CHANGES_TABLE)} (identity, is_member, profile_id) {select}", [True])
         return max(cursor.rowcount, 0)
 
 

@@ -90,6 +90,21 @@ def test_async_insert_refuses_duplicates_and_status_times_are_utc_minus_6(sandbo
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", status["callDateTime"])
 
 
+def test_async_endpoints_can_be_slow_while_token_and_schema_reads_are_fast(sandbox, sfmc):
+    import time
+
+    sfmc.configure(latency_seconds=0.0, async_latency_seconds=0.3, async_not_found_polls=0, async_pending_polls=0)
+    started = time.monotonic()
+    access = token(sandbox).json()["access_token"]
+    fast = time.monotonic() - started
+    started = time.monotonic()
+    rest(sandbox, "PUT", "data/v1/async/dataextensions/key:CohortSync_Demo/rows", access,
+         json={"items": [{"SubscriberKey": "a", "In_Demo_Cohort": True}]})
+    slow = time.monotonic() - started
+
+    assert fast < 0.2 <= 0.3 <= slow
+
+
 def test_async_rejects_more_than_32000_items(sandbox):
     access = token(sandbox).json()["access_token"]
     items = [{"SubscriberKey": f"k{i}"} for i in range(32_001)]
