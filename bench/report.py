@@ -37,9 +37,14 @@ def step_line(step: StepResult) -> str:
         + (f", plan {v['plan_seconds']:.2f} s" if "plan_seconds" in v else "")
         + (f" (anti-join {v['anti_join_seconds']:.2f} s)" if "anti_join_seconds" in v else "")
         + (f", {v['api_calls']} API calls, {step.write_calls} writes" if "api_calls" in v else "")
+        + (f" ({_refusals(step)} refused)" if step.refused else "")
         + f", peak +{v['peak_over_baseline_mib']:.0f} MiB, {v['queries']:,} queries"
         + (f", status {v['status']}" if "status" in v else "")
     )
+
+
+def _refusals(step: StepResult) -> str:
+    return ", ".join(f"{count} × {code}" for code, count in sorted(step.refused.items()))
 
 
 def markdown_table(result: SuiteResult) -> str:
@@ -62,7 +67,8 @@ def markdown_table(result: SuiteResult) -> str:
             f"| {_f(v.get('validate_seconds'), '.2f')} | {plan} | {_f(v.get('push_seconds'), '.2f')} "
             f"| {_f(step.users_per_second)} | {_f(step.bound)} "
             f"| {_f(step.share_of_bound * 100 if step.share_of_bound else None, '.0f')} "
-            f"| {v.get('api_calls', '–')} | {step.write_calls if 'api_calls' in v else '–'} | {cpu} "
+            f"| {v.get('api_calls', '–')} | {step.write_calls if 'api_calls' in v else '–'}"
+            f"{' (' + _refusals(step) + ' refused)' if step.refused else ''} | {cpu} "
             f"| {v['peak_over_baseline_mib']:.0f} | {v['queries']:,} | {v.get('status', '–')} |"
         )
     pages = [s for s in result.steps if s.step == "pages"]

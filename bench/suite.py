@@ -54,6 +54,8 @@ class StepResult:
     bound: float | None = None
     emulator_cpu_seconds: float = 0.0
     write_calls: int = 0
+    # Calls the emulator refused, by code (Marketo's 606, 615...): each one cost a retry.
+    refused: dict[str, int] = field(default_factory=dict)
 
     @property
     def users_per_second(self) -> float | None:
@@ -182,10 +184,15 @@ def _sync_step(
         for k in WRITE_ENDPOINTS[spec.emulator_prefix]
     )
     users = int(values.get("users") or 0)
+    refused = {
+        code: count - int(before_calls.get("refused", {}).get(code, 0))
+        for code, count in (after_calls.get("refused") or {}).items()
+        if count - int(before_calls.get("refused", {}).get(code, 0)) > 0
+    }
     return StepResult(
         path=spec.name, step=label, values=values,
         bound=spec.bound(users=users, bulk_row_bytes=row_bytes),
-        emulator_cpu_seconds=cpu, write_calls=writes,
+        emulator_cpu_seconds=cpu, write_calls=writes, refused=refused,
     )
 
 

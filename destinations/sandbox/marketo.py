@@ -141,6 +141,8 @@ class MarketoSandbox:
             self._daily_used = 0
             self._day = self._today()
             self._calls: Counter[str] = Counter()
+            # Calls refused as a whole, by Marketo error code (606, 615, 601...).
+            self._refused: Counter[str] = Counter()
             self._tokens_issued = 0
             self._token_in_query = 0
             self._job_ids = itertools.count(3401)
@@ -177,15 +179,18 @@ class MarketoSandbox:
     def state(self, limit: int | None = None) -> dict[str, Any]:
         with self._lock:
             self._advance_jobs()
-            leads = [dict(self._leads[i]) for i in sorted(self._leads)]
+            # Only the leads asked for are copied: the bench reads the counts with a million leads held.
+            lead_ids = sorted(self._leads)
+            leads = [dict(self._leads[i]) for i in (lead_ids if limit is None else lead_ids[:limit])]
             jobs = [job.summary() for job in self._jobs.values()]
             return {
-                "leads": leads if limit is None else leads[:limit],
-                "lead_count": len(leads),
+                "leads": leads,
+                "lead_count": len(lead_ids),
                 "fields": [dict(f) for f in self._fields.values()],
                 "bulk_jobs": jobs if limit is None else jobs[:limit],
                 "calls": {
                     "total": sum(self._calls.values()), "by_endpoint": dict(self._calls),
+                    "refused": dict(self._refused),
                     "tokens_issued": self._tokens_issued, "daily_used": self._daily_used,
                     "token_in_query": self._token_in_query,
                 },
@@ -230,6 +235,8 @@ class MarketoSandbox:
             self._authenticate(request)
             self._enter(arrived)
         except SandboxError as exc:
+            with self._lock:
+                self._refused[exc.code] += 1
             return _envelope_error(exc)
         try:
             try:
