@@ -1,9 +1,11 @@
 """Push a staged plan in batches and record every outcome as it arrives.
 
-Up to connector.max_concurrency batches are sent at once (threads), and a few more wait
-in the pool's queue: a thread that finishes a batch takes the next one at once instead of
-waiting for the main thread to notice, and a queued batch is still cancelled (never sent)
-when the run stops. Every database write stays in the main thread. When
+Twice connector.max_concurrency batches are handed to threads: each builds its payload
+and waits for one of the transport's max_concurrency slots, so a slot freed by a finished
+request is taken at once by a batch that is ready, instead of after the main thread has
+noticed and a thread has built the next payload (0.3 s for an SFMC async job of 32,000
+rows). When the run stops, batches not started yet are dropped unsent; batches already
+taken by a thread are finished. Every database write stays in the main thread. When
 batches finish, new batches are handed out first and then everything that finished is
 written in one short transaction, before waiting again: the destination never idles while
 we write. Changes are read from the plan in reads of
@@ -49,7 +51,7 @@ class _NotSent(Exception):
 
 
 def queued_ahead(concurrency: int) -> int:
-    """Batches queued beyond the destination's concurrency: enough to keep every thread
+    """Batches handed out beyond the destination's concurrency: enough to keep every slot
     busy while the main thread writes, few enough to bound memory (an SFMC async batch is
     32,000 users)."""
     return concurrency
@@ -339,7 +341,7 @@ def plan_push(
             return True
         return False
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"run{run.pk}") as pool:
+    with ThreadPoolExecutor(max_workers=handed_out, thread_name_prefix=f"run{run.pk}") as pool:
         def fill() -> None:
             if stopping():
                 # Batches still queued were never sent: drop them, the next run plans them again.
