@@ -27,11 +27,13 @@ def _failing(code: str, message: str) -> dict:
     return {"requestId": "1f#2e", "success": False, "errors": [{"code": code, "message": message}]}
 
 
-def test_rate_limit_606_waits_out_the_20_second_window(connector, marketo, sleeps):
+def test_rate_limit_606_waits_a_quarter_window_per_refusal_and_retries_span_a_window(connector, marketo, sleeps):
     marketo.configure(inject=[{"code": "606", "times": 2, "path": "describe"}])
 
     assert connector.list_target_fields()
-    assert sleeps.count(20.0) == 2
+    assert sleeps == [5.0, 5.0]
+    # The transport's attempts cover a whole 20-second window before the call fails.
+    assert connector.client.transport.retry.max_attempts - 1 >= 20.0 / 5.0
 
 
 def test_concurrency_limit_615_backs_off_briefly_and_retries(connector, marketo, sleeps):
