@@ -253,9 +253,12 @@ class HttpTransport:
         return environment
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
         with self._slots:
+            # The rate is counted once a slot is ours, right before sending: a start taken
+            # earlier and then spent waiting for a slot would reach the destination late,
+            # and the call one window after it early enough to be refused.
+            if self.rate_limiter is not None:
+                self.rate_limiter.acquire()
             with self._calls_lock:
                 self._calls += 1
             try:
