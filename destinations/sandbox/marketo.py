@@ -15,7 +15,6 @@ import datetime as dt
 import io
 import itertools
 import json
-import random
 import re
 import secrets
 import threading
@@ -26,6 +25,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from werkzeug.wrappers import Request, Response
+
+from destinations.sandbox.latency import answer_after
 
 STANDARD_FIELDS: list[tuple[str, str, str, bool]] = [
     # (REST name, display name, data type, read-only)
@@ -71,10 +72,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # above 0: each step takes that many seconds.
     "bulk_step_seconds": 0.0,
     "latency": 0.0,
-    # Each call's latency is drawn from latency x [1 - jitter, 1 + jitter] (mean: latency),
-    # as real APIs vary: calls that all take exactly as long move in lockstep and queue
-    # behind each other's processing.
-    "latency_jitter": 0.0,
+    "latency_jitter": 0.0,  # see destinations.sandbox.latency
     # {"email": {"code": "1003", "message": "..."}}: these leads are refused.
     "reject_emails": {},
 }
@@ -243,7 +241,7 @@ class MarketoSandbox:
                 response = self._route(request, path)
             except SandboxError as exc:
                 response = _envelope_error(exc)
-            answer_after(arrived, jittered(float(self.config["latency"]), float(self.config["latency_jitter"])))
+            answer_after(arrived, float(self.config["latency"]), float(self.config["latency_jitter"]))
             return response
         finally:
             with self._lock:
@@ -608,21 +606,6 @@ class MarketoSandbox:
     @staticmethod
     def _today() -> dt.date:
         return dt.datetime.now(_QUOTA_ZONE).date()
-
-
-def answer_after(arrived: float, latency: float) -> None:
-    """Wait until `latency` seconds after the request arrived. The configured latency is
-    the whole answer time, the emulator's own processing included (as for a real API,
-    whose processing is part of its latency): a 32,000-row async job processed in 0.6 s
-    is not a 2.6-second call."""
-    remaining = latency - (time.monotonic() - arrived)
-    if remaining > 0:
-        time.sleep(remaining)
-
-
-def jittered(latency: float, jitter: float) -> float:
-    """A latency drawn uniformly from latency x [1 - jitter, 1 + jitter]."""
-    return latency * random.uniform(1.0 - jitter, 1.0 + jitter) if jitter else latency
 
 
 def _request_id() -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from destinations.sandbox.marketo import answer_after, jittered
+from destinations.sandbox.latency import answer_after
 from destinations.sandbox.sfmc_store import (
     DEADLOCK_MESSAGE,
     DataExtension,
@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "fail_next": 0,  # the next N API requests get HTTP 500
     "throttle_next": 0,  # the next N API requests get HTTP 429 in throttle_style
     "latency_seconds": 0.0,
-    "latency_jitter": 0.0,  # see the Marketo emulator's latency_jitter
+    "latency_jitter": 0.0,  # see destinations.sandbox.latency
     # The async endpoints' own latency (None: latency_seconds): SFMC's async API is slow
     # per request and fast per row, its token and schema reads are not.
     "async_latency_seconds": None,
@@ -235,7 +235,7 @@ class SfmcSandbox:
             latency = self.config["latency_seconds"]
             if " /data/v1/async/" in label and self.config["async_latency_seconds"] is not None:
                 latency = self.config["async_latency_seconds"]
-            answer_after(arrived, jittered(float(latency), float(self.config["latency_jitter"])))
+            answer_after(arrived, float(latency), float(self.config["latency_jitter"]))
             return response
         finally:
             with self._lock:
