@@ -67,10 +67,15 @@ def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> Ra
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            limiter = _limiters[key] = RateLimiter(
-                int(calls_per_20s), RATE_WINDOW_SECONDS, margin=rate_window_margin(RATE_WINDOW_SECONDS)
-            )
+            limiter = _limiters[key] = _window_limiter(int(calls_per_20s))
         return limiter
+
+
+def _window_limiter(calls_per_20s: int, **clock_and_sleep: Any) -> RateLimiter:
+    """Marketo's sliding 20-second window, kept a little longer than Marketo's own."""
+    return RateLimiter(
+        calls_per_20s, RATE_WINDOW_SECONDS, margin=rate_window_margin(RATE_WINDOW_SECONDS), **clock_and_sleep
+    )
 
 
 class ImportQueueFullError(RateLimitedError):
@@ -145,7 +150,7 @@ class MarketoClient:
         else:
             # An injected clock or sleep (tests) is its own timeline: it must not share, or
             # wait on, the process's real-time budget.
-            limiter = RateLimiter(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep)
+            limiter = _window_limiter(calls_per_20s, clock=clock, sleep=sleep)
         self.transport = HttpTransport(
             rate_limiter=limiter,
             max_concurrency=max_concurrency,
@@ -319,7 +324,7 @@ class MarketoClient:
         if code == "606":
             return RateLimitedError(
                 "Marketo's rate limit for this instance (calls per 20 seconds, shared by every "
-                f"integration) was reached (606): waiting for the window to pass. ({marketo_message})",
+                f"integration) was reached (606); backing off and retrying. ({marketo_message})",
                 code=code,
                 retry_after=RATE_LIMIT_WAIT_SECONDS,
             )
