@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cohorts.models import Profile
+from cohortsync_site.database import statistics_refresh
 from syncs.models import SyncFailure
 
 PREFIX = "bench-"
@@ -70,7 +71,7 @@ def profiles_copy(*, count: int) -> None:
             for i in range(count):
                 distinct_id, props = profile_values(i)
                 copy.write_row((distinct_id, json.dumps(props), now, now))
-        cursor.execute(f"ANALYZE {table}")
+    statistics_refresh(Profile)
 
 
 def memberships_churn(*, count: int, salt: str) -> tuple[int, int]:
@@ -113,4 +114,4 @@ def failures_copy(*, run_id: int, count: int) -> None:
                 copy.write_row(
                     (run_id, None, distinct_id, props["$email"], "add", code, message, code == "606", now)
                 )
-        cursor.execute(f"ANALYZE {table}")
+    statistics_refresh(SyncFailure)
