@@ -97,6 +97,10 @@ class Connector(Protocol):
     - `plain_identity_pattern` / `plain_identity_max_length`: a POSIX regex and length for
       raw values that normalize_identity() would return unchanged, so the planner can accept
       them in SQL without a Python call per member (syncs/engine/planning.py).
+    - `size_threshold`: batch_size(total) (and how push() sends) is the same for every total
+      at or below it, and for every total above it. A first export is then pushed while it
+      is still being planned, once its size is known to be on one side; without it, the
+      whole plan is made first.
     """
 
     @property

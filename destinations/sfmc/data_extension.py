@@ -218,6 +218,12 @@ class DataExtensionConnector:
     def normalize_identity(self, raw_value: Any) -> str:
         return contact_key_normalize(raw_value)
 
+    @property
+    def size_threshold(self) -> int:
+        """batch_size() is the same for every run at or below this size (rowsets), and for
+        every run above it (async upserts)."""
+        return self.async_threshold
+
     def batch_size(self, total_changes: int) -> int:
         if total_changes <= self.async_threshold:
             return self.rowset_batch_size

@@ -29,6 +29,7 @@ from syncs.engine.pushing import (
     CANCEL_CHECK_SECONDS,
     WAIT_TICK_SECONDS,
     PushResult,
+    StreamedPlan,
     batch_error_outcome,
     batch_error_stop,
     failed_distinct_ids,
@@ -52,12 +53,16 @@ class FileRange:
         return self.adds + self.removes
 
 
-def _filled_files(new_file: Callable[[], Any]) -> Iterator[tuple[Any, FileRange]]:
+def _filled_files(
+    new_file: Callable[[], Any], more: Callable[[], bool] | None = None
+) -> Iterator[tuple[Any, FileRange]]:
     """Every change of the plan, in files cut where the connector's file says it is full."""
-    after = 0
     file, first, last, adds, removes = new_file(), 0, 0, 0, 0
-    while rows := staging.staging_changes_rows(after_seq=after, limit=READ_ROWS):
-        after = rows[-1][0]
+    reads = staging.staging_reads(
+        lambda after, limit: staging.staging_changes_rows(after_seq=after, limit=limit),
+        limit=READ_ROWS, seq=lambda row: row[0], more=more,
+    )
+    for rows in reads:
         for seq, identity, is_member in rows:
             if not file.add(identity, is_member):
                 yield file, FileRange(first, last, adds, removes)
@@ -144,11 +149,13 @@ def files_push(
     heartbeat: Callable[[], None],
     cancel_requested: Callable[[], bool],
     api_calls: Callable[[], int],
+    streamed: StreamedPlan | None = None,
 ) -> PushResult:
+    """Send the plan as files; a `streamed` plan is planned further as files need rows."""
     result = PushResult()
     connector.batch_size(total_changes)  # puts the connector in the mode files belong to
     concurrency = max(1, int(connector.max_concurrency))
-    files = _filled_files(lambda: connector.bulk_file(target))
+    files = _filled_files(lambda: connector.bulk_file(target), streamed.more if streamed is not None else None)
     in_flight: dict[Future[list[PushOutcome]], FileRange] = {}
     consecutive_transient = 0
     last_cancel_check = float("-inf")

@@ -115,7 +115,9 @@ def _execute(run: SyncRun) -> None:
         validating = None if run.is_dry_run else pool.submit(_validate, connector, target)
         rule_error: RuleError | None = None
         try:
-            plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
+            # A dry run's counts are the preview: it is planned whole.
+            plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat,
+                              stream=not run.is_dry_run)
         except RuleError as exc:
             rule_error = exc
         if validating is not None:
@@ -162,18 +164,24 @@ def _execute(run: SyncRun) -> None:
     push = plan_push
     # Connectors that import files (Marketo bulk) say so once they know the run's size.
     if hasattr(connector, "bulk_file"):
-        connector.batch_size(plan.total)
+        connector.batch_size(plan.total_at_most)
         if connector.bulk_file(target) is not None:
             push = files_push
     result = push(
         run=run,
         connector=connector,
         target=target,
-        total_changes=plan.total,
+        total_changes=plan.total_at_most,
         heartbeat=heartbeat,
         cancel_requested=lambda: _cancel_requested(run),
         api_calls=calls,
+        streamed=plan if plan.streamed else None,
     )
+    if plan.streamed:
+        # The rest of the plan was made while pushing: the counts are final only now.
+        SyncRun.objects.filter(pk=run.pk).update(
+            planned_adds=plan.adds, skipped_users=plan.skipped, plan_sample=plan.sample()
+        )
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)

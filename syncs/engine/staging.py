@@ -11,9 +11,9 @@ connection if the worker dies).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import QuerySet
@@ -27,6 +27,8 @@ CHANGES_TABLE = "cohortsync_plan_changes"
 # in one statement.
 FAILED_TABLE = "cohortsync_plan_failed"
 TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE)
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +47,14 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def staging_create() -> None:
+def staging_create(*, streamed: bool = False) -> None:
     """raw: every member with its raw identity and, when that raw value is exactly an
     identity of the synced state, the state's is_member (`acked`); normalised: members
-    whose raw value was not in the state, after normalize_identity; changes: the plan."""
+    whose raw value was not in the state, after normalize_identity; changes: the plan.
+
+    `streamed`: the plan is filled chunk by chunk while the push reads it (first exports,
+    see planning), so the changes table is indexed from the start: by seq for the reads,
+    and unique by identity, which keeps every identity once across chunks."""
     staging_drop()
     # PostgreSQL: the changes table's unique index on seq is built once it is filled
     # (staging_changes_index): maintained row by row it cost more than the rest of a
@@ -67,6 +73,27 @@ def staging_create() -> None:
             "is_member BOOLEAN NOT NULL, profile_id BIGINT NULL)"
         )
         cursor.execute(f"CREATE TEMPORARY TABLE {_q(FAILED_TABLE)} (identity TEXT NOT NULL)")
+        if streamed:
+            _changes_seq_index(cursor)
+            cursor.execute(
+                f"CREATE UNIQUE INDEX {_q(CHANGES_TABLE + '_identity')} ON {_q(CHANGES_TABLE)} (identity)"
+            )
+
+
+def _changes_seq_index(cursor: Any) -> None:
+    # SQLite's seq is the rowid already.
+    if _is_postgres():
+        cursor.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(CHANGES_TABLE + '_seq')} ON {_q(CHANGES_TABLE)} (seq)"
+        )
+
+
+def staging_chunk_clear() -> None:
+    """Empty the raw and normalised tables for the next chunk of a streamed plan (the
+    changes table keeps growing)."""
+    with connection.cursor() as cursor:
+        for table in (RAW_TABLE, NORMALISED_TABLE):
+            cursor.execute(f"TRUNCATE {_q(table)}" if _is_postgres() else f"DELETE FROM {_q(table)}")
 
 
 def staging_drop() -> None:
@@ -90,32 +117,43 @@ def plain_identity_supported() -> bool:
 
 
 def staging_raw_load(
-    *, members: QuerySet[Any], sync_id: int, plain: PlainIdentity | None = None, unacknowledged_only: bool = False
+    *,
+    members: QuerySet[Any],
+    sync_id: int,
+    plain: PlainIdentity | None = None,
+    unacknowledged_only: bool = False,
+    has_state: bool = True,
 ) -> int:
     """One pass over the cohort, in the database: every member's raw identity (`_identity`
     annotation) and profile id (`_pid`), joined to the synced state. With `plain` (PostgreSQL
     only), members not in the state whose raw value is already normalised are marked
     `plain`. With `unacknowledged_only`, members whose raw identity is an acknowledged
     member are left out (a steady-state run stages its churn, not its cohort; see
-    staging_changes_compute). Returns the row count."""
+    staging_changes_compute). `has_state=False` (nothing acknowledged yet): the synced state
+    is not joined at all. Returns the row count."""
     sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
-    where = " WHERE s.is_member IS NULL OR s.is_member = %s" if unacknowledged_only else ""
-    where_params: list[Any] = [False] if unacknowledged_only else []
-    synced = _q(SyncedMember._meta.db_table)
+    acked, state_sql, state_params = "NULL", "", []
+    if has_state:
+        where = " WHERE s.is_member IS NULL OR s.is_member = %s" if unacknowledged_only else ""
+        acked = "s.is_member"
+        state_sql = (
+            f"LEFT JOIN {_q(SyncedMember._meta.db_table)} s "
+            f'ON s.sync_id = %s AND s.identity_value = sub."_identity"{where}'
+        )
+        state_params = [sync_id, *([False] if unacknowledged_only else [])]
     plain_sql, plain_params = "NULL", []
     if plain is not None and _is_postgres():
         # Only rows the state does not know are tested: a steady-state run costs nothing more.
         plain_sql = (
-            'CASE WHEN s.is_member IS NULL THEN (char_length(sub."_identity") <= %s '
+            f'CASE WHEN {acked} IS NULL THEN (char_length(sub."_identity") <= %s '
             'AND sub."_identity" ~ %s) END'
         )
         plain_params = [plain.max_length, plain.pattern]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_q(RAW_TABLE)} (raw, profile_id, acked, plain) "
-            f'SELECT sub."_identity", sub."_pid", s.is_member, {plain_sql} FROM ({sql}) sub '
-            f'LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = sub."_identity"{where}',
-            [*plain_params, *params, sync_id, *where_params],
+            f'SELECT sub."_identity", sub."_pid", {acked}, {plain_sql} FROM ({sql}) sub {state_sql}',
+            [*plain_params, *params, *state_params],
         )
         return max(cursor.rowcount, 0)
 
@@ -131,10 +169,11 @@ def staging_plain_normalise() -> int:
 
 
 def staging_plain_adds(*, unique: bool = False) -> int:
-    """First exports: every member marked `plain` is an add as it is, one per identity
-    (the lowest profile id), straight into the changes table. Nothing is acknowledged yet,
-    so there is no state to join and no statistics to gather first. `unique`: the raw
-    values cannot repeat (profile ids), so there is nothing to collapse."""
+    """First exports (a changes table made with `streamed`), one chunk at a time: every
+    member marked `plain` is an add as it is, one per identity (the lowest profile id),
+    straight into the changes table, unless an earlier chunk holds the identity already.
+    Nothing is acknowledged yet, so there is no state to join. `unique`: the raw values
+    cannot repeat (profile ids), so there is nothing to collapse. Returns the adds."""
     if unique:
         select = f"SELECT raw, %s, profile_id FROM {_q(RAW_TABLE)} WHERE plain ORDER BY profile_id"
     else:
@@ -142,24 +181,29 @@ def staging_plain_adds(*, unique: bool = False) -> int:
             f"SELECT raw, %s, MIN(profile_id) FROM {_q(RAW_TABLE)} WHERE plain "
             "GROUP BY raw ORDER BY MIN(profile_id)"
         )
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {_q(CHANGES_TABLE)} (identity, is_member, profile_id) {select}", [True])
-        return max(cursor.rowcount, 0)
+    return _changes_insert_new(select)
 
 
-def staging_normalised_adds() -> None:
-    """First exports, after staging_plain_adds: the members normalised in Python, except
-    identities a plain member already holds (it keeps them, whatever the profile ids)."""
-    raw, normalised, changes = _q(RAW_TABLE), _q(NORMALISED_TABLE), _q(CHANGES_TABLE)
+def staging_normalised_adds() -> int:
+    """First exports, after staging_plain_adds: the chunk's members normalised in Python,
+    one per identity, unless a plain member of the chunk or an earlier chunk holds it.
+    Returns the adds."""
+    return _changes_insert_new(
+        f"SELECT identity, %s, MIN(profile_id) FROM {_q(NORMALISED_TABLE)} "
+        "GROUP BY identity ORDER BY MIN(profile_id)"
+    )
+
+
+def _changes_insert_new(select: str) -> int:
+    """Append `select`'s (identity, TRUE, profile_id) rows whose identity the changes table
+    does not hold yet (its unique identity index, see staging_create)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {changes} (identity, is_member, profile_id) "
-            f"SELECT n.identity, %s, MIN(n.profile_id) FROM {normalised} n "
-            f"WHERE n.identity NOT IN (SELECT r.raw FROM {raw} r JOIN {normalised} x ON x.identity = r.raw "
-            "WHERE r.plain) "
-            "GROUP BY n.identity ORDER BY MIN(n.profile_id)",
+            f"INSERT INTO {_q(CHANGES_TABLE)} (identity, is_member, profile_id) {select} "
+            "ON CONFLICT (identity) DO NOTHING",
             [True],
         )
+        return max(cursor.rowcount, 0)
 
 
 def staging_raw_missing(*, limit: int) -> tuple[int, list[int]]:
@@ -207,15 +251,13 @@ def staging_normalised_write(rows: Sequence[tuple[str, int]]) -> None:
             )
 
 
-def staging_index(*, raw: bool = True) -> None:
-    """Statistics (PostgreSQL) or indexes (SQLite) for the joins that follow; `raw=False`
-    when the raw table is not joined again (first exports)."""
+def staging_index() -> None:
+    """Statistics (PostgreSQL) or indexes (SQLite) for the joins that follow."""
     with connection.cursor() as cursor:
         if _is_postgres():
             # Hash joins need no index, only statistics: temporary tables are never
             # auto-analysed, and without them the planner guesses a tiny table.
-            if raw:
-                cursor.execute(f"ANALYZE {_q(RAW_TABLE)}")
+            cursor.execute(f"ANALYZE {_q(RAW_TABLE)}")
             cursor.execute(f"ANALYZE {_q(NORMALISED_TABLE)}")
         else:
             cursor.execute(f"CREATE INDEX {_q(RAW_TABLE + '_raw')} ON {_q(RAW_TABLE)} (raw)")
@@ -307,9 +349,8 @@ def staging_changes_compute(
 def staging_changes_index() -> None:
     """The index the push loop pages by (PostgreSQL; SQLite's seq is the rowid). Call once
     the changes table is filled."""
-    if _is_postgres():
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE UNIQUE INDEX ON {_q(CHANGES_TABLE)} (seq)")
+    with connection.cursor() as cursor:
+        _changes_seq_index(cursor)
 
 
 def staging_changes_counts() -> tuple[int, int]:
@@ -345,21 +386,44 @@ def staging_changes_page(*, after_seq: int, limit: int, is_member: bool | None =
 READ_ROWS = 2000
 
 
-def staging_pages(*, page_size: int, read_rows: int = READ_ROWS) -> Iterable[list[StagedChange]]:
+def staging_pages(
+    *, page_size: int, read_rows: int = READ_ROWS, more: Callable[[], bool] | None = None
+) -> Iterable[list[StagedChange]]:
     """Every change in pages of `page_size`, read by keyset in reads of at least
-    `read_rows` rows, so no cursor stays open while the caller writes results."""
-    after = 0
+    `read_rows` rows, so no cursor stays open while the caller writes results. `more`
+    plans the next chunk of a streamed plan once every planned row is read (False when
+    the plan is complete)."""
     buffered: list[StagedChange] = []
+    reads = staging_reads(
+        lambda after, limit: staging_changes_page(after_seq=after, limit=limit),
+        limit=max(page_size, read_rows), seq=lambda change: change.seq, more=more,
+    )
+    for read in reads:
+        buffered = buffered + read if buffered else read
+        while len(buffered) >= page_size:
+            page, buffered = buffered[:page_size], buffered[page_size:]
+            yield page
+    if buffered:
+        yield buffered
+
+
+def staging_reads(
+    read: Callable[[int, int], list[Row]],
+    *,
+    limit: int,
+    seq: Callable[[Row], int],
+    more: Callable[[], bool] | None = None,
+) -> Iterator[list[Row]]:
+    """The changes table in plan order, `read(after_seq, limit)` at a time. A short read is
+    the end of the plan, unless `more` plans another chunk (a streamed plan)."""
+    after = 0
     while True:
-        if len(buffered) < page_size:
-            read = staging_changes_page(after_seq=after, limit=max(page_size, read_rows))
-            if read:
-                after = read[-1].seq
-                buffered = buffered + read if buffered else read
-        if not buffered:
+        rows = read(after, limit)
+        if rows:
+            after = seq(rows[-1])
+            yield rows
+        if len(rows) < limit and (more is None or not more()):
             return
-        page, buffered = buffered[:page_size], buffered[page_size:]
-        yield page
 
 
 def staging_changes_rows(*, after_seq: int, limit: int) -> list[tuple[int, str, bool]]:
