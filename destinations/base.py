@@ -91,7 +91,9 @@ class Connector(Protocol):
     within the destination's limits.
 
     Optional hooks, looked up with getattr by the engine:
-    - `bulk_file(target)` -> a file object to fill, or None when this run should use push();
+    - `bulk_file(target)` -> a file object to fill (`add_many(rows)`: takes (identity,
+      is_member) rows in order until one would not fit, returns how many it took; an empty
+      file takes at least one), or None when this run should use push();
       `bulk_file_push(target, file)` then imports it and returns outcomes for the users that
       failed only (see syncs/engine/file_pushing.py; Marketo bulk import uses it).
     - `plain_identity_pattern` / `plain_identity_max_length`: a POSIX regex and length for

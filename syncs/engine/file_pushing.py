@@ -2,8 +2,9 @@
 
 A connector that imports files offers `bulk_file(target)` (an empty file, or None when
 this run is not sent as files) and `bulk_file_push(target, file)` (import it; outcomes
-for the failed users only). The main thread fills each file from the changes table until
-the file says it is full, so files are cut by their real size, and remembers only the
+for the failed users only). The main thread fills each file from the changes table
+(`file.add_many(rows)` takes (identity, is_member) rows until one would not fit, and
+says how many it took), so files are cut by their real size, and remembers only the
 range of plan rows (seq) the file holds. When a file's import is done, the whole range is
 acknowledged in one statement except the users that failed, which get failure rows as on
 the other paths. The guarantees are the batch loop's (syncs.engine.pushing): only
@@ -63,18 +64,20 @@ def _filled_files(
         limit=READ_ROWS, seq=lambda row: row[0], more=more,
     )
     for rows in reads:
-        for seq, identity, is_member in rows:
-            if not file.add(identity, is_member):
+        pairs = [(identity, is_member) for _, identity, is_member in rows]
+        at = 0
+        while at < len(rows):
+            taken = file.add_many(pairs[at:] if at else pairs)
+            if taken:
+                if not adds and not removes:
+                    first = rows[at][0]
+                last = rows[at + taken - 1][0]
+                members = sum(1 for _, is_member in pairs[at:at + taken] if is_member)
+                adds, removes = adds + members, removes + taken - members
+                at += taken
+            if at < len(rows):  # the file is full
                 yield file, FileRange(first, last, adds, removes)
                 file, adds, removes = new_file(), 0, 0
-                file.add(identity, is_member)  # an empty file takes any row
-            if not adds and not removes:
-                first = seq
-            last = seq
-            if is_member:
-                adds += 1
-            else:
-                removes += 1
     if adds or removes:
         yield file, FileRange(first, last, adds, removes)
 

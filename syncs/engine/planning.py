@@ -281,8 +281,6 @@ class _FirstExportChunks:
         self._run, self._sync, self._connector, self._plain, self._plan = run, sync, connector, plain, plan
         self._heartbeat, self._heartbeat_every = heartbeat, heartbeat_every
         self._members = _members(sync)
-        # Profile ids are unique: a plain one is its own identity and no two members share it.
-        self._unique = sync.identity_property == DISTINCT_ID_IDENTITY
         self._skip_cap = _skip_cap()
         self._missing_message = _missing_message(sync)
         bounds = Profile.objects.aggregate(first=Min("pk"), last=Max("pk"))
@@ -311,7 +309,7 @@ class _FirstExportChunks:
             members=self._members.filter(pk__gte=first, pk__lt=end), sync_id=self._sync.pk, plain=self._plain,
             has_state=False,
         )
-        plan.adds += staging.staging_plain_adds(unique=self._unique)
+        plan.adds += staging.staging_plain_adds()
         missing_count, missing_ids = staging.staging_raw_missing(limit=self._skip_cap - plan.skipped_recorded)
         plan.skipped += missing_count
         skipped: list[tuple[int, Any, str, str]] = [

@@ -196,6 +196,26 @@ def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
     assert rows[0] == ["email", "cohortPro"] and rows[1] == ["user0@example.com", "true"]
 
 
+def test_add_many_takes_rows_until_one_would_not_fit_and_says_how_many() -> None:
+    from destinations.marketo.connector import _email_refusal
+
+    file = bulk.CsvFile(field="cohortPro", check=_email_refusal, max_bytes=100)
+    rows = [("a@example.com", True), ("not an email", True), ("b@example.com", False), ("c@example.com", True),
+            ("d@example.com", True), ("e@example.com", True)]
+
+    taken = file.add_many(rows)
+    content = file.take()
+
+    # Header (17 bytes) + 20 or 21 bytes a row: four rows fit (98 bytes), the fifth would
+    # not; the refused address is taken too.
+    assert taken == 5 and file.rows == 4 and len(content) == 98
+    assert [email for email, _ in file.invalid] == ["not an email"]
+    assert content.decode().splitlines()[1:] == [
+        "a@example.com,true", "b@example.com,false", "c@example.com,true", "d@example.com,true"]
+    big = bulk.CsvFile(field="cohortPro", max_bytes=10)
+    assert big.add_many([("first-row-is-always-taken@example.com", True), ("x@example.com", True)]) == 1
+
+
 def test_a_file_sends_refused_addresses_back_as_failures_instead_of_writing_them(bulk_connector, marketo):
     file = bulk_connector.bulk_file(target())
     for email in ("ok1@example.com", "not an email", "ok2@example.com"):
