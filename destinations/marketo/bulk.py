@@ -25,9 +25,10 @@ MAX_FILE_BYTES = 9_500_000
 # Only callers that hand over a list of rows use it; the engine fills files row by row
 # (CsvFile) and cuts them by their real size.
 ESTIMATED_ROW_BYTES = 64
-# Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds): an import
-# is noticed at most 5 % of its age after it finished (a 40-second import within 2 s),
-# and a 2-hour one costs a poll every 30 s, not one every 2 s.
+# Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds; once it is
+# importing, the time since it started importing): an import is noticed at most 5 % of its
+# age after it finished (a 40-second import within 2 s), and a 2-hour one costs a poll
+# every 30 s, not one every 2 s.
 POLL_MIN_SECONDS = 2.0
 POLL_FRACTION = 20.0
 POLL_MAX_SECONDS = 30.0
@@ -204,12 +205,15 @@ def _wait_until_done(
     *, client: MarketoClient, batch_id: int, sleep: Callable[[float], None], clock: Callable[[], float]
 ) -> dict:
     started = clock()
+    importing_since: float | None = None
     while True:
         status = client.bulk_import_status(batch_id=batch_id)
         state = str(status.get("status") or "")
         if state in ("Complete", "Failed"):
             return status
         waited = clock() - started
+        if state == "Importing" and importing_since is None:
+            importing_since = clock()
         if waited >= IMPORT_MAX_WAIT_SECONDS:
             raise TransientError(
                 f"Marketo bulk import {batch_id} was still '{state}' after {waited / 3600:.1f} "
@@ -217,7 +221,10 @@ def _wait_until_done(
                 "run sends them again.",
                 code="import_timeout",
             )
-        sleep(min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, waited / POLL_FRACTION)))
+        # How long it has been importing, not how long it was queued, says how soon it may
+        # finish: a file that waited for an import slot is not polled more lazily for it.
+        age = waited if importing_since is None else clock() - importing_since
+        sleep(min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, age / POLL_FRACTION)))
 
 
 def _outcomes_for(

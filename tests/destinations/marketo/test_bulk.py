@@ -183,6 +183,21 @@ def test_status_polls_back_off_with_the_imports_age_up_to_30_seconds(fake_time):
     assert fake_time.now - 900 <= 30 and client.reads < 90
 
 
+def test_status_polls_follow_the_time_spent_importing_not_the_time_queued(fake_time):
+    class QueuedThenImporting:
+        def bulk_import_status(self, *, batch_id: int) -> dict:
+            if fake_time.now < 600:
+                return {"status": "Queued"}
+            return {"status": "Complete" if fake_time.now >= 660 else "Importing"}
+
+    bulk._wait_until_done(client=QueuedThenImporting(), batch_id=1, sleep=fake_time.sleep, clock=fake_time.clock)
+
+    queued = [s for s in fake_time.sleeps if s > 2.0]
+    assert queued and max(queued) >= 20.0  # ten minutes in the queue: polled every ~30 s
+    # Importing for a minute: polled every 2-3 s again, so the end is noticed within 3 s.
+    assert fake_time.now - 660 <= 3.0
+
+
 def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
     file = bulk.CsvFile(field="cohortPro", max_bytes=100)
     added = 0
