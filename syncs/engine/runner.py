@@ -161,6 +161,8 @@ def _execute(run: SyncRun) -> None:
     if _cancel_requested(run):
         _finish_cancelled(run, calls(), sent=0, planned=plan.total)
         return
+    if plan.streamed:
+        _planned_counts_kept_current(run, plan)
     push = plan_push
     # Connectors that import files (Marketo bulk) say so once they know the run's size.
     if hasattr(connector, "bulk_file"):
@@ -185,6 +187,22 @@ def _execute(run: SyncRun) -> None:
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
+
+
+def _planned_counts_kept_current(run: SyncRun, plan: Plan) -> None:
+    """A streamed plan grows while the run pushes: the run's planned counts follow each
+    chunk, so its page never shows more users attempted than planned."""
+    rest = plan.rest
+    if rest is None:
+        return
+
+    def rest_recorded() -> bool:
+        planned = rest()
+        if planned:
+            SyncRun.objects.filter(pk=run.pk).update(planned_adds=plan.adds, skipped_users=plan.skipped)
+        return planned
+
+    plan.rest = rest_recorded
 
 
 def _validate(connector: Connector, target: SyncTarget) -> None:

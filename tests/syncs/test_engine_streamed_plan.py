@@ -12,7 +12,7 @@ import pytest
 from destinations.errors import QuotaExhaustedError
 from destinations.registry import override_connector
 from syncs.engine import planning, pushing, staging
-from syncs.models import RunStatus, SyncFailure
+from syncs.models import RunStatus, SyncFailure, SyncRun
 from tests.factories import SyncFactory, SyncRunFactory
 from tests.syncs.fakes import FakeConnector, pro_profile, run_now, synced_state
 
@@ -30,6 +30,8 @@ class StreamingConnector(FakeConnector):
         super().__init__()
         self.size_threshold: int | None = 0
         self.events: list[str] = []
+        # The run's planned_adds as recorded when each chunk starts being planned.
+        self.planned_on_record: list[int] = []
 
     def push(self, target: Any, changes: Any) -> Any:
         self.events.append("push")
@@ -47,6 +49,7 @@ def streaming_connector(monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamingCo
     more = planning._FirstExportChunks.more
 
     def noted_more(chunks: planning._FirstExportChunks) -> bool:
+        connector.planned_on_record.append(SyncRun.objects.get(pk=chunks._run.pk).planned_adds)
         planned = more(chunks)
         connector.events.append(f"plan:{planned}")
         return planned
@@ -86,6 +89,9 @@ def test_a_first_export_is_pushed_while_it_is_planned_and_sends_each_identity_on
     plans = [i for i, event in enumerate(streaming.events) if event.startswith("plan")]
     if staging.plain_identity_supported():
         assert len(plans) > 3 and streaming.events[plans[-1]] == "plan:False"
+        # The run's page follows the plan as it grows.
+        recorded = streaming.planned_on_record
+        assert recorded == sorted(recorded) and 0 < recorded[1] < recorded[-1] == len(expected)
         # Batches left before the last chunk was planned.
         assert streaming.events.index("push") < plans[-2]
     else:
