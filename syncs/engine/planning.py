@@ -5,6 +5,10 @@ identity is not already an acknowledged identity of the sync are streamed throug
 a steady state that is the churn, not the cohort. This relies on normalize_identity being
 idempotent (a normalised value normalises to itself), which every connector's is.
 
+A first export (nothing acknowledged yet; PostgreSQL) is planned one range of profile ids
+at a time and comes back streamed: the run starts pushing the first chunks while the rest
+is planned (Plan.more, called by the push loop when it runs out of planned changes).
+
 Per-user skip rows (missing or invalid identity) are capped per run: a cohort where half a
 million profiles lack an email would otherwise write half a million rows every 15 minutes.
 Every skipped user is counted in SyncRun.skipped_users; the first

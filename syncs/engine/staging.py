@@ -1,11 +1,13 @@
 """Connection-local temporary tables that hold one run's plan.
 
 Planning a million members must not build a million Python objects: the cohort is copied
-once into a temporary table inside the database, joined to SyncedMember on the way; only
+into a temporary table inside the database, joined to SyncedMember on the way; only
 members whose raw identity is not in the synced state (in a steady state, the churn) are
 read by Python, normalised, and written back. The diff is then a pair of set operations in
-the database, written to a changes table the push loop reads in keyset pages. Temporary tables belong to the connection, so two workers planning
-at once never see each other's rows; they are dropped when the run ends (and with the
+the database, written to a changes table the push loop reads in keyset pages. A first
+export fills the changes table one chunk of profiles at a time while the push reads it
+(see planning). Temporary tables belong to the connection, so two workers planning at
+once never see each other's rows; they are dropped when the run ends (and with the
 connection if the worker dies).
 """
 
