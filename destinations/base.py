@@ -91,12 +91,18 @@ class Connector(Protocol):
     within the destination's limits.
 
     Optional hooks, looked up with getattr by the engine:
-    - `bulk_file(target)` -> a file object to fill, or None when this run should use push();
+    - `bulk_file(target)` -> a file object to fill (`add_many(rows)`: takes (identity,
+      is_member) rows in order until one would not fit, returns how many it took; an empty
+      file takes at least one), or None when this run should use push();
       `bulk_file_push(target, file)` then imports it and returns outcomes for the users that
       failed only (see syncs/engine/file_pushing.py; Marketo bulk import uses it).
     - `plain_identity_pattern` / `plain_identity_max_length`: a POSIX regex and length for
       raw values that normalize_identity() would return unchanged, so the planner can accept
       them in SQL without a Python call per member (syncs/engine/planning.py).
+    - `size_threshold`: batch_size(total) (and how push() sends) is the same for every total
+      at or below it, and for every total above it. A first export is then pushed while it
+      is still being planned, once its size is known to be on one side; without it, the
+      whole plan is made first.
     """
 
     @property

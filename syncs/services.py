@@ -16,7 +16,7 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from destinations.models import Destination
 from syncs.errors import SyncRunConflict, SyncRunStateError
-from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
+from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 from syncs.schedules import (
     SYNC_SCHEDULE_FUNC,
     schedule_delete_for_sync,
@@ -36,6 +36,7 @@ __all__ = [
     "sync_run_request",
     "sync_run_retry_failed",
     "sync_runs_prune",
+    "synced_state_orphans_delete",
     "sync_schedule_update",
     "sync_set_enabled",
     "sync_update",
@@ -341,6 +342,14 @@ def sync_runs_prune(*, older_than_days: int | None = None) -> int:
             SyncFailure.objects.filter(run_id__in=ids).delete()
             _, per_model = SyncRun.objects.filter(pk__in=ids).delete()
             deleted += per_model.get(SyncRun._meta.label, 0)
+
+
+def synced_state_orphans_delete() -> int:
+    """Delete the synced state of syncs that no longer exist (it has no foreign key in the
+    database, see SyncedMember.sync: a run still writing when its sync was deleted leaves
+    rows behind). Returns the rows deleted."""
+    deleted, _ = SyncedMember.objects.exclude(sync_id__in=Sync.objects.values("pk")).delete()
+    return deleted
 
 
 # --- Creating syncs ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from syncs.services import (
     sync_run_execute,
     sync_run_scheduled_fire,
     sync_runs_prune,
+    synced_state_orphans_delete,
 )
 
 
@@ -32,7 +33,7 @@ def run_scheduled_sync(sync_id: int) -> dict[str, Any]:
 
 
 def prune_runs() -> dict[str, Any]:
-    return {"deleted_runs": sync_runs_prune()}
+    return {"deleted_runs": sync_runs_prune(), "deleted_orphan_state": synced_state_orphans_delete()}
 
 
 def reap_stale_runs() -> dict[str, Any]:

@@ -224,6 +224,12 @@ class MarketoConnector:
             )
         return email
 
+    @property
+    def size_threshold(self) -> int:
+        """batch_size() is the same for every run above this size (files), and for every
+        run at or below it (the sync endpoint)."""
+        return self._bulk_threshold
+
     def batch_size(self, total_changes: int) -> int:
         if total_changes > self._bulk_threshold:
             self._bulk_mode = True

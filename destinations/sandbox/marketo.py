@@ -145,6 +145,8 @@ class MarketoSandbox:
             self._token_in_query = 0
             self._job_ids = itertools.count(3401)
             self._jobs: dict[int, BulkJob] = {}
+            # Timed steps: when each importing slot is free again (see _import_slot_take).
+            self._import_slots_free_at: list[float] = []
 
     def configure(self, **knobs: Any) -> None:
         """Change limits/faults. Besides DEFAULT_CONFIG's keys: fields=[{name, displayName,
@@ -502,9 +504,11 @@ class MarketoSandbox:
             # Timed steps date from when they were due, not from when someone looked: real
             # imports progress whether or not their status is read.
             moved_at = now if step <= 0 else min(now, job.changed_at + step)
-            importing = sum(1 for j in self._jobs.values() if j.status == "Importing")
-            if job.status == "Queued" and importing < int(self.config["bulk_max_importing"]):
-                job.status, job.changed_at = "Importing", moved_at
+            if job.status == "Queued":
+                started_at = self._import_slot_take(due_at=moved_at, step=step, now=now)
+                if started_at is None:
+                    continue
+                job.status, job.changed_at = "Importing", started_at
                 if step > 0:
                     # Timed steps import during the step, in the background, as Marketo does:
                     # the rows' processing is part of the step, not of whichever status read
@@ -516,6 +520,24 @@ class MarketoSandbox:
                 if job.outcome is None:
                     continue  # still importing its rows
                 (job.status, job.message), job.changed_at = job.outcome, moved_at
+
+    def _import_slot_take(self, *, due_at: float, step: float, now: float) -> float | None:
+        """When a queued job due at `due_at` starts importing, or None while every one of
+        the `bulk_max_importing` slots is busy. Timed steps: a slot is free from the end of
+        the step of the job that held it, so a job that waited for one starts then, not
+        when it was due."""
+        slots = int(self.config["bulk_max_importing"])
+        if step <= 0:
+            importing = sum(1 for j in self._jobs.values() if j.status == "Importing")
+            return due_at if importing < slots else None
+        free_at = self._import_slots_free_at
+        free_at.extend([float("-inf")] * (slots - len(free_at)))
+        free_at.sort()
+        if free_at[0] > now:
+            return None
+        started_at = max(due_at, free_at[0])
+        free_at[0] = started_at + step
+        return started_at
 
     def _import(self, job: BulkJob, *, background: bool) -> None:
         rows = list(csv.reader(io.StringIO(job.content), delimiter=job.delimiter))

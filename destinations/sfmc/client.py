@@ -36,7 +36,7 @@ from destinations.http import (
     ensure_url_allowed,
     rate_window_margin,
 )
-from destinations.sfmc.common import option_float, option_int
+from destinations.sfmc.common import json_bytes, option_float, option_int
 from destinations.sfmc.messages import error_body, response_json, rest_error, scrub, token_error
 from destinations.validation import SettingError, normalize_sfmc_subdomain
 
@@ -254,17 +254,21 @@ class SfmcClient:
         *,
         action: str,
         accept: Callable[[requests.Response], bool] | None = None,
+        body: bytes | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """Call a REST path on the instance URL. A 401 refreshes the token once.
 
         `accept(response)` may return True to hand a 4xx back to the caller (per-row
-        rejections) or raise TransientError to have it retried.
+        rejections) or raise TransientError to have it retried. `body`: JSON already encoded.
         """
         for attempt in (1, 2):
             token = self.access_token()
             url = token.extra["rest_url"] + path.lstrip("/")
             headers = {"Authorization": f"Bearer {token.value}"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+                kwargs["data"] = body
 
             def check(response: requests.Response) -> None:
                 if response.status_code == 401:
@@ -341,7 +345,9 @@ class SfmcClient:
             json={"fields": [dict(field_spec)]},
         )
 
-    def rowset_upsert(self, key: str, rows: Sequence[Mapping[str, Any]]) -> RowsetResult:
+    def rowset_upsert(self, key: str, rows: Sequence[Mapping[str, Any]], *, encoded: bytes | None = None) -> RowsetResult:
+        """`encoded`: `rows` already encoded as a JSON array (common.chunks_by_size)."""
+
         def accept(response: requests.Response) -> bool:
             if response.status_code != 400:
                 return False
@@ -358,7 +364,8 @@ class SfmcClient:
 
         response = self.rest(
             "POST", f"hub/v1/dataevents/key:{quote(key, safe='')}/rowset",
-            action=f"write rows to data extension '{key}'", accept=accept, json=list(rows),
+            action=f"write rows to data extension '{key}'", accept=accept,
+            body=encoded if encoded is not None else json_bytes(list(rows)),
         )
         if response.status_code < 400:
             return RowsetResult(ok=True)
@@ -367,7 +374,8 @@ class SfmcClient:
         messages = [scrub(m, self._secrets()) for m in body.details if m] or [body.message]
         return RowsetResult(ok=False, code=detail_code or body.code, messages=messages)
 
-    def async_upsert_submit(self, key: str, items: Sequence[Mapping[str, Any]]) -> str:
+    def async_upsert_submit(self, key: str, items: Sequence[Mapping[str, Any]], *, encoded: bytes | None = None) -> str:
+        """`encoded`: `items` already encoded as a JSON array (common.chunks_by_size)."""
         action = f"queue rows for data extension '{key}'"
 
         def accept(response: requests.Response) -> bool:
@@ -377,7 +385,8 @@ class SfmcClient:
 
         response = self.rest(
             "PUT", f"data/v1/async/dataextensions/key:{quote(key, safe='')}/rows",
-            action=action, accept=accept, json={"items": list(items)},
+            action=action, accept=accept,
+            body=b'{"items":' + (encoded if encoded is not None else json_bytes(list(items))) + b"}",
         )
         data = self._json(response)
         request_id = data.get("requestId") if isinstance(data, dict) else None

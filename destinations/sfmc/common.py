@@ -104,30 +104,39 @@ def _column_value(value: Any) -> Any:
     return str(value)
 
 
+def json_bytes(value: Any) -> bytes:
+    """Compact JSON as it is sent: the one encoding that both sizes a payload and is its
+    body (encoding a 32,000-row async job twice cost ~0.1 s of the GIL per job)."""
+    return json.dumps(value, separators=(",", ":"), default=str, allow_nan=False).encode()
+
+
 def json_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    return len(json_bytes(value))
 
 
 def chunks_by_size(
     items: Sequence[Any], *, max_items: int, max_bytes: int = MAX_PAYLOAD_BYTES - PAYLOAD_HEADROOM_BYTES
-) -> Iterator[tuple[int, int]]:
-    """(start, end) slices of `items` with at most `max_items` each and an encoded size
-    under `max_bytes` (a single oversized item still gets its own slice)."""
-    if len(items) <= max_items and json_size(list(items)) <= max_bytes:
+) -> Iterator[tuple[int, int, bytes]]:
+    """(start, end, body) slices of `items` with at most `max_items` each and an encoded
+    size under `max_bytes` (a single oversized item still gets its own slice); `body` is
+    the slice encoded as a JSON array."""
+    if len(items) <= max_items:
         # The usual case, sized in one encoding instead of one per item (32,000 for an
-        # async job).
-        if items:
-            yield 0, len(items)
-        return
+        # async job), and that encoding is the body.
+        body = json_bytes(list(items))
+        if len(body) <= max_bytes:
+            if items:
+                yield 0, len(items), body
+            return
     start, size = 0, 0
     for index, item in enumerate(items):
         item_size = json_size(item) + 1
         if index > start and (index - start >= max_items or size + item_size > max_bytes):
-            yield start, index
+            yield start, index, json_bytes(list(items[start:index]))
             start, size = index, 0
         size += item_size
     if start < len(items):
-        yield start, len(items)
+        yield start, len(items), json_bytes(list(items[start:]))
 
 
 def outcomes_ok(changes: Iterable[MembershipChange]) -> list[PushOutcome]:

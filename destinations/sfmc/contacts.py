@@ -153,6 +153,9 @@ class ContactsConnector:
     def normalize_identity(self, raw_value: Any) -> str:
         return contact_key_normalize(raw_value)
 
+    # batch_size() is the same for every run.
+    size_threshold = 0
+
     def batch_size(self, total_changes: int) -> int:
         return self._batch_size
 

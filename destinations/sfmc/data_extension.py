@@ -218,6 +218,12 @@ class DataExtensionConnector:
     def normalize_identity(self, raw_value: Any) -> str:
         return contact_key_normalize(raw_value)
 
+    @property
+    def size_threshold(self) -> int:
+        """batch_size() is the same for every run at or below this size (rowsets), and for
+        every run above it (async upserts)."""
+        return self.async_threshold
+
     def batch_size(self, total_changes: int) -> int:
         if total_changes <= self.async_threshold:
             return self.rowset_batch_size
@@ -250,10 +256,10 @@ class DataExtensionConnector:
         the rejection down to the users it belongs to.
         """
         outcomes: list[PushOutcome] = []
-        for start, end in chunks_by_size(rows, max_items=ROWSET_MAX_BATCH):
+        for start, end, encoded in chunks_by_size(rows, max_items=ROWSET_MAX_BATCH):
             part_changes, part_rows = changes[start:end], rows[start:end]
             try:
-                result = self.client.rowset_upsert(self.key, part_rows)
+                result = self.client.rowset_upsert(self.key, part_rows, encoded=encoded)
             except PermanentError as exc:
                 if exc.code != "payload_too_large" or len(part_rows) == 1:
                     raise
@@ -280,8 +286,8 @@ class DataExtensionConnector:
         self, changes: list[MembershipChange], items: list[dict[str, Any]], *, deadlock_retries: int
     ) -> list[PushOutcome]:
         outcomes: list[PushOutcome | None] = [None] * len(changes)
-        for start, end in chunks_by_size(items, max_items=self.async_batch_size):
-            for offset, outcome in enumerate(self._async_job(changes[start:end], items[start:end])):
+        for start, end, encoded in chunks_by_size(items, max_items=self.async_batch_size):
+            for offset, outcome in enumerate(self._async_job(changes[start:end], items[start:end], encoded)):
                 outcomes[start + offset] = outcome
         if deadlock_retries > 0:
             # SFMC asks for deadlocked rows to be sent again; do it once before reporting.
@@ -294,8 +300,10 @@ class DataExtensionConnector:
                     outcomes[index] = outcome
         return [o for o in outcomes if o is not None]
 
-    def _async_job(self, changes: list[MembershipChange], items: list[dict[str, Any]]) -> list[PushOutcome]:
-        request_id = self.client.async_upsert_submit(self.key, items)
+    def _async_job(
+        self, changes: list[MembershipChange], items: list[dict[str, Any]], encoded: bytes
+    ) -> list[PushOutcome]:
+        request_id = self.client.async_upsert_submit(self.key, items, encoded=encoded)
         status = self._await_async(request_id)
         if status is None:
             return outcomes_failed(

@@ -2,8 +2,9 @@
 
 A connector that imports files offers `bulk_file(target)` (an empty file, or None when
 this run is not sent as files) and `bulk_file_push(target, file)` (import it; outcomes
-for the failed users only). The main thread fills each file from the changes table until
-the file says it is full, so files are cut by their real size, and remembers only the
+for the failed users only). The main thread fills each file from the changes table
+(`file.add_many(rows)` takes (identity, is_member) rows until one would not fit, and
+says how many it took), so files are cut by their real size, and remembers only the
 range of plan rows (seq) the file holds. When a file's import is done, the whole range is
 acknowledged in one statement except the users that failed, which get failure rows as on
 the other paths. The guarantees are the batch loop's (syncs.engine.pushing): only
@@ -29,6 +30,7 @@ from syncs.engine.pushing import (
     CANCEL_CHECK_SECONDS,
     WAIT_TICK_SECONDS,
     PushResult,
+    StreamedPlan,
     batch_error_outcome,
     batch_error_stop,
     failed_distinct_ids,
@@ -52,24 +54,30 @@ class FileRange:
         return self.adds + self.removes
 
 
-def _filled_files(new_file: Callable[[], Any]) -> Iterator[tuple[Any, FileRange]]:
+def _filled_files(
+    new_file: Callable[[], Any], more: Callable[[], bool] | None = None
+) -> Iterator[tuple[Any, FileRange]]:
     """Every change of the plan, in files cut where the connector's file says it is full."""
-    after = 0
     file, first, last, adds, removes = new_file(), 0, 0, 0, 0
-    while rows := staging.staging_changes_rows(after_seq=after, limit=READ_ROWS):
-        after = rows[-1][0]
-        for seq, identity, is_member in rows:
-            if not file.add(identity, is_member):
+    reads = staging.staging_reads(
+        lambda after, limit: staging.staging_changes_rows(after_seq=after, limit=limit),
+        limit=READ_ROWS, seq=lambda row: row[0], more=more,
+    )
+    for rows in reads:
+        pairs = [(identity, is_member) for _, identity, is_member in rows]
+        at = 0
+        while at < len(rows):
+            taken = file.add_many(pairs[at:] if at else pairs)
+            if taken:
+                if not adds and not removes:
+                    first = rows[at][0]
+                last = rows[at + taken - 1][0]
+                members = sum(1 for _, is_member in pairs[at:at + taken] if is_member)
+                adds, removes = adds + members, removes + taken - members
+                at += taken
+            if at < len(rows):  # the file is full
                 yield file, FileRange(first, last, adds, removes)
                 file, adds, removes = new_file(), 0, 0
-                file.add(identity, is_member)  # an empty file takes any row
-            if not adds and not removes:
-                first = seq
-            last = seq
-            if is_member:
-                adds += 1
-            else:
-                removes += 1
     if adds or removes:
         yield file, FileRange(first, last, adds, removes)
 
@@ -144,11 +152,13 @@ def files_push(
     heartbeat: Callable[[], None],
     cancel_requested: Callable[[], bool],
     api_calls: Callable[[], int],
+    streamed: StreamedPlan | None = None,
 ) -> PushResult:
+    """Send the plan as files; a `streamed` plan is planned further as files need rows."""
     result = PushResult()
     connector.batch_size(total_changes)  # puts the connector in the mode files belong to
     concurrency = max(1, int(connector.max_concurrency))
-    files = _filled_files(lambda: connector.bulk_file(target))
+    files = _filled_files(lambda: connector.bulk_file(target), streamed.more if streamed is not None else None)
     in_flight: dict[Future[list[PushOutcome]], FileRange] = {}
     consecutive_transient = 0
     last_cancel_check = float("-inf")

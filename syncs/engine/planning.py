@@ -5,6 +5,10 @@ identity is not already an acknowledged identity of the sync are streamed throug
 a steady state that is the churn, not the cohort. This relies on normalize_identity being
 idempotent (a normalised value normalises to itself), which every connector's is.
 
+A first export (nothing acknowledged yet; PostgreSQL) is planned one range of profile ids
+at a time and comes back streamed: the run starts pushing the first chunks while the rest
+is planned (Plan.more, called by the push loop when it runs out of planned changes).
+
 Per-user skip rows (missing or invalid identity) are capped per run: a cohort where half a
 million profiles lack an email would otherwise write half a million rows every 15 minutes.
 Every skipped user is counted in SyncRun.skipped_users; the first
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import F, Max, Min, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 
 from cohorts.models import Profile
@@ -31,6 +35,12 @@ from syncs.engine import staging
 from syncs.models import DISTINCT_ID_IDENTITY, Sync, SyncedMember, SyncFailure, SyncRun
 
 STREAM_CHUNK = 10_000
+# A first export is planned in chunks of profile ids, pushed while the next chunk is
+# planned: at 1M its whole plan took 5-10 s before the first batch left. Chunks start
+# small, so the first batch leaves early, and double up to MAX_CHUNK_IDS (a chunk is
+# planned while the batches already handed out are sent: see pushing.STREAM_RUNWAY_ROWS).
+FIRST_CHUNK_IDS = 5_000
+MAX_CHUNK_IDS = 50_000
 SAMPLE_SIZE = 20
 DEFAULT_SKIP_ROWS_PER_RUN = 1000
 MISSING_IDENTITY = "missing_identity"
@@ -47,10 +57,29 @@ class Plan:
     skipped_recorded: int = 0
     sample_adds: list[dict[str, Any]] = field(default_factory=list)
     sample_removes: list[dict[str, Any]] = field(default_factory=list)
+    # A streamed plan (first exports): `rest` plans the next chunk while the run pushes
+    # (see more()); the counts above grow with every chunk, and at most
+    # `unplanned_at_most` changes are still to come.
+    rest: Callable[[], bool] | None = None
+    unplanned_at_most: int = 0
 
     @property
     def total(self) -> int:
         return self.adds + self.removes
+
+    @property
+    def streamed(self) -> bool:
+        return self.rest is not None
+
+    def more(self) -> bool:
+        """Plan the next chunk of a streamed plan; False once everything is planned."""
+        return self.rest is not None and self.rest()
+
+    @property
+    def total_at_most(self) -> int:
+        """The final total, or a bound of it that the connector sizes batches by alike
+        (see plan_build)."""
+        return self.total + self.unplanned_at_most
 
     def sample(self) -> dict[str, Any]:
         return {
@@ -123,49 +152,19 @@ def _skips_record(run: SyncRun, skipped: list[tuple[int, Any, str, str]]) -> Non
     )
 
 
-def plan_build(
-    *,
-    run: SyncRun,
-    sync: Sync,
+def _unknown_normalise(
     connector: Connector,
+    *,
+    plan: Plan,
+    skipped: list[tuple[int, Any, str, str]],
+    skip_cap: int,
+    missing_message: str,
     heartbeat: Callable[[], None],
-    heartbeat_every: float = 30.0,
-) -> Plan:
-    """Stage the run's changes (see staging) and return their counts and a sample."""
-    plan = Plan()
-    skip_cap = int(getattr(settings, "COHORTSYNC_SKIP_ROWS_PER_RUN", DEFAULT_SKIP_ROWS_PER_RUN))
-    missing_message = (
-        f"The profile has no '{sync.identity_property}' property, so there is nothing to "
-        "identify it by in the destination."
-    )
-    staging.staging_create()
-    # Only when nothing is acknowledged yet (first exports): with a synced state the members
-    # it does not know are the churn, and one more scan of the cohort would cost the
-    # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
-    has_state = SyncedMember.objects.filter(sync_id=sync.pk).exists()
-    plain = None if has_state else _plain_identity(connector)
-    retry_of_run_id = run.retry_of_id if run.trigger == SyncRun.Trigger.RETRY else None
-    # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
-    # straight to the changes table, only the odd ones through normalize_identity.
-    first_export = plain is not None and retry_of_run_id is None
-    # A steady-state run stages only members that are not acknowledged members (the churn,
-    # a few thousand), not the whole cohort: at 1M that was most of the plan.
-    churn_only = (
-        has_state and retry_of_run_id is None and not run.is_full_resync and sync.mode == Sync.Mode.DYNAMIC
-    )
-    members = _members(sync)
-    staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
-    if first_export:
-        # Profile ids are unique: a plain one is its own identity and no two members share it.
-        staging.staging_plain_adds(unique=sync.identity_property == DISTINCT_ID_IDENTITY)
-    elif plain is not None:
-        staging.staging_plain_normalise()
-    heartbeat()
-    missing_count, missing_ids = staging.staging_raw_missing(limit=skip_cap)
-    plan.skipped += missing_count
-    skipped: list[tuple[int, Any, str, str]] = [
-        (profile_id, None, MISSING_IDENTITY, missing_message) for profile_id in missing_ids
-    ]
+    heartbeat_every: float,
+) -> None:
+    """Normalise the staged members whose raw identity needs it, in Python, into the
+    normalised table; members without a usable identity are counted (and the first
+    `skip_cap` kept in `skipped`)."""
     last_beat = time.monotonic()
     for chunk in staging.staging_raw_unknown(chunk_size=STREAM_CHUNK):
         normalised: list[tuple[str, int]] = []
@@ -181,29 +180,178 @@ def plan_build(
         if time.monotonic() - last_beat > heartbeat_every:
             heartbeat()
             last_beat = time.monotonic()
-    if first_export:
-        staging.staging_index(raw=False)
-        staging.staging_normalised_adds()
-    else:
-        staging.staging_index()
-        removes = staging.staging_changes_compute(
-            sync_id=sync.pk,
-            full_resync=run.is_full_resync,
-            retry_of_run_id=retry_of_run_id,
-            # A one-time export writes today's members; it never clears anyone it wrote before.
-            include_removes=sync.mode == Sync.Mode.DYNAMIC,
-            members=members if churn_only else None,
-        )
-        if churn_only:
-            # Members, counted without staging them: the staged ones plus the acknowledged
-            # members that stay (by identity: profiles sharing one count once).
-            acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
-            staged += acknowledged - removes
+
+
+def _missing_message(sync: Sync) -> str:
+    return (
+        f"The profile has no '{sync.identity_property}' property, so there is nothing to "
+        "identify it by in the destination."
+    )
+
+
+def _skip_cap() -> int:
+    return int(getattr(settings, "COHORTSYNC_SKIP_ROWS_PER_RUN", DEFAULT_SKIP_ROWS_PER_RUN))
+
+
+def plan_build(
+    *,
+    run: SyncRun,
+    sync: Sync,
+    connector: Connector,
+    heartbeat: Callable[[], None],
+    heartbeat_every: float = 30.0,
+    stream: bool = False,
+) -> Plan:
+    """Stage the run's changes (see staging) and return their counts and a sample.
+
+    `stream`: a first export may come back streamed (Plan.more), planned far enough that
+    the connector sizes its batches for the final total alike: beyond its `size_threshold`,
+    or at most that many changes in all (connectors without one are planned whole).
+    """
+    # Only when nothing is acknowledged yet (first exports): with a synced state the members
+    # it does not know are the churn, and one more scan of the cohort would cost the
+    # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
+    has_state = SyncedMember.objects.filter(sync_id=sync.pk).exists()
+    plain = None if has_state else _plain_identity(connector)
+    retry_of_run_id = run.retry_of_id if run.trigger == SyncRun.Trigger.RETRY else None
+    # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
+    # straight to the changes table, only the odd ones through normalize_identity.
+    if plain is not None and retry_of_run_id is None:
+        return _first_export_plan(run=run, sync=sync, connector=connector, plain=plain, stream=stream,
+                                  heartbeat=heartbeat, heartbeat_every=heartbeat_every)
+    plan = Plan()
+    skip_cap = _skip_cap()
+    missing_message = _missing_message(sync)
+    staging.staging_create()
+    # A steady-state run stages only members that are not acknowledged members (the churn,
+    # a few thousand), not the whole cohort: at 1M that was most of the plan.
+    churn_only = (
+        has_state and retry_of_run_id is None and not run.is_full_resync and sync.mode == Sync.Mode.DYNAMIC
+    )
+    members = _members(sync)
+    staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
+    if plain is not None:
+        staging.staging_plain_normalise()
+    heartbeat()
+    missing_count, missing_ids = staging.staging_raw_missing(limit=skip_cap)
+    plan.skipped += missing_count
+    skipped: list[tuple[int, Any, str, str]] = [
+        (profile_id, None, MISSING_IDENTITY, missing_message) for profile_id in missing_ids
+    ]
+    _unknown_normalise(
+        connector, plan=plan, skipped=skipped, skip_cap=skip_cap, missing_message=missing_message,
+        heartbeat=heartbeat, heartbeat_every=heartbeat_every,
+    )
+    staging.staging_index()
+    removes = staging.staging_changes_compute(
+        sync_id=sync.pk,
+        full_resync=run.is_full_resync,
+        retry_of_run_id=retry_of_run_id,
+        # A one-time export writes today's members; it never clears anyone it wrote before.
+        include_removes=sync.mode == Sync.Mode.DYNAMIC,
+        members=members if churn_only else None,
+    )
+    if churn_only:
+        # Members, counted without staging them: the staged ones plus the acknowledged
+        # members that stay (by identity: profiles sharing one count once).
+        acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
+        staged += acknowledged - removes
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
     _skips_record(run, skipped)
     plan.skipped_recorded = len(skipped)
+    _sample(plan)
+    return plan
+
+
+class _FirstExportChunks:
+    """Plans a first export one range of profile ids at a time, into a changes table that
+    keeps every identity once (the first chunk to hold it keeps it; within a chunk the
+    lowest profile id, a plain member before a normalised one). Profiles created after
+    the run started are left to the next run."""
+
+    def __init__(
+        self,
+        *,
+        run: SyncRun,
+        sync: Sync,
+        connector: Connector,
+        plain: staging.PlainIdentity,
+        plan: Plan,
+        heartbeat: Callable[[], None],
+        heartbeat_every: float,
+    ) -> None:
+        self._run, self._sync, self._connector, self._plain, self._plan = run, sync, connector, plain, plan
+        self._heartbeat, self._heartbeat_every = heartbeat, heartbeat_every
+        self._members = _members(sync)
+        self._skip_cap = _skip_cap()
+        self._missing_message = _missing_message(sync)
+        bounds = Profile.objects.aggregate(first=Min("pk"), last=Max("pk"))
+        self._next_id: int = bounds["first"] or 0
+        self._last_id: int = bounds["last"] if bounds["last"] is not None else self._next_id - 1
+        self._span = FIRST_CHUNK_IDS
+        self._note_unplanned()
+
+    @property
+    def done(self) -> bool:
+        return self._next_id > self._last_id
+
+    def _note_unplanned(self) -> None:
+        # Every profile left is at most one change.
+        self._plan.unplanned_at_most = max(0, self._last_id - self._next_id + 1)
+
+    def more(self) -> bool:
+        """Plan the next chunk; False when every chunk is planned."""
+        if self.done:
+            return False
+        first, end = self._next_id, min(self._next_id + self._span, self._last_id + 1)
+        self._next_id, self._span = end, min(self._span * 2, MAX_CHUNK_IDS)
+        plan = self._plan
+        staging.staging_chunk_clear()
+        plan.members += staging.staging_raw_load(
+            members=self._members.filter(pk__gte=first, pk__lt=end), sync_id=self._sync.pk, plain=self._plain,
+            has_state=False,
+        )
+        plan.adds += staging.staging_plain_adds()
+        missing_count, missing_ids = staging.staging_raw_missing(limit=self._skip_cap - plan.skipped_recorded)
+        plan.skipped += missing_count
+        skipped: list[tuple[int, Any, str, str]] = [
+            (profile_id, None, MISSING_IDENTITY, self._missing_message) for profile_id in missing_ids
+        ]
+        _unknown_normalise(
+            self._connector, plan=plan, skipped=skipped, skip_cap=self._skip_cap - plan.skipped_recorded,
+            missing_message=self._missing_message, heartbeat=self._heartbeat, heartbeat_every=self._heartbeat_every,
+        )
+        plan.adds += staging.staging_normalised_adds()
+        _skips_record(self._run, skipped)
+        plan.skipped_recorded += len(skipped)
+        self._note_unplanned()
+        return True
+
+
+def _first_export_plan(
+    *,
+    run: SyncRun,
+    sync: Sync,
+    connector: Connector,
+    plain: staging.PlainIdentity,
+    stream: bool,
+    heartbeat: Callable[[], None],
+    heartbeat_every: float,
+) -> Plan:
+    plan = Plan()
+    staging.staging_create(streamed=True)
+    chunks = _FirstExportChunks(run=run, sync=sync, connector=connector, plain=plain, plan=plan,
+                                heartbeat=heartbeat, heartbeat_every=heartbeat_every)
+    threshold = getattr(connector, "size_threshold", None) if stream else None
+    while chunks.more():
+        # Streamed once there is something to send and batch_size(total) is settled: it is
+        # the same for every total above the threshold, and for every total at or below it.
+        if threshold is not None and plan.total and (plan.total > threshold or plan.total_at_most <= threshold):
+            if not chunks.done:
+                plan.rest = chunks.more
+            break
     _sample(plan)
     return plan
 

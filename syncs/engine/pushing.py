@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -46,8 +46,23 @@ MAX_CONSECUTIVE_TRANSIENT_BATCHES = 5
 FAILURE_SUMMARY_CODES = 3
 
 
+class StreamedPlan(Protocol):
+    """A plan still being made (syncs.engine.planning.Plan with `more`)."""
+
+    @property
+    def total(self) -> int: ...
+
+    def more(self) -> bool: ...
+
+
 class _NotSent(Exception):
     """A queued batch that was not sent because the run is stopping."""
+
+
+# A streamed plan (first exports) is planned further when fewer than this many of its
+# planned users are left to hand out; they are all handed out first (beyond the usual
+# 2 x concurrency batches), so the destination is kept busy while the main thread plans.
+STREAM_RUNWAY_ROWS = 10_000
 
 
 def queued_ahead(concurrency: int) -> int:
@@ -308,14 +323,34 @@ def plan_push(
     heartbeat: Callable[[], None],
     cancel_requested: Callable[[], bool],
     api_calls: Callable[[], int],
+    streamed: StreamedPlan | None = None,
 ) -> PushResult:
+    """Send the plan; a `streamed` plan is planned further as its planned rows run out."""
     result = PushResult()
     recorder = _Recorder(run=run, api_calls=api_calls, result=result)
     batch_size = max(1, int(connector.batch_size(total_changes)))
     concurrency = max(1, int(connector.max_concurrency))
     handed_out = concurrency + queued_ahead(concurrency)
+    # Batches of thousands (SFMC async) take seconds each: no runway beyond them.
+    runway = STREAM_RUNWAY_ROWS // batch_size
+    planning = streamed is not None
+    handed_rows = 0
+
+    def plan_more() -> bool:
+        nonlocal planning
+        planning = streamed is not None and streamed.more()
+        return planning
+
+    def in_flight_limit() -> int:
+        # When the next chunk is about to be planned, what is planned goes out first.
+        if planning and streamed is not None and streamed.total - handed_rows < STREAM_RUNWAY_ROWS:
+            return handed_out + runway
+        return handed_out
+
     mapping = target.options.get("property_mapping") or None
-    pages: Iterator[list[StagedChange]] = iter(staging_pages(page_size=batch_size))
+    pages: Iterator[list[StagedChange]] = iter(
+        staging_pages(page_size=batch_size, more=plan_more if streamed is not None else None)
+    )
     in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
     consecutive_transient = 0
     last_cancel_check = float("-inf")
@@ -343,15 +378,17 @@ def plan_push(
 
     with ThreadPoolExecutor(max_workers=handed_out, thread_name_prefix=f"run{run.pk}") as pool:
         def fill() -> None:
+            nonlocal handed_rows
             if stopping():
                 # Batches still queued were never sent: drop them, the next run plans them again.
                 for future in [f for f in in_flight if f.cancel()]:
                     del in_flight[future]
                 return
-            while len(in_flight) < handed_out:
+            while len(in_flight) < in_flight_limit():
                 batch = next(pages, None)
                 if batch is None:
                     break
+                handed_rows += len(batch)
                 changes = _changes_for(batch, mapping)
                 in_flight[pool.submit(send, changes)] = batch
 

@@ -115,7 +115,9 @@ def _execute(run: SyncRun) -> None:
         validating = None if run.is_dry_run else pool.submit(_validate, connector, target)
         rule_error: RuleError | None = None
         try:
-            plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat)
+            # A dry run's counts are the preview: it is planned whole.
+            plan = plan_build(run=run, sync=sync, connector=connector, heartbeat=heartbeat,
+                              stream=not run.is_dry_run)
         except RuleError as exc:
             rule_error = exc
         if validating is not None:
@@ -159,24 +161,48 @@ def _execute(run: SyncRun) -> None:
     if _cancel_requested(run):
         _finish_cancelled(run, calls(), sent=0, planned=plan.total)
         return
+    if plan.streamed:
+        _planned_counts_kept_current(run, plan)
     push = plan_push
     # Connectors that import files (Marketo bulk) say so once they know the run's size.
     if hasattr(connector, "bulk_file"):
-        connector.batch_size(plan.total)
+        connector.batch_size(plan.total_at_most)
         if connector.bulk_file(target) is not None:
             push = files_push
     result = push(
         run=run,
         connector=connector,
         target=target,
-        total_changes=plan.total,
+        total_changes=plan.total_at_most,
         heartbeat=heartbeat,
         cancel_requested=lambda: _cancel_requested(run),
         api_calls=calls,
+        streamed=plan if plan.streamed else None,
     )
+    if plan.streamed:
+        # The rest of the plan was made while pushing: the counts are final only now.
+        SyncRun.objects.filter(pk=run.pk).update(
+            planned_adds=plan.adds, skipped_users=plan.skipped, plan_sample=plan.sample()
+        )
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
+
+
+def _planned_counts_kept_current(run: SyncRun, plan: Plan) -> None:
+    """A streamed plan grows while the run pushes: the run's planned counts follow each
+    chunk, so its page never shows more users attempted than planned."""
+    rest = plan.rest
+    if rest is None:
+        return
+
+    def rest_recorded() -> bool:
+        planned = rest()
+        if planned:
+            SyncRun.objects.filter(pk=run.pk).update(planned_adds=plan.adds, skipped_users=plan.skipped)
+        return planned
+
+    plan.rest = rest_recorded
 
 
 def _validate(connector: Connector, target: SyncTarget) -> None:

@@ -10,7 +10,7 @@ from destinations.registry import connector_for
 from syncs.engine import staging
 from syncs.engine.planning import _identity_or_skip, plan_build
 from tests.factories import DestinationFactory, SyncFactory, SyncRunFactory
-from tests.syncs.fakes import pro_profile
+from tests.syncs.fakes import fake_connector_fixture, pro_profile  # noqa: F401
 
 RAW_VALUES = [
     "plain@example.com",
@@ -74,3 +74,27 @@ def test_identities_planned_in_the_database_match_normalize_identity(kind: str) 
     else:
         assert taken_as_they_are == 0
     assert ("upper@example.com" if kind == "marketo" else "Upper@Example.com") in planned
+
+
+@pytest.mark.django_db
+def test_a_churn_plan_hints_the_planner_for_its_own_statements_only(fake) -> None:
+    from tests.syncs.fakes import run_now, set_plan
+
+    leaving = pro_profile("leaving@example.com")
+    pro_profile("staying@example.com")
+    sync = SyncFactory()
+    run_now(sync)
+    set_plan(leaving, "free")
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        with connection.cursor() as cursor:
+            cursor.execute("SET parallel_tuple_cost = 0.25")
+
+    run = run_now(sync)
+
+    assert (run.planned_adds, run.planned_removes, run.succeeded_removes) == (0, 1, 1)
+    assert fake.pushed_values()["leaving@example.com"] is False
+    if postgres:  # churn statements run with a cheaper parallel tuple cost, then it is put back
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW parallel_tuple_cost")
+            assert cursor.fetchone()[0] == "0.25"

@@ -60,3 +60,21 @@ def test_prune_runs_command_takes_days() -> None:
 
     assert "Deleted 1 run(s) older than 5 days." in out.getvalue()
     assert SyncRun.objects.count() == 1
+
+
+def test_the_daily_prune_deletes_the_synced_state_a_deleted_sync_left_behind() -> None:
+    from syncs.models import Sync, SyncedMember
+    from syncs.tasks import prune_runs
+
+    kept, deleted = SyncFactory(), SyncFactory()
+    now = timezone.now()
+    SyncedMember.objects.create(sync=kept, identity_value="kept@example.com", is_member=True, acknowledged_at=now)
+    gone_id = deleted.pk
+    Sync.objects.filter(pk=gone_id).delete()
+    # A run still writing when its sync was deleted (there is no foreign key to refuse it).
+    SyncedMember.objects.create(sync_id=gone_id, identity_value="left@example.com", is_member=True, acknowledged_at=now)
+
+    result = prune_runs()
+
+    assert result["deleted_orphan_state"] == 1
+    assert list(SyncedMember.objects.values_list("identity_value", flat=True)) == ["kept@example.com"]

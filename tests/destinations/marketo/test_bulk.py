@@ -183,6 +183,21 @@ def test_status_polls_back_off_with_the_imports_age_up_to_30_seconds(fake_time):
     assert fake_time.now - 900 <= 30 and client.reads < 90
 
 
+def test_status_polls_follow_the_time_spent_importing_not_the_time_queued(fake_time):
+    class QueuedThenImporting:
+        def bulk_import_status(self, *, batch_id: int) -> dict:
+            if fake_time.now < 600:
+                return {"status": "Queued"}
+            return {"status": "Complete" if fake_time.now >= 660 else "Importing"}
+
+    bulk._wait_until_done(client=QueuedThenImporting(), batch_id=1, sleep=fake_time.sleep, clock=fake_time.clock)
+
+    queued = [s for s in fake_time.sleeps if s > 2.0]
+    assert queued and max(queued) >= 20.0  # ten minutes in the queue: polled every ~30 s
+    # Importing for a minute: polled every 2-3 s again, so the end is noticed within 3 s.
+    assert fake_time.now - 660 <= 3.0
+
+
 def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
     file = bulk.CsvFile(field="cohortPro", max_bytes=100)
     added = 0
@@ -194,6 +209,26 @@ def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
     assert len(content) + len(f"user{added}@example.com,false\r\n") > 100
     rows = list(csv.reader(io.StringIO(content.decode())))
     assert rows[0] == ["email", "cohortPro"] and rows[1] == ["user0@example.com", "true"]
+
+
+def test_add_many_takes_rows_until_one_would_not_fit_and_says_how_many() -> None:
+    from destinations.marketo.connector import _email_refusal
+
+    file = bulk.CsvFile(field="cohortPro", check=_email_refusal, max_bytes=100)
+    rows = [("a@example.com", True), ("not an email", True), ("b@example.com", False), ("c@example.com", True),
+            ("d@example.com", True), ("e@example.com", True)]
+
+    taken = file.add_many(rows)
+    content = file.take()
+
+    # Header (17 bytes) + 20 or 21 bytes a row: four rows fit (98 bytes), the fifth would
+    # not; the refused address is taken too.
+    assert taken == 5 and file.rows == 4 and len(content) == 98
+    assert [email for email, _ in file.invalid] == ["not an email"]
+    assert content.decode().splitlines()[1:] == [
+        "a@example.com,true", "b@example.com,false", "c@example.com,true", "d@example.com,true"]
+    big = bulk.CsvFile(field="cohortPro", max_bytes=10)
+    assert big.add_many([("first-row-is-always-taken@example.com", True), ("x@example.com", True)]) == 1
 
 
 def test_a_file_sends_refused_addresses_back_as_failures_instead_of_writing_them(bulk_connector, marketo):

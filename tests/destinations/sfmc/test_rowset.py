@@ -125,6 +125,36 @@ def test_rowset_body_is_a_top_level_array_of_keys_and_values():
 
 
 @responses.activate
+def test_a_payload_is_encoded_once_and_that_encoding_is_the_body(monkeypatch):
+    from destinations.sfmc import common
+
+    responses.add(responses.POST, f"{OFFICIAL_AUTH}/v2/token", json={
+        "access_token": "t", "expires_in": 1079, "rest_instance_url": OFFICIAL_REST})
+    responses.add(responses.POST, ROWSET_URL, json=[])
+    encodings: list[bytes] = []
+    real = common.json_bytes
+    monkeypatch.setattr(common, "json_bytes", lambda value: encodings.append(real(value)) or encodings[-1])
+
+    DataExtensionConnector(official_config()).push(target("In_Spring"), changes(50))
+
+    request = responses.calls[1].request
+    assert encodings == [request.body]  # sized and sent from one encoding
+    assert request.headers["Content-Type"] == "application/json"
+    assert len(json.loads(request.body)) == 50
+
+
+def test_payloads_over_the_size_limit_are_cut_and_each_slice_is_its_own_body():
+    from destinations.sfmc.common import chunks_by_size
+
+    items = [{"k": "x" * 40, "i": i} for i in range(10)]
+
+    slices = list(chunks_by_size(items, max_items=4, max_bytes=200))
+
+    assert [(start, end) for start, end, _ in slices] == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    assert all(json.loads(body) == items[start:end] and len(body) <= 200 for start, end, body in slices)
+
+
+@responses.activate
 def test_aggregate_error_without_details_is_retried(sleeps):
     responses.add(responses.POST, f"{OFFICIAL_AUTH}/v2/token", json={
         "access_token": "t", "expires_in": 1079, "rest_instance_url": OFFICIAL_REST})
