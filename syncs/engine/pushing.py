@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -314,6 +314,49 @@ def _changes_for(
     ]
 
 
+class PlanBatches:
+    """The plan's batches in order, each with the changes connector.push() is given. A
+    streamed plan is planned further when its planned changes run out. Batches may be read
+    ahead (the runner does while the target is still being validated: reading and
+    converting a 32,000-row batch is most of what precedes its request) and are handed
+    out first."""
+
+    def __init__(
+        self, *, connector: Connector, target: SyncTarget, total_changes: int, streamed: StreamedPlan | None
+    ) -> None:
+        self.batch_size = max(1, int(connector.batch_size(total_changes)))
+        self.planning = streamed is not None
+        self.handed_rows = 0
+        self._streamed = streamed
+        self._mapping = target.options.get("property_mapping") or None
+        self._ahead: deque[tuple[list[StagedChange], list[MembershipChange]]] = deque()
+        self._pages = iter(
+            staging_pages(page_size=self.batch_size, more=self._plan_more if streamed is not None else None)
+        )
+
+    def _plan_more(self) -> bool:
+        self.planning = self._streamed is not None and self._streamed.more()
+        return self.planning
+
+    def _read(self) -> tuple[list[StagedChange], list[MembershipChange]] | None:
+        batch = next(self._pages, None)
+        return None if batch is None else (batch, _changes_for(batch, self._mapping))
+
+    def read_ahead(self, *, batches: int, until: Callable[[], bool]) -> None:
+        """Read up to `batches` batches ahead, stopping as soon as `until()` is true."""
+        while len(self._ahead) < batches and not until():
+            taken = self._read()
+            if taken is None:
+                return
+            self._ahead.append(taken)
+
+    def next(self) -> tuple[list[StagedChange], list[MembershipChange]] | None:
+        taken = self._ahead.popleft() if self._ahead else self._read()
+        if taken is not None:
+            self.handed_rows += len(taken[0])
+        return taken
+
+
 def plan_push(
     *,
     run: SyncRun,
@@ -324,33 +367,25 @@ def plan_push(
     cancel_requested: Callable[[], bool],
     api_calls: Callable[[], int],
     streamed: StreamedPlan | None = None,
+    batches: PlanBatches | None = None,
 ) -> PushResult:
-    """Send the plan; a `streamed` plan is planned further as its planned rows run out."""
+    """Send the plan; a `streamed` plan is planned further as its planned rows run out.
+    `batches`: the plan's batches, some perhaps read ahead (made with the same arguments)."""
     result = PushResult()
     recorder = _Recorder(run=run, api_calls=api_calls, result=result)
-    batch_size = max(1, int(connector.batch_size(total_changes)))
+    if batches is None:
+        batches = PlanBatches(connector=connector, target=target, total_changes=total_changes, streamed=streamed)
     concurrency = max(1, int(connector.max_concurrency))
     handed_out = concurrency + queued_ahead(concurrency)
     # Batches of thousands (SFMC async) take seconds each: no runway beyond them.
-    runway = STREAM_RUNWAY_ROWS // batch_size
-    planning = streamed is not None
-    handed_rows = 0
-
-    def plan_more() -> bool:
-        nonlocal planning
-        planning = streamed is not None and streamed.more()
-        return planning
+    runway = STREAM_RUNWAY_ROWS // batches.batch_size
 
     def in_flight_limit() -> int:
         # When the next chunk is about to be planned, what is planned goes out first.
-        if planning and streamed is not None and streamed.total - handed_rows < STREAM_RUNWAY_ROWS:
+        if batches.planning and streamed is not None and streamed.total - batches.handed_rows < STREAM_RUNWAY_ROWS:
             return handed_out + runway
         return handed_out
 
-    mapping = target.options.get("property_mapping") or None
-    pages: Iterator[list[StagedChange]] = iter(
-        staging_pages(page_size=batch_size, more=plan_more if streamed is not None else None)
-    )
     in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
     consecutive_transient = 0
     last_cancel_check = float("-inf")
@@ -378,18 +413,16 @@ def plan_push(
 
     with ThreadPoolExecutor(max_workers=handed_out, thread_name_prefix=f"run{run.pk}") as pool:
         def fill() -> None:
-            nonlocal handed_rows
             if stopping():
                 # Batches still queued were never sent: drop them, the next run plans them again.
                 for future in [f for f in in_flight if f.cancel()]:
                     del in_flight[future]
                 return
             while len(in_flight) < in_flight_limit():
-                batch = next(pages, None)
-                if batch is None:
+                taken = batches.next()
+                if taken is None:
                     break
-                handed_rows += len(batch)
-                changes = _changes_for(batch, mapping)
+                batch, changes = taken
                 in_flight[pool.submit(send, changes)] = batch
 
         while True:

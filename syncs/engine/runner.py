@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -18,7 +19,7 @@ from destinations.registry import connector_for
 from syncs.engine import staging
 from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
-from syncs.engine.pushing import PushResult, error_code, plan_push
+from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,17 @@ def _execute(run: SyncRun) -> None:
                               stream=not run.is_dry_run)
         except RuleError as exc:
             rule_error = exc
+        batches: PlanBatches | None = None
+        if validating is not None and rule_error is None:
+            if plan.streamed:
+                _planned_counts_kept_current(run, plan)
+            if plan.total and not _sends_files(connector, target, plan):
+                # While the target is still being validated, the first batches are read and
+                # converted (most of what precedes their requests); nothing is sent before
+                # validation succeeds.
+                batches = PlanBatches(connector=connector, target=target, total_changes=plan.total_at_most,
+                                      streamed=plan if plan.streamed else None)
+                batches.read_ahead(batches=max(1, int(connector.max_concurrency)), until=validating.done)
         if validating is not None:
             try:
                 validating.result()
@@ -161,24 +173,20 @@ def _execute(run: SyncRun) -> None:
     if _cancel_requested(run):
         _finish_cancelled(run, calls(), sent=0, planned=plan.total)
         return
-    if plan.streamed:
-        _planned_counts_kept_current(run, plan)
-    push = plan_push
-    # Connectors that import files (Marketo bulk) say so once they know the run's size.
-    if hasattr(connector, "bulk_file"):
-        connector.batch_size(plan.total_at_most)
-        if connector.bulk_file(target) is not None:
-            push = files_push
-    result = push(
-        run=run,
-        connector=connector,
-        target=target,
-        total_changes=plan.total_at_most,
-        heartbeat=heartbeat,
-        cancel_requested=lambda: _cancel_requested(run),
-        api_calls=calls,
-        streamed=plan if plan.streamed else None,
-    )
+    push_arguments: dict[str, Any] = {
+        "run": run,
+        "connector": connector,
+        "target": target,
+        "total_changes": plan.total_at_most,
+        "heartbeat": heartbeat,
+        "cancel_requested": lambda: _cancel_requested(run),
+        "api_calls": calls,
+        "streamed": plan if plan.streamed else None,
+    }
+    if _sends_files(connector, target, plan):
+        result = files_push(**push_arguments)
+    else:
+        result = plan_push(**push_arguments, batches=batches)
     if plan.streamed:
         # The rest of the plan was made while pushing: the counts are final only now.
         SyncRun.objects.filter(pk=run.pk).update(
@@ -187,6 +195,14 @@ def _execute(run: SyncRun) -> None:
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
+
+
+def _sends_files(connector: Connector, target: SyncTarget, plan: Plan) -> bool:
+    """Connectors that import files (Marketo bulk) say so once they know the run's size."""
+    if not hasattr(connector, "bulk_file"):
+        return False
+    connector.batch_size(plan.total_at_most)
+    return connector.bulk_file(target) is not None
 
 
 def _planned_counts_kept_current(run: SyncRun, plan: Plan) -> None:

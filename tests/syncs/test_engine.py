@@ -294,3 +294,67 @@ def test_one_time_export_sends_members_and_never_clears_leavers(fake: FakeConnec
     assert fake.pushed_values() == {"carol@example.com": True}
     assert run.planned_removes == 0
     assert synced_state(sync)["ana@example.com"] is True
+
+
+def _slow_validation(fake: FakeConnector, events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from syncs.engine import pushing
+
+    real_validate, real_changes_for, real_push = fake.validate_target, pushing._changes_for, fake.push
+
+    def validate(target):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # SFMC creating the column, say
+        events.append("validated")
+        real_validate(target)
+
+    def changes_for(batch, mapping):  # type: ignore[no-untyped-def]
+        events.append("read")
+        return real_changes_for(batch, mapping)
+
+    def push(target, changes):  # type: ignore[no-untyped-def]
+        events.append("push")
+        return real_push(target, changes)
+
+    monkeypatch.setattr(fake, "validate_target", validate)
+    monkeypatch.setattr(pushing, "_changes_for", changes_for)
+    monkeypatch.setattr(fake, "push", push)
+
+
+def test_the_first_batches_are_read_while_the_target_is_validated_and_sent_after(
+    fake: FakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(6):
+        pro_profile(f"user{i}@example.com")
+    sync = SyncFactory()
+    fake.batch, fake.concurrency = 2, 2
+    events: list[str] = []
+    _slow_validation(fake, events, monkeypatch)
+
+    run = run_now(sync)
+
+    assert run.status == RunStatus.SUCCEEDED and run.succeeded_adds == 6
+    validated = events.index("validated")
+    assert events[:validated] == ["read", "read"]  # one batch per connection, no more
+    assert "push" not in events[:validated]
+
+
+def test_batches_read_ahead_are_dropped_unsent_when_validation_fails(
+    fake: FakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from destinations.errors import TargetValidationError
+
+    for i in range(6):
+        pro_profile(f"user{i}@example.com")
+    sync = SyncFactory()
+    fake.batch, fake.concurrency = 2, 2
+    fake.validation_error = TargetValidationError("The field 'cohortPro' does not exist.", code="missing_field")
+    events: list[str] = []
+    _slow_validation(fake, events, monkeypatch)
+
+    run = run_now(sync)
+
+    assert run.status == RunStatus.FAILED and run.error_code == "missing_field"
+    assert run.error_message.endswith("Nothing was sent.")
+    assert events == ["read", "read", "validated"] and fake.pushes == []
+    assert not SyncFailure.objects.filter(run=run).exists() and synced_state(sync) == {}
