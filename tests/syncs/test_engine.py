@@ -296,10 +296,17 @@ def test_one_time_export_sends_members_and_never_clears_leavers(fake: FakeConnec
     assert synced_state(sync)["ana@example.com"] is True
 
 
-def _slow_validation(fake: FakeConnector, events: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def _six_members_and_a_slow_validation(fake: FakeConnector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Three batches of two on two connections, and a validation that takes 0.3 s; returns
+    the events seen: "read" (a batch converted), "validated", "push"."""
     import time
 
     from syncs.engine import pushing
+
+    for i in range(6):
+        pro_profile(f"user{i}@example.com")
+    fake.batch, fake.concurrency = 2, 2
+    events: list[str] = []
 
     real_validate, real_changes_for, real_push = fake.validate_target, pushing._changes_for, fake.push
 
@@ -319,17 +326,14 @@ def _slow_validation(fake: FakeConnector, events: list[str], monkeypatch: pytest
     monkeypatch.setattr(fake, "validate_target", validate)
     monkeypatch.setattr(pushing, "_changes_for", changes_for)
     monkeypatch.setattr(fake, "push", push)
+    return events
 
 
 def test_the_first_batches_are_read_while_the_target_is_validated_and_sent_after(
     fake: FakeConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for i in range(6):
-        pro_profile(f"user{i}@example.com")
+    events = _six_members_and_a_slow_validation(fake, monkeypatch)
     sync = SyncFactory()
-    fake.batch, fake.concurrency = 2, 2
-    events: list[str] = []
-    _slow_validation(fake, events, monkeypatch)
 
     run = run_now(sync)
 
@@ -344,13 +348,9 @@ def test_batches_read_ahead_are_dropped_unsent_when_validation_fails(
 ) -> None:
     from destinations.errors import TargetValidationError
 
-    for i in range(6):
-        pro_profile(f"user{i}@example.com")
+    events = _six_members_and_a_slow_validation(fake, monkeypatch)
     sync = SyncFactory()
-    fake.batch, fake.concurrency = 2, 2
     fake.validation_error = TargetValidationError("The field 'cohortPro' does not exist.", code="missing_field")
-    events: list[str] = []
-    _slow_validation(fake, events, monkeypatch)
 
     run = run_now(sync)
 
