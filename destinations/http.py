@@ -138,6 +138,20 @@ class RateLimiter:
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
+    @classmethod
+    def for_destination(
+        cls,
+        calls: int,
+        period: float,
+        *,
+        paced: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> RateLimiter:
+        """A limiter for a destination's published limit of `calls` per `period`: its window
+        is kept rate_window_margin(period) longer than the destination's own."""
+        return cls(calls, period, margin=rate_window_margin(period), paced=paced, clock=clock, sleep=sleep)
+
     def acquire(self) -> None:
         while True:
             with self._lock:

@@ -30,14 +30,7 @@ from destinations.errors import (
     TargetValidationError,
     TransientError,
 )
-from destinations.http import (
-    AccessToken,
-    HttpTransport,
-    RateLimiter,
-    TokenCache,
-    TokenExpiredError,
-    rate_window_margin,
-)
+from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
 from destinations.marketo import messages
 from destinations.validation import SettingError, normalize_marketo_base_url
 
@@ -67,15 +60,8 @@ def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> Ra
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            limiter = _limiters[key] = _window_limiter(int(calls_per_20s))
+            limiter = _limiters[key] = RateLimiter.for_destination(int(calls_per_20s), RATE_WINDOW_SECONDS)
         return limiter
-
-
-def _window_limiter(calls_per_20s: int, **clock_and_sleep: Any) -> RateLimiter:
-    """Marketo's sliding 20-second window, kept a little longer than Marketo's own."""
-    return RateLimiter(
-        calls_per_20s, RATE_WINDOW_SECONDS, margin=rate_window_margin(RATE_WINDOW_SECONDS), **clock_and_sleep
-    )
 
 
 class ImportQueueFullError(RateLimitedError):
@@ -150,7 +136,7 @@ class MarketoClient:
         else:
             # An injected clock or sleep (tests) is its own timeline: it must not share, or
             # wait on, the process's real-time budget.
-            limiter = _window_limiter(calls_per_20s, clock=clock, sleep=sleep)
+            limiter = RateLimiter.for_destination(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep)
         self.transport = HttpTransport(
             rate_limiter=limiter,
             max_concurrency=max_concurrency,

@@ -34,7 +34,6 @@ from destinations.http import (
     TokenCache,
     TokenExpiredError,
     ensure_url_allowed,
-    rate_window_margin,
 )
 from destinations.sfmc.common import json_bytes, option_float, option_int
 from destinations.sfmc.messages import error_body, response_json, rest_error, scrub, token_error
@@ -58,10 +57,7 @@ def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second:
         if limiter is None:
             # A fractional rate (0.5/s) becomes "1 call per 2 s"; 20/s "20 calls per 1 s".
             calls = max(1, int(requests_per_second))
-            limiter = _limiters[key] = RateLimiter(
-                calls, calls / requests_per_second, margin=rate_window_margin(calls / requests_per_second),
-                paced=True,
-            )
+            limiter = _limiters[key] = RateLimiter.for_destination(calls, calls / requests_per_second, paced=True)
         return limiter
 
 
