@@ -435,9 +435,13 @@ def staging_pages(
     )
     for read in reads:
         buffered = buffered + read if buffered else read
-        while len(buffered) >= page_size:
-            page, buffered = buffered[:page_size], buffered[page_size:]
-            yield page
+        # Pages are cut by position: cutting the rest off again after every page copied it
+        # once per page (40 times per read of 2,000 rows at 50 per page).
+        start = 0
+        while len(buffered) - start >= page_size:
+            yield buffered[start:start + page_size]
+            start += page_size
+        buffered = buffered[start:]
     if buffered:
         yield buffered
 
