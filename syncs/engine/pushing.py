@@ -338,6 +338,15 @@ class PlanBatches:
         self.planning = self._streamed is not None and self._streamed.more()
         return self.planning
 
+    @property
+    def running_low(self) -> bool:
+        """A streamed plan with fewer than STREAM_RUNWAY_ROWS planned users left to hand out:
+        the next batches taken will plan another chunk."""
+        return (
+            self.planning and self._streamed is not None
+            and self._streamed.total - self.handed_rows < STREAM_RUNWAY_ROWS
+        )
+
     def _read(self) -> tuple[list[StagedChange], list[MembershipChange]] | None:
         batch = next(self._pages, None)
         return None if batch is None else (batch, _changes_for(batch, self._mapping))
@@ -382,9 +391,7 @@ def plan_push(
 
     def in_flight_limit() -> int:
         # When the next chunk is about to be planned, what is planned goes out first.
-        if batches.planning and streamed is not None and streamed.total - batches.handed_rows < STREAM_RUNWAY_ROWS:
-            return handed_out + runway
-        return handed_out
+        return handed_out + runway if batches.running_low else handed_out
 
     in_flight: dict[Future[list[PushOutcome]], list[StagedChange]] = {}
     consecutive_transient = 0

@@ -122,10 +122,12 @@ def _execute(run: SyncRun) -> None:
         except RuleError as exc:
             rule_error = exc
         batches: PlanBatches | None = None
-        if validating is not None and rule_error is None:
+        sends_files = False
+        if validating is not None and rule_error is None and plan.total:
             if plan.streamed:
                 _planned_counts_kept_current(run, plan)
-            if plan.total and not _sends_files(connector, target, plan):
+            sends_files = _sends_files(connector, target, plan)
+            if not sends_files:
                 # While the target is still being validated, the first batches are read and
                 # converted (most of what precedes their requests); nothing is sent before
                 # validation succeeds.
@@ -183,22 +185,21 @@ def _execute(run: SyncRun) -> None:
         "api_calls": calls,
         "streamed": plan if plan.streamed else None,
     }
-    if _sends_files(connector, target, plan):
+    if sends_files:
         result = files_push(**push_arguments)
     else:
         result = plan_push(**push_arguments, batches=batches)
     if plan.streamed:
         # The rest of the plan was made while pushing: the counts are final only now.
-        SyncRun.objects.filter(pk=run.pk).update(
-            planned_adds=plan.adds, skipped_users=plan.skipped, plan_sample=plan.sample()
-        )
+        _planned_counts_record(run, plan, sample=True)
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
 
 
 def _sends_files(connector: Connector, target: SyncTarget, plan: Plan) -> bool:
-    """Connectors that import files (Marketo bulk) say so once they know the run's size."""
+    """Connectors that import files (Marketo bulk) say so once they know the run's size
+    (which also puts the connector in the mode its batches belong to)."""
     if not hasattr(connector, "bulk_file"):
         return False
     connector.batch_size(plan.total_at_most)
@@ -215,10 +216,17 @@ def _planned_counts_kept_current(run: SyncRun, plan: Plan) -> None:
     def rest_recorded() -> bool:
         planned = rest()
         if planned:
-            SyncRun.objects.filter(pk=run.pk).update(planned_adds=plan.adds, skipped_users=plan.skipped)
+            _planned_counts_record(run, plan)
         return planned
 
     plan.rest = rest_recorded
+
+
+def _planned_counts_record(run: SyncRun, plan: Plan, *, sample: bool = False) -> None:
+    values: dict[str, Any] = {"planned_adds": plan.adds, "skipped_users": plan.skipped}
+    if sample:
+        values["plan_sample"] = plan.sample()
+    SyncRun.objects.filter(pk=run.pk).update(**values)
 
 
 def _validate(connector: Connector, target: SyncTarget) -> None:
