@@ -309,15 +309,19 @@ class MarketoClient:
             return TokenExpiredError(f"Marketo refused the access token ({code}).", code=code)
         if code == "606":
             return RateLimitedError(
-                "Marketo's rate limit for this instance (calls per 20 seconds, shared by every "
-                f"integration) was reached (606); backing off and retrying. ({marketo_message})",
+                "Marketo refused the call: its rate limit for this instance (calls per 20 seconds, "
+                "shared by every integration) was reached (606). CohortSync retries for a whole "
+                "20-second window before giving up; if this keeps happening, other integrations use "
+                f"the budget too: lower calls_per_20s in the destination options. ({marketo_message})",
                 code=code,
                 retry_after=RATE_LIMIT_WAIT_SECONDS,
             )
         if code == "615":
             return RateLimitedError(
-                "Marketo's limit of concurrent calls for this instance was reached (615); "
-                f"backing off. ({marketo_message})",
+                "Marketo refused the call: its limit of concurrent calls for this instance (shared "
+                "by every integration) was reached (615). CohortSync retries a few times before "
+                "giving up; if this keeps happening, lower max_concurrency in the destination "
+                f"options. ({marketo_message})",
                 code=code,
             )
         if code == messages.QUOTA_CODE:

@@ -4,7 +4,7 @@ The engine (syncs.services), the real connectors (built from destinations.regist
 paths) and the emulators served by the `sandbox` fixture: nothing in between is faked.
 
 One thing is changed for speed. Connectors built by connector_for() sleep with
-time.sleep (the retry backoff waits out SFMC's Retry-After: 5 s, and Marketo's 606: 20 s),
+time.sleep (the retry backoff waits out SFMC's Retry-After: 5 s, and Marketo's 606: 5 s),
 so the `harness` fixture builds each connector through override_connector with the same
 class and config as connector_for, plus a `sleep` that records each wait and sleeps at most
 10 ms. The harness also wraps push() to record what was sent and to inject a fault after a
