@@ -184,10 +184,10 @@ def _sync_step(
         for k in WRITE_ENDPOINTS[spec.emulator_prefix]
     )
     users = int(values.get("users") or 0)
+    refused_before = before_calls.get("refused") or {}
     refused = {
-        code: count - int(before_calls.get("refused", {}).get(code, 0))
-        for code, count in (after_calls.get("refused") or {}).items()
-        if count - int(before_calls.get("refused", {}).get(code, 0)) > 0
+        code: new for code, count in (after_calls.get("refused") or {}).items()
+        if (new := count - int(refused_before.get(code, 0))) > 0
     }
     return StepResult(
         path=spec.name, step=label, values=values,
