@@ -71,6 +71,11 @@ class Plan:
     def streamed(self) -> bool:
         return self.rest is not None
 
+    @property
+    def complete(self) -> bool:
+        """Every member is planned (a streamed plan: once its last chunk is)."""
+        return self.unplanned_at_most == 0
+
     def more(self) -> bool:
         """Plan the next chunk of a streamed plan; False once everything is planned."""
         return self.rest is not None and self.rest()

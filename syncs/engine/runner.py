@@ -173,7 +173,7 @@ def _execute(run: SyncRun) -> None:
         _finish(run, RunStatus.SUCCEEDED, api_calls=calls())
         return
     if _cancel_requested(run):
-        _finish_cancelled(run, calls(), sent=0, planned=plan.total)
+        _finish_cancelled(run, calls(), sent=0, plan=plan)
         return
     push_arguments: dict[str, Any] = {
         "run": run,
@@ -294,15 +294,21 @@ def _finish(
     SyncRun.objects.filter(pk=run.pk).update(**values)
 
 
-def _finish_cancelled(run: SyncRun, api_calls: int, *, sent: int, planned: int) -> None:
+def _finish_cancelled(run: SyncRun, api_calls: int, *, sent: int, plan: Plan) -> None:
     run.refresh_from_db(fields=["cancelled_by"])
     who = f" by {run.cancelled_by}" if run.cancelled_by_id else ""
+    if plan.complete:
+        sent_text = f"{sent:,} of {plan.total:,} changes were sent"
+    else:  # a streamed first export cancelled before its whole cohort was planned
+        sent_text = (
+            f"{sent:,} changes were sent, of {plan.total:,} planned so far (the rest of the cohort "
+            "was not planned yet)"
+        )
     _finish(
         run,
         RunStatus.CANCELLED,
         code="cancelled",
-        message=f"Cancelled{who} after {sent:,} of {planned:,} changes were sent. The next "
-        "run sends the rest.",
+        message=f"Cancelled{who} after {sent_text}. The next run sends the rest.",
         api_calls=api_calls,
     )
 
@@ -327,7 +333,7 @@ def _finish_pushed(run: SyncRun, api_calls: int, plan: Plan, result: PushResult)
             message = f"{message} {result.succeeded:,} users were acknowledged before it stopped and are kept."
         _finish(run, result.stop.status, code=result.stop.code, message=message, api_calls=api_calls)
     elif result.cancelled:
-        _finish_cancelled(run, api_calls, sent=result.succeeded + result.failed, planned=plan.total)
+        _finish_cancelled(run, api_calls, sent=result.succeeded + result.failed, plan=plan)
     elif result.failed and not result.succeeded:
         _finish(run, RunStatus.FAILED, code=top_code, message=_failure_summary(result, plan), api_calls=api_calls)
     elif result.failed:

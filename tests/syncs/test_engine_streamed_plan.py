@@ -157,3 +157,22 @@ def test_a_streamed_export_stopped_early_loses_nothing(streaming: StreamingConne
     assert finished.status == RunStatus.SUCCEEDED
     assert stopped.succeeded_adds + finished.succeeded_adds == len(expected)
     assert synced_state(sync) == dict.fromkeys(expected, True)
+
+
+def test_a_streamed_export_cancelled_early_says_how_much_was_planned_so_far(
+    streaming: StreamingConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncs.engine import runner
+
+    expected, _ = _profiles()
+    sync = SyncFactory()
+    monkeypatch.setattr(runner, "_cancel_requested", lambda run: "push" in streaming.events)
+
+    run = run_now(sync)
+
+    assert run.status == RunStatus.CANCELLED
+    if staging.plain_identity_supported():
+        assert run.planned_adds < len(expected)
+        assert f"changes were sent, of {run.planned_adds:,} planned so far" in run.error_message
+    else:  # planned whole
+        assert f"of {len(expected)} changes were sent" in run.error_message
