@@ -146,6 +146,12 @@ class SyncRun(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life of the worker running it."
     )
+    worker = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The process that claimed the run (host, pid, start time): a run whose "
+        "process is gone is reaped at once instead of after its heartbeat goes stale.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import BooleanField, ExpressionWrapper, Max, Q
 from django.utils import timezone
 
 from cohorts.models import Cohort
@@ -24,6 +24,7 @@ from syncs.schedules import (
     sync_schedule_name,
 )
 from syncs.selectors import run_failed_user_count, sync_active_run
+from syncs.workers import worker_description, worker_is_gone
 
 __all__ = [
     "SyncRunConflict",
@@ -282,30 +283,48 @@ def sync_schedule_update(*, sync: Sync) -> None:
 def runs_reap_stale(*, sync: Sync | None = None) -> int:
     """Mark runs whose worker died as failed, so the sync can run again.
 
-    Running: no heartbeat for COHORTSYNC_STALE_RUN_MINUTES (default 10; the engine beats at
-    least every 30 s), or started longer ago than TASK_TIMEOUT_SECONDS (django-q2 killed it).
-    Queued: not picked up within the queue's re-delivery time (the cluster is not running).
+    Running: its worker process is known to be gone (it ran on this machine and no longer
+    exists, see syncs.workers), no heartbeat for COHORTSYNC_STALE_RUN_MINUTES (default 10;
+    the engine beats at least every 30 s), or started longer ago than TASK_TIMEOUT_SECONDS
+    (django-q2 killed it). Queued: not picked up within the queue's re-delivery time (the
+    cluster is not running). sync_run_create calls this for its sync, so whoever asks for a
+    run (run_sync, the admin, a schedule) frees the sync of a dead run at once.
     """
     now = timezone.now()
     stale_after = dt.timedelta(minutes=getattr(settings, "COHORTSYNC_STALE_RUN_MINUTES", DEFAULT_STALE_RUN_MINUTES))
     timeout = int(getattr(settings, "TASK_TIMEOUT_SECONDS", 3600))
     queue_wait = int(getattr(settings, "Q_CLUSTER", {}).get("retry", timeout + 600))
     runs = SyncRun.objects.all() if sync is None else SyncRun.objects.filter(sync_id=sync.pk)
-    running = runs.filter(status=RunStatus.RUNNING).filter(
+    silent = (
         Q(heartbeat_at__lt=now - stale_after)
         | Q(heartbeat_at__isnull=True, started_at__lt=now - stale_after)
         | Q(started_at__lt=now - dt.timedelta(seconds=timeout + 60))
     )
     reaped = 0
-    for run_id, heartbeat_at in running.values_list("pk", "heartbeat_at"):
-        since = timezone.localtime(heartbeat_at).strftime("%Y-%m-%d %H:%M %Z") if heartbeat_at else "its start"
+    for run_id, heartbeat_at, worker, is_silent in (
+        runs.filter(status=RunStatus.RUNNING)
+        .annotate(is_silent=ExpressionWrapper(silent, output_field=BooleanField()))
+        .values_list("pk", "heartbeat_at", "worker", "is_silent")
+    ):
+        if is_silent:
+            since = timezone.localtime(heartbeat_at).strftime("%Y-%m-%d %H:%M %Z") if heartbeat_at else "its start"
+            message = (
+                f"The worker stopped while running this run (no sign of life since {since}): it "
+                "was probably killed, restarted or timed out."
+            )
+        elif worker_is_gone(worker):
+            message = (
+                f"The worker process running this run ({worker_description(worker)}) is gone: it "
+                "was killed or restarted."
+            )
+        else:
+            continue
         reaped += SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             finished_at=now,
             error_code="worker_lost",
-            error_message=f"The worker stopped while running this run (no sign of life since "
-            f"{since}): it was probably killed, restarted or timed out. Users acknowledged "
-            "before that are kept; the next run sends the rest.",
+            error_message=f"{message} Users acknowledged before that are kept; the next run "
+            "sends the rest.",
         )
     queued = runs.filter(status=RunStatus.QUEUED, created_at__lt=now - dt.timedelta(seconds=queue_wait))
     minutes = queue_wait // 60

@@ -21,6 +21,7 @@ from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
 from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.workers import worker_identity
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def run_claim(*, run_id: int) -> bool:
         status=RunStatus.RUNNING,
         started_at=now,
         heartbeat_at=now,
+        worker=worker_identity(),
         finished_at=None,
         attempted_adds=0,
         succeeded_adds=0,
