@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -28,10 +27,15 @@ from cohorts.selectors import (
     cohort_members_preview,
     profiles_search,
 )
+from cohortsync_site.admin_site import admin_object_or_404
 from cohortsync_site.csv_download import csv_download
 
 SHOWN_REJECTS = 100
 EXPORT_URL_NAME = "admin:syncs_sync_export_cohorts"
+# Member lists show users' ids, emails and properties: seeing them takes seeing profiles.
+PROFILE_VIEW_PERMISSION = "cohorts.view_profile"
+# "Export to…" creates syncs and runs them (syncs/admin.py checks the same on its page).
+EXPORT_PERMISSIONS = ("syncs.view_sync", "syncs.add_sync", "syncs.run_sync")
 
 
 @admin.register(Profile)
@@ -78,8 +82,16 @@ class ProfileAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        """An import creates profiles and merges properties into existing ones."""
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
+        return super().changelist_view(request, extra_context)
+
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        if not request.user.has_perm("cohorts.add_profile"):
+        if not self.has_import_permission(request):
             raise PermissionDenied
         report = None
         if request.method == "POST":
@@ -149,10 +161,18 @@ class CohortAdmin(admin.ModelAdmin):
             ),
         ]
         if obj:
-            fieldsets.append(
-                ("Members now", {"fields": ("member_count", "members_preview", "created_at", "updated_at")})
+            members = ("member_count", "members_preview") if self.has_members_permission(request, obj) else (
+                "member_count",
             )
+            fieldsets.append(("Members now", {"fields": (*members, "created_at", "updated_at")}))
         return fieldsets
+
+    def has_members_permission(self, request: HttpRequest, obj: Cohort | None = None) -> bool:
+        """Who may list a cohort's members (the preview and the CSV)."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(PROFILE_VIEW_PERMISSION)
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request) and request.user.has_perms(EXPORT_PERMISSIONS)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cohort]:
         # Listing counts only the cheap part (listed ids); evaluating every rules cohort
@@ -180,12 +200,7 @@ class CohortAdmin(admin.ModelAdmin):
             count = cohort_member_count(obj)
         except RuleError as exc:
             return f"The stored rules are invalid: {exc}"
-        url = reverse("admin:cohorts_cohort_members_csv", args=[obj.pk])
-        return format_html(
-            "{} profiles match right now. <a href='{}'>Download members as CSV</a>",
-            f"{count:,}",
-            url,
-        )
+        return f"{count:,} profiles match right now."
 
     @admin.display(description="First members")
     def members_preview(self, obj: Cohort) -> str:
@@ -221,7 +236,7 @@ class CohortAdmin(admin.ModelAdmin):
             count = cohort_static_members_replace(cohort=obj, distinct_ids=ids)
             self.message_user(request, f"The static list of “{obj}” now has {count:,} distinct ids.")
 
-    @admin.action(description="Export to…")
+    @admin.action(description="Export to…", permissions=["export"])
     def export_to(self, request: HttpRequest, queryset: QuerySet[Cohort]) -> HttpResponse | None:
         try:
             url = reverse(EXPORT_URL_NAME)
@@ -247,8 +262,10 @@ class CohortAdmin(admin.ModelAdmin):
         ]
 
     def members_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        cohort = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if not self.has_view_permission(request, cohort):
+        if not self.has_members_permission(request):
+            raise PermissionDenied
+        cohort = admin_object_or_404(self, request, object_id)
+        if not self.has_members_permission(request, cohort):
             raise PermissionDenied
         try:
             members = cohort_members(cohort)
@@ -262,10 +279,12 @@ class CohortAdmin(admin.ModelAdmin):
         )
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> HttpResponse:
+        obj = kwargs.get("obj")
         try:
-            context["export_url"] = reverse(EXPORT_URL_NAME)
+            context["export_url"] = reverse(EXPORT_URL_NAME) if self.has_export_permission(request) else None
         except NoReverseMatch:
             context["export_url"] = None
+        context["can_download_members"] = self.has_members_permission(request, obj)
         return super().render_change_form(request, context, *args, **kwargs)
 
 

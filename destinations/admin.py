@@ -8,13 +8,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from cohortsync_site.admin_site import admin_object_or_404
 from destinations.forms import DestinationForm
 from destinations.models import Destination
 from destinations.sandbox.inspect import sandbox_state_fetch
@@ -29,6 +29,7 @@ from destinations.selectors import (
 from destinations.services import destination_check_connection
 
 SECRET_FIELD = "client_secret"
+PROFILE_VIEW_PERMISSION = "cohorts.view_profile"
 
 
 class ConnectionStateFilter(admin.SimpleListFilter):
@@ -135,7 +136,9 @@ class DestinationAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Destination | None = None):  # type: ignore[no-untyped-def]
-        context["destination_is_sandbox"] = bool(obj and destination_is_sandbox(obj))
+        context["can_see_sandbox_state"] = bool(
+            obj and destination_is_sandbox(obj) and self.has_sandbox_state_permission(request, obj)
+        )
         context["can_test_connection"] = bool(obj and self.has_change_permission(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -203,10 +206,17 @@ class DestinationAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    def has_sandbox_state_permission(self, request: HttpRequest, obj: Destination | None = None) -> bool:
+        """What a sandbox received is users' data: it takes seeing the destination and
+        seeing profiles."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(PROFILE_VIEW_PERMISSION)
+
     def test_connection_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        destination = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        destination = admin_object_or_404(self, request, object_id)
         if not self.has_change_permission(request, destination):
             raise PermissionDenied
         self._check_and_report(request, destination)
@@ -215,8 +225,10 @@ class DestinationAdmin(admin.ModelAdmin):
         )
 
     def sandbox_state_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        destination = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if not self.has_view_permission(request, destination):
+        if not self.has_sandbox_state_permission(request):
+            raise PermissionDenied
+        destination = admin_object_or_404(self, request, object_id)
+        if not self.has_sandbox_state_permission(request, destination):
             raise PermissionDenied
         snapshot = sandbox_state_fetch(destination=destination)
         context = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -10,11 +11,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from cohortsync_site.admin_site import admin_object_or_404
 from destinations.models import Destination
 from syncs import admin_display, admin_views, services
 from syncs.admin_display import (
@@ -29,6 +30,9 @@ from syncs.models import FROZEN_SYNC_FIELDS, RunStatus, Sync, SyncFailure, SyncR
 from syncs.selectors import sync_is_frozen
 
 NEVER_RUN = "never"
+RUN_SYNC_PERMISSION = "syncs.run_sync"
+MANAGE_RUN_PERMISSION = "syncs.manage_run"
+APPROVE_RUN_PERMISSION = "syncs.approve_run"
 
 
 class LastRunStatusFilter(admin.SimpleListFilter):
@@ -162,7 +166,7 @@ class SyncAdmin(admin.ModelAdmin):
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Sync | None = None):  # type: ignore[no-untyped-def]
-        context["can_run_sync"] = bool(obj and obj.pk and self.has_run_sync_permission(request))
+        context["can_run_sync"] = bool(obj and obj.pk and self.has_run_sync_permission(request, obj))
         context["target_fields_url"] = reverse("admin:syncs_sync_target_fields")
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -190,8 +194,9 @@ class SyncAdmin(admin.ModelAdmin):
 
     # --- Actions -----------------------------------------------------------------------
 
-    def has_run_sync_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("syncs.run_sync")
+    def has_run_sync_permission(self, request: HttpRequest, obj: Sync | None = None) -> bool:
+        """Export now, dry run, full resync: only on syncs the user can see."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(RUN_SYNC_PERMISSION)
 
     @admin.action(description="Export now", permissions=["run_sync"])
     def export_now(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
@@ -205,11 +210,12 @@ class SyncAdmin(admin.ModelAdmin):
     def full_resync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
         admin_views.runs_request(self, request, queryset, dry_run=False, full_resync=True)
 
-    @admin.action(description="Enable dynamic sync", permissions=["run_sync"])
+    # Turning a schedule on or off configures the sync: it takes change_sync.
+    @admin.action(description="Enable dynamic sync", permissions=["change"])
     def enable_dynamic_sync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
         admin_views.syncs_set_enabled(self, request, queryset, enabled=True)
 
-    @admin.action(description="Disable dynamic sync", permissions=["run_sync"])
+    @admin.action(description="Disable dynamic sync", permissions=["change"])
     def disable_dynamic_sync(self, request: HttpRequest, queryset: QuerySet[Sync]) -> None:
         admin_views.syncs_set_enabled(self, request, queryset, enabled=False)
 
@@ -245,8 +251,10 @@ class SyncAdmin(admin.ModelAdmin):
     def _run_view(self, request: HttpRequest, object_id: str, *, dry_run: bool) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        sync = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_run_sync_permission(request):
+            raise PermissionDenied
+        sync = admin_object_or_404(self, request, object_id)
+        if not self.has_run_sync_permission(request, sync):
             raise PermissionDenied
         run = admin_views.run_request_one(self, request, sync, dry_run=dry_run)
         if run is not None:
@@ -288,8 +296,13 @@ class SyncRunAdmin(AuditTrailAdmin):
             .defer("sync__destination__client_secret")
         )
 
-    def has_manage_run_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("syncs.manage_run")
+    def has_manage_run_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        """Retry and cancel: only runs the user can see."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(MANAGE_RUN_PERMISSION)
+
+    def has_approve_run_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        """Approving a mass removal (its page lists the users it removes)."""
+        return self.has_view_permission(request, obj) and request.user.has_perm(APPROVE_RUN_PERMISSION)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: SyncRun) -> str:
@@ -317,7 +330,7 @@ class SyncRunAdmin(AuditTrailAdmin):
     def cancel_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
         admin_views.runs_cancel(self, request, queryset)
 
-    @admin.action(description="Approve guarded run…", permissions=["manage_run"])
+    @admin.action(description="Approve guarded run…", permissions=["approve_run"])
     def approve_guarded_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> HttpResponse | None:
         return admin_views.runs_approve(self, request, queryset)
 
@@ -325,11 +338,14 @@ class SyncRunAdmin(AuditTrailAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = admin_object_or_404(self, request, object_id)
         context = {
             **(extra_context or {}),
             **admin_display.run_detail_context(request, run),
-            "can_manage_run": self.has_manage_run_permission(request),
+            "can_manage_run": self.has_manage_run_permission(request, run),
+            "can_approve_run": self.has_approve_run_permission(request, run),
         }
         return super().change_view(request, object_id, form_url, context)
 
@@ -345,14 +361,21 @@ class SyncRunAdmin(AuditTrailAdmin):
         ]
 
     def failures_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        run = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = admin_object_or_404(self, request, object_id)
         if not self.has_view_permission(request, run):
             raise PermissionDenied
         return admin_views.failures_csv(run)
 
-    def _managed_run(self, request: HttpRequest, object_id: str) -> QuerySet[SyncRun]:
-        run = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if not self.has_manage_run_permission(request):
+    def _run_for(self, request: HttpRequest, object_id: str,
+                 allowed: Callable[[HttpRequest, SyncRun | None], bool]) -> QuerySet[SyncRun]:
+        """The run as a one-row queryset (what the actions take), if `allowed` lets the user
+        act on it: 403 before anything is looked up, 404 for an id that is no run."""
+        if not allowed(request, None):
+            raise PermissionDenied
+        run = admin_object_or_404(self, request, object_id)
+        if not allowed(request, run):
             raise PermissionDenied
         return self.get_queryset(request).filter(pk=run.pk)
 
@@ -362,7 +385,8 @@ class SyncRunAdmin(AuditTrailAdmin):
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        retry = admin_views.runs_retry_failed(self, request, self._managed_run(request, object_id))
+        runs = self._run_for(request, object_id, self.has_manage_run_permission)
+        retry = admin_views.runs_retry_failed(self, request, runs)
         if retry is not None:
             return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[retry.pk]))
         return self._back_to_run(object_id)
@@ -370,11 +394,11 @@ class SyncRunAdmin(AuditTrailAdmin):
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        admin_views.runs_cancel(self, request, self._managed_run(request, object_id))
+        admin_views.runs_cancel(self, request, self._run_for(request, object_id, self.has_manage_run_permission))
         return self._back_to_run(object_id)
 
     def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        queryset = self._managed_run(request, object_id)
+        queryset = self._run_for(request, object_id, self.has_approve_run_permission)
         response = admin_views.runs_approve(self, request, queryset, single=True)
         return response if response is not None else self._back_to_run(object_id)
 

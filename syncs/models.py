@@ -193,7 +193,10 @@ class SyncRun(models.Model):
             )
         ]
         indexes = [models.Index(fields=["sync", "-created_at"])]
-        permissions = [("manage_run", "Can cancel, retry and approve runs")]
+        permissions = [
+            ("manage_run", "Can cancel and retry runs"),
+            ("approve_run", "Can approve runs held by the mass-removal guard"),
+        ]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} of {self.sync}"

@@ -75,7 +75,7 @@ class TestProfileImportPage:
         assert "Import profiles" not in changelist
 
     def test_changelist_links_to_import_for_importers(self, staff_client):
-        client = staff_client("view_profile", "add_profile")
+        client = staff_client("view_profile", "add_profile", "change_profile")
         page = client.get(reverse("admin:cohorts_profile_changelist")).content.decode()
         assert reverse(IMPORT_URL) in page
         assert client.get(reverse(IMPORT_URL)).status_code == 200

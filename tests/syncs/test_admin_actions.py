@@ -14,7 +14,8 @@ from tests.syncs.fakes import fake_connector_fixture  # noqa: F401  (the `fake` 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:syncs_sync_changelist")
-RUN_ACTIONS = {"export_now", "dry_run", "full_resync", "enable_dynamic_sync", "disable_dynamic_sync"}
+RUN_ACTIONS = {"export_now", "dry_run", "full_resync"}
+SCHEDULE_ACTIONS = {"enable_dynamic_sync", "disable_dynamic_sync"}
 
 
 @pytest.fixture
@@ -121,6 +122,7 @@ def test_staff_without_run_permission_cannot_run(pro_sync):
     page = client.get(CHANGELIST)
     assert page.status_code == 200
     assert RUN_ACTIONS.isdisjoint(action_names(page))
+    assert SCHEDULE_ACTIONS <= set(action_names(page))
     change_page = client.get(reverse("admin:syncs_sync_change", args=[pro_sync.pk])).content.decode()
     assert reverse("admin:syncs_sync_export_now", args=[pro_sync.pk]) not in change_page
 
@@ -133,4 +135,6 @@ def test_staff_without_run_permission_cannot_run(pro_sync):
 def test_staff_with_run_permission_sees_the_actions(pro_sync):
     client = staff_client(["syncs.view_sync", "syncs.run_sync"])
 
-    assert RUN_ACTIONS <= set(action_names(client.get(CHANGELIST)))
+    offered = set(action_names(client.get(CHANGELIST)))
+    assert RUN_ACTIONS <= offered
+    assert SCHEDULE_ACTIONS.isdisjoint(offered)

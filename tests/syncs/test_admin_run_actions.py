@@ -196,6 +196,6 @@ def test_staff_without_manage_permission_cannot_act(guarded_run):
 
 
 def test_staff_with_manage_permission_sees_the_actions():
-    client = staff_client(["syncs.view_syncrun", "syncs.manage_run"])
+    client = staff_client(["syncs.view_syncrun", "syncs.manage_run", "syncs.approve_run"])
 
     assert MANAGE_ACTIONS <= set(action_names(client.get(CHANGELIST)))
