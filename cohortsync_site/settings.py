@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "cohorts",
     "destinations",
     "syncs",
+    "roles",
 ]
 
 MIDDLEWARE = [
