@@ -4,7 +4,8 @@ An object id in an admin URL that cannot be an id of the model (text where ids a
 numbers, a number beyond the database's range, a NUL) answers 404 with a page that says
 so, before any view runs. Django's own pages would redirect to the index and custom views
 would crash with a 500 on the database lookup; this way every page, including the ones
-apps add later, behaves the same.
+apps add later, behaves the same. A view's own Http404 (a well-formed id of nothing, see
+admin_object_or_404) gets the same page with its message.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def admin_object_or_404(model_admin: admin.ModelAdmin, request: HttpRequest, obj
     """The object the user may see through this admin's queryset, or Http404."""
     obj = model_admin.get_object(request, unquote(object_id))
     if obj is None:
-        raise Http404(f"No {model_admin.opts.verbose_name} has the id {object_id!r}.")
+        shown = Truncator(object_id).chars(SHOWN_ID_CHARS)
+        raise Http404(
+            f"There is no {model_admin.opts.verbose_name} with the id “{shown}”: it may have been "
+            "deleted, or the link is wrong."
+        )
     return obj
 
 
@@ -67,24 +72,32 @@ class CohortSyncAdminSite(admin.AdminSite):
                 if not self.has_permission(request):
                     # The login redirect comes first, as on every other admin page.
                     return self.admin_view(view)(request, *args, **kwargs)
-                return self.invalid_object_id(request, model_admin, object_id)
-            return view(request, *args, **kwargs)
+                return self.object_not_found(request, model_admin, invalid_object_id_message(model_admin, object_id))
+            try:
+                return view(request, *args, **kwargs)
+            except Http404 as exc:
+                return self.object_not_found(request, model_admin, str(exc))
 
         return checked
 
-    def invalid_object_id(self, request: HttpRequest, model_admin: admin.ModelAdmin,
-                          object_id: str) -> HttpResponse:
+    def object_not_found(self, request: HttpRequest, model_admin: admin.ModelAdmin, message: str) -> HttpResponse:
+        """The admin's own 404 page, saying which object was not found and why."""
         opts = model_admin.opts
-        shown = Truncator(object_id).chars(SHOWN_ID_CHARS)
-        if isinstance(opts.pk, models.IntegerField):
-            hint = f"Ids of {opts.verbose_name_plural} are whole numbers; the link may be cut or mistyped."
-        else:
-            hint = "The link may be cut or mistyped."
         context = {
             **self.each_context(request),
             "title": f"No such {opts.verbose_name}",
             "opts": opts,
-            "message": f"“{shown}” is not a valid id for a {opts.verbose_name}. {hint}",
+            "message": message or f"There is no such {opts.verbose_name}.",
             "has_view_permission": model_admin.has_view_permission(request),
         }
-        return TemplateResponse(request, "admin/invalid_object_id.html", context, status=404)
+        return TemplateResponse(request, "admin/object_not_found.html", context, status=404)
+
+
+def invalid_object_id_message(model_admin: admin.ModelAdmin, object_id: str) -> str:
+    opts = model_admin.opts
+    shown = Truncator(object_id).chars(SHOWN_ID_CHARS)
+    if isinstance(opts.pk, models.IntegerField):
+        hint = f"Ids of {opts.verbose_name_plural} are whole numbers; the link may be cut or mistyped."
+    else:
+        hint = "The link may be cut or mistyped."
+    return f"“{shown}” is not a valid id for a {opts.verbose_name}. {hint}"
