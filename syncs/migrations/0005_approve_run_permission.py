@@ -32,26 +32,12 @@ def grant_approve_run_to_run_managers(apps, schema_editor):
     approve, _ = Permission.objects.using(db).get_or_create(
         content_type=run_type, codename="approve_run", defaults={"name": APPROVE_NAME}
     )
-    group_grants = Group.permissions.through
-    user_grants = User.user_permissions.through
-    group_grants.objects.using(db).bulk_create(
-        [
-            group_grants(group_id=group_id, permission_id=approve.pk)
-            for group_id in group_grants.objects.using(db)
-            .filter(permission_id=manage.pk)
-            .values_list("group_id", flat=True)
-        ],
-        ignore_conflicts=True,
-    )
-    user_grants.objects.using(db).bulk_create(
-        [
-            user_grants(user_id=user_id, permission_id=approve.pk)
-            for user_id in user_grants.objects.using(db)
-            .filter(permission_id=manage.pk)
-            .values_list("user_id", flat=True)
-        ],
-        ignore_conflicts=True,
-    )
+    for grants, holder in ((Group.permissions.through, "group_id"), (User.user_permissions.through, "user_id")):
+        holders = grants.objects.using(db).filter(permission_id=manage.pk).values_list(holder, flat=True)
+        grants.objects.using(db).bulk_create(
+            [grants(**{holder: pk, "permission_id": approve.pk}) for pk in holders],
+            ignore_conflicts=True,
+        )
 
 
 class Migration(migrations.Migration):
