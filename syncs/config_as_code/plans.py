@@ -75,6 +75,7 @@ class Plan:
     destinations: list[DestinationPlan] = field(default_factory=list)
     cohorts: list[CohortPlan] = field(default_factory=list)
     syncs: list[SyncPlan] = field(default_factory=list)
+    alerts: list[Any] = field(default_factory=list)  # alerts.config_as_code.AlertPlan
 
 
 
