@@ -92,11 +92,11 @@ class AlertRuleForm(forms.ModelForm):
                 self.instance.pk is not None and self.instance.channel == AlertRule.Channel.WEBHOOK
                 and AlertRule.objects.filter(pk=self.instance.pk).exclude(webhook_url="").exists()
             )
-            if not has_url:
+            if not has_url and "new_webhook_url" not in self.errors:
                 self.add_error("new_webhook_url", "Enter the webhook URL.")
             if not cleaned.get("webhook_format"):
                 cleaned["webhook_format"] = AlertRule.WebhookFormat.JSON
-        elif channel == AlertRule.Channel.EMAIL and not cleaned.get("recipients"):
+        elif channel == AlertRule.Channel.EMAIL and not cleaned.get("recipients") and "recipients" not in self.errors:
             self.add_error("recipients", "Enter at least one email address.")
         return cleaned
 

@@ -15,7 +15,13 @@ from syncs.models import RunStatus, Sync, SyncRun
 from syncs.services import runs_reap_stale, sync_run_approve
 from syncs.tasks import run_scheduled_sync
 from tests.alerts.listener import WebhookListener
-from tests.factories import AlertRuleFactory, DestinationFactory, SyncFactory, SyncRunFactory, UserFactory
+from tests.factories import (
+    AlertRuleFactory,
+    DestinationFactory,
+    SyncFactory,
+    SyncRunFactory,
+    UserFactory,
+)
 from tests.syncs.fakes import FakeConnector, Rejection, pro_profile, set_plan
 
 pytestmark = pytest.mark.django_db
