@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -16,6 +16,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from alerts.forms import AlertRuleForm
 from alerts.models import AlertDelivery, AlertEvent, AlertRule
 from alerts.services import alert_rule_send_test
+from destinations.models import Destination
+from syncs.models import Sync
 
 SECRET_FIELD = "webhook_url"
 
@@ -42,7 +44,11 @@ class AlertRuleAdmin(admin.ModelAdmin):
         return (
             super().get_queryset(request).defer(SECRET_FIELD)
             .annotate(has_webhook_url=ExpressionWrapper(~Q(webhook_url=""), output_field=BooleanField()))
-            .prefetch_related("syncs", "destinations")
+            .prefetch_related(
+                Prefetch("syncs", queryset=Sync.objects.only("pk", "name")),
+                # Never decrypt the destinations' secrets to show their names.
+                Prefetch("destinations", queryset=Destination.objects.only("pk", "name")),
+            )
         )
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
@@ -89,13 +95,26 @@ class AlertRuleAdmin(admin.ModelAdmin):
                                   messages.ERROR)
 
 
+class RuleFilter(admin.SimpleListFilter):
+    """Rules by name, read without their (encrypted) webhook URLs."""
+
+    title = "rule"
+    parameter_name = "rule"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(pk), name) for pk, name in AlertRule.objects.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AlertDelivery]) -> QuerySet[AlertDelivery]:
+        return queryset.filter(rule_id=self.value()) if self.value() else queryset
+
+
 @admin.register(AlertDelivery)
 class AlertDeliveryAdmin(admin.ModelAdmin):
     """The record of every notification: viewable, never added or edited by hand."""
 
     list_display = ("created_at", "rule", "sync_display", "event", "status_display", "attempts",
                     "sent_at", "short_error")
-    list_filter = ("status", "event", "rule")
+    list_filter = ("status", "event", RuleFilter)
     list_select_related = ("rule", "sync")
     date_hierarchy = "created_at"
     search_fields = ("rule__name", "sync__name")

@@ -117,6 +117,9 @@ def alerts_stale_check_from_dashboard() -> None:
     its silence gets noticed. The page never waits for it."""
     if not cache.add(DASHBOARD_CHECK_KEY, 1, DASHBOARD_CHECK_SECONDS):
         return
+    watched = AlertRule.objects.filter(enabled=True).values_list("events", flat=True)
+    if not any(AlertEvent.STALE in (events or []) for events in watched):
+        return  # nothing to check: no thread
 
     def check() -> None:
         try:

@@ -100,3 +100,20 @@ def test_deliveries_are_listed_read_only(admin_client) -> None:
     detail = admin_client.get(reverse("admin:alerts_alertdelivery_change", args=[delivery.pk]))
     assert detail.status_code == 200 and "Sync “Pro users” failed (run #3): boom" in detail.content.decode()
     assert admin_client.get(reverse("admin:alerts_alertdelivery_add")).status_code == 403
+
+
+def test_listing_rules_and_deliveries_never_decrypts_a_secret(admin_client, settings) -> None:
+    from tests.factories import DestinationFactory
+
+    destination = DestinationFactory(name="SFMC prod")
+    rule = AlertRuleFactory(name="Ops")
+    rule.destinations.set([destination])
+    AlertDelivery.objects.create(rule=rule, event="failed")
+    # With keys that decrypt nothing, a page that decrypted a secret would fail.
+    settings.FIELD_ENCRYPTION_KEYS = ["bm8tc3VjaC1rZXktbm8tc3VjaC1rZXktbm8tc3VjaDE="]
+
+    rules = admin_client.get(CHANGELIST)
+    deliveries = admin_client.get(reverse("admin:alerts_alertdelivery_changelist"))
+
+    assert rules.status_code == 200 and "all of SFMC prod" in rules.content.decode()
+    assert deliveries.status_code == 200 and ">Ops<" in deliveries.content.decode()
