@@ -5,32 +5,21 @@ transaction that never commits.)"""
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import time
 
 import pytest
-from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from alerts.delivery import background_wait
 from alerts.models import AlertDelivery
 from syncs.models import RunStatus, Sync, SyncRun
+from tests.alerts.commands import run_sync_json
 from tests.alerts.listener import WebhookListener
 from tests.factories import AlertRuleFactory, SyncFactory, SyncRunFactory, UserFactory
 from tests.syncs.fakes import FakeConnector, Rejection, pro_profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _run_sync(*args: str) -> tuple[int, str]:
-    out = io.StringIO()
-    try:
-        call_command("run_sync", *args, stdout=out, stderr=io.StringIO())
-    except SystemExit as exit_:
-        return int(exit_.code or 0), out.getvalue()
-    return 0, out.getvalue()
 
 
 def test_run_sync_inline_delivers_before_it_exits(fake: FakeConnector, webhook: WebhookListener) -> None:
@@ -40,9 +29,8 @@ def test_run_sync_inline_delivers_before_it_exits(fake: FakeConnector, webhook: 
     fake.reject["bad@example.com"] = Rejection(code="1003")
     sync = SyncFactory(name="Pro users")
 
-    code, out = _run_sync(sync.name, "--inline", "--json")
+    code, summary = run_sync_json(sync.name)
 
-    summary = json.loads(out)
     assert (code, summary["status"]) == (1, RunStatus.PARTIAL)
     assert webhook.events() == ["partial"]
     assert webhook.received[0].json["run_id"] == summary["run_id"]
@@ -59,10 +47,9 @@ def test_a_hanging_webhook_holds_run_sync_only_for_the_timeout(fake: FakeConnect
     sync = SyncFactory(name="Pro users")
 
     started = time.monotonic()
-    code, out = _run_sync(sync.name, "--inline", "--json")
+    code, summary = run_sync_json(sync.name)
     elapsed = time.monotonic() - started
 
-    summary = json.loads(out)
     assert (code, summary["status"]) == (2, RunStatus.FAILED)  # every user failed: exit code as always
     assert elapsed < 20  # the endpoint would hold it for a minute
     run = SyncRun.objects.get(pk=summary["run_id"])

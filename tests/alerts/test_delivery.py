@@ -4,11 +4,8 @@ retried with backoff by the task queue; redirects and refusals are not retried."
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -16,22 +13,12 @@ from alerts.delivery import retry_delay
 from alerts.models import AlertDelivery
 from destinations.errors import AuthenticationError
 from syncs.models import RunStatus
+from tests.alerts.commands import run_sync_json
 from tests.alerts.listener import WebhookListener
 from tests.factories import AlertRuleFactory, SyncFactory
 from tests.syncs.fakes import FakeConnector, Rejection, pro_profile
 
 pytestmark = pytest.mark.django_db
-
-
-def _run_sync_json(name: str, capture) -> tuple[int, dict]:  # type: ignore[no-untyped-def]
-    out = io.StringIO()
-    code = 0
-    with capture(execute=True):
-        try:
-            call_command("run_sync", name, "--inline", "--json", stdout=out, stderr=io.StringIO())
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-    return code, json.loads(out.getvalue())
 
 
 def _retry_due_now() -> dict:
@@ -60,7 +47,7 @@ def test_a_failing_webhook_changes_neither_the_run_nor_the_exit_code_and_is_retr
     fake.reject["bad@example.com"] = Rejection(code="1003")
     sync = SyncFactory(name="Pro users")
 
-    code, summary = _run_sync_json(sync.name, django_capture_on_commit_callbacks)
+    code, summary = run_sync_json(sync.name, django_capture_on_commit_callbacks)
 
     assert (code, summary["status"]) == (1, RunStatus.PARTIAL)
     delivery = AlertDelivery.objects.get()

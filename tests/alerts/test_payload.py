@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
-from django.core.management import call_command
 
 from alerts.models import AlertRule
 from destinations.errors import AuthenticationError
 from syncs.models import RunStatus
+from tests.alerts.commands import run_sync_json
 from tests.alerts.listener import WebhookListener
 from tests.factories import AlertRuleFactory, CohortFactory, DestinationFactory, SyncFactory
 from tests.syncs.fakes import FakeConnector, Rejection, pro_profile
@@ -19,16 +16,6 @@ pytestmark = pytest.mark.django_db
 
 PAYLOAD_KEYS = {"event", "sync", "destination", "cohort", "run_id", "status", "trigger", "counts",
                 "error_code", "message", "url"}
-
-
-def _run_sync(name: str, capture) -> dict:  # type: ignore[no-untyped-def]
-    out = io.StringIO()
-    with capture(execute=True):
-        try:
-            call_command("run_sync", name, "--inline", "--json", stdout=out, stderr=io.StringIO())
-        except SystemExit:
-            pass
-    return json.loads(out.getvalue())
 
 
 @pytest.mark.parametrize("outcome", [RunStatus.PARTIAL, RunStatus.FAILED])
@@ -44,7 +31,7 @@ def test_payload_fields_equal_what_run_sync_json_prints(
     sync = SyncFactory(name="Pro → SFMC", cohort=CohortFactory(name="Pro users"),
                        destination=DestinationFactory(name="SFMC prod"))
 
-    summary = _run_sync(sync.name, django_capture_on_commit_callbacks)
+    _, summary = run_sync_json(sync.name, django_capture_on_commit_callbacks)
 
     (request,) = webhook.received
     assert request.headers["Content-Type"] == "application/json"

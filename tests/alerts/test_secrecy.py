@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import logging
 
 import pytest
-from django.core.management import call_command
-from django.core.management.base import CommandError
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
@@ -17,6 +14,7 @@ from django_q.tasks import async_task
 
 from alerts.models import AlertDelivery, AlertRule
 from destinations.errors import AuthenticationError
+from tests.alerts.commands import command_run
 from tests.alerts.listener import SECRET_PATH, WebhookListener
 from tests.factories import SyncFactory
 from tests.syncs.fakes import FakeConnector, pro_profile
@@ -37,12 +35,7 @@ def _every_stored_text() -> str:
 
 
 def _call(*args: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        call_command(*args, stdout=out, stderr=err)
-    except (SystemExit, CommandError) as exc:
-        err.write(str(exc))
-    return out.getvalue() + err.getvalue()
+    return command_run(*args)[1]
 
 
 def test_the_webhook_url_appears_nowhere_in_plain_text(
