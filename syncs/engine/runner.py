@@ -208,9 +208,13 @@ def _no_identities_message(sync: Sync, plan: Plan) -> str:
     members = f"{plan.members:,} member{'' if plan.members == 1 else 's'}"
     lacking = f"{plan.missing:,} {'lacks' if plan.missing == 1 else 'lack'} the identity property '{sync.identity_property}'"
     rejected = plan.skipped - plan.missing
-    why = lacking if not rejected else (
-        f"{lacking} and {rejected:,} {'has a value' if rejected == 1 else 'have values'} the destination rejects"
-    )
+    rejects = f"{'has a value' if rejected == 1 else 'have values'} the destination rejects"
+    if not rejected:
+        why = lacking
+    elif not plan.missing:
+        why = f"{'it' if rejected == 1 else 'all'} {rejects} for '{sync.identity_property}'"
+    else:
+        why = f"{lacking} and {rejected:,} {rejects}"
     return (
         f"No member of the cohort '{sync.cohort.name}' could be identified: of its {members}, {why}. "
         "Nothing was sent. Check the sync's identity property (property names are case-sensitive; "

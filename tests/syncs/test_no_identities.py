@@ -53,3 +53,11 @@ def test_distinct_id_is_the_profiles_id_with_or_without_the_dollar(fake: FakeCon
 
     assert (run.status, run.succeeded_adds) == (RunStatus.SUCCEEDED, 1)
     assert fake.pushed_values() == {"ana@example.com": True}
+
+
+def test_only_unusable_values_are_said_so(fake: FakeConnector) -> None:
+    pro_profile("not-an-email")
+    pro_profile("also wrong")
+    run = run_now(SyncFactory())
+    assert run.error_code == "no_identities"
+    assert "of its 2 members, all have values the destination rejects for '$email'" in run.error_message
