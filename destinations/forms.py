@@ -171,8 +171,9 @@ class DestinationForm(forms.ModelForm):
         if self._require(cleaned, "subdomain"):
             self._apply(cleaned, "subdomain", normalize_sfmc_subdomain)
         self._apply(cleaned, "account_id", validate_sfmc_account_id)
-        if self._apply(cleaned, "auth_base_url", normalize_sfmc_auth_base_url) and cleaned["auth_base_url"]:
-            self._check_url_allowed(cleaned, "auth_base_url")
+        if self._apply(cleaned, "auth_base_url", normalize_sfmc_auth_base_url):
+            if cleaned["auth_base_url"]:
+                self._check_url_allowed(cleaned, "auth_base_url")
         if kind == DestinationKind.SFMC_DATA_EXTENSION:
             self._require(cleaned, "data_extension_key")
             self._require(cleaned, "key_column")

@@ -56,6 +56,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NoReturn
 from urllib.parse import urljoin, urlsplit
 
 from django.conf import settings
@@ -234,15 +235,10 @@ def redirect_refused(*, status: int, location: str | None, url: str) -> Redirect
     )
 
 
-def url_authority(url: str) -> str:
-    """host[:port] of a URL for messages ("?" when it has none); never user info or query."""
-    return _authority_of(url)
-
-
 # --- the strict reading -------------------------------------------------------------------
 
 
-def _malformed(message: str) -> None:
+def _malformed(message: str) -> NoReturn:
     raise EndpointNotAllowedError(message, code=URL_MALFORMED)
 
 
@@ -350,8 +346,11 @@ def _compare_with_http_libraries(url: str, parsed: ParsedUrl) -> None:
         split = urlsplit(url)
         split_host = split.hostname or ""
         readings.append((split.scheme, f"[{split_host}]" if ":" in split_host else split_host, split.port))
-        third = parse_url(url)
-        readings.append(((third.scheme or "").lower(), (third.host or "").lower(), third.port))
+        requests_reading = parse_url(url)
+        readings.append((
+            (requests_reading.scheme or "").lower(), (requests_reading.host or "").lower(),
+            requests_reading.port,
+        ))
     except (ValueError, LocationParseError):
         _malformed(f"{NOT_A_URL}: an HTTP library cannot read it.")
     expected = (parsed.scheme, parsed.host, parsed.port)
