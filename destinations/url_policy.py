@@ -28,7 +28,7 @@ URL_MALFORMED or URL_NOT_ALLOWED):
 
 - `url_parse(url)`: the syntax check alone; returns a ParsedUrl. The save-time normalisers
   in destinations.validation use it.
-- `url_check(url, *, allowed_hosts, https_host_allowed, advice)`: syntax, then the
+- `url_check(url, *, allowed_hosts, https_host_allowed, advice=...)`: syntax, then the
   allow-list. Another kind of outbound call brings its own allow-list, e.g. alert webhooks
   (https to any public host name, plus hosts an operator lists):
 
@@ -158,11 +158,11 @@ def url_check(
     *,
     allowed_hosts: Iterable[str],
     https_host_allowed: Callable[[str], bool],
-    advice: str,
+    advice: str = "this host is not allowed.",
 ) -> ParsedUrl:
     """The syntax check, then: host in `allowed_hosts` (http/https), or https and
-    `https_host_allowed(host)`. `advice` ends the refusal: what is allowed and how to allow
-    more."""
+    `https_host_allowed(host)`. `advice` ends the refusal: say what is allowed and which
+    setting allows more."""
     parsed = url_parse(url)
     allowed = hosts_setting(allowed_hosts)
     if parsed.host in allowed or (parsed.port is not None and parsed.authority in allowed):
