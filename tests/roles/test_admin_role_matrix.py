@@ -75,11 +75,13 @@ CUSTOM_VIEWS: dict[tuple[str, str, str], dict[str, int]] = {
     ("syncs.syncrun", "approve", "GET"): CONFIGURING,
     ("syncs.syncrun", "retry", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
     ("syncs.syncrun", "cancel", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
+    # Rejecting a guarded run sends nothing (like cancelling it): operators may.
+    ("syncs.syncrun", "reject", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
 }
 # Actions offered in each changelist, per role (models not listed: none but the admins').
 OPERATOR_ACTIONS = {
     "syncs.sync": {"export_now", "dry_run", "full_resync"},
-    "syncs.syncrun": {"retry_failed_users", "cancel_run"},
+    "syncs.syncrun": {"retry_failed_users", "cancel_run", "reject_guarded_run"},
 }
 STANDARD_PAGES = {"changelist", "add", "change", "delete", "history", "redirect"}
 VIEW_PAGES = {"changelist", "change", "history"}
@@ -182,7 +184,7 @@ def expected_standard(page: AdminPage, role: str, superuser_status: int) -> int:
 
 # Ids no model here can have: text, a fraction, beyond 64 bits, NUL, a path, a huge number.
 MALFORMED_IDS = ("1.5", "9" * 30, "1%00", "1%2F..%2F2", "-1" * 40, "%20")
-READ_FIRST_LAST = {"test_connection", "export_now", "dry_run", "retry", "cancel"}
+READ_FIRST_LAST = {"test_connection", "export_now", "dry_run", "retry", "cancel", "reject"}
 
 
 def test_every_admin_page_answers_each_role_as_it_should(objects) -> None:
