@@ -3,7 +3,8 @@
 * CohortSync viewers: every view permission of CohortSync's apps, nothing else (no
   actions; secrets are shown to nobody).
 * CohortSync operators: the viewers' permissions plus the run controls: export now, dry
-  run, full resync (`syncs.run_sync`), retry and cancel (`syncs.manage_run`).
+  run, full resync (`syncs.run_sync`), retry, cancel and reject a guarded run
+  (`syncs.manage_run`; rejecting sends nothing).
 * CohortSync admins: every permission of CohortSync's apps: configure destinations,
   cohorts, profiles, syncs and their schedules, approve mass removals.
 

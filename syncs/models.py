@@ -201,7 +201,7 @@ class SyncRun(models.Model):
         ]
         indexes = [models.Index(fields=["sync", "-created_at"])]
         permissions = [
-            ("manage_run", "Can cancel and retry runs"),
+            ("manage_run", "Can cancel, retry and reject runs"),
             ("approve_run", "Can approve runs held by the mass-removal guard"),
         ]
 

@@ -353,7 +353,8 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
             )
         else:
             continue
-        if SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        # Only if it gave no sign of life since it was read (a beat or a new claim wins).
+        if SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at).update(
             status=RunStatus.FAILED,
             finished_at=now,
             error_code="worker_lost",

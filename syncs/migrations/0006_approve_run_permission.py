@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import migrations
 
 APPROVE_NAME = "Can approve runs held by the mass-removal guard"
-MANAGE_NAME = "Can cancel and retry runs"
+MANAGE_NAME = "Can cancel, retry and reject runs"
 
 
 def grant_approve_run_to_run_managers(apps, schema_editor):

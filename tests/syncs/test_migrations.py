@@ -32,4 +32,4 @@ def test_whoever_could_approve_through_manage_run_keeps_approving() -> None:
     assert approve in manager.user_permissions.all()
     assert approve in night_shift.permissions.all()
     assert approve not in bystander.user_permissions.all()
-    assert Permission.objects.get(codename="manage_run").name == "Can cancel and retry runs"
+    assert Permission.objects.get(codename="manage_run").name == "Can cancel, retry and reject runs"
