@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "cohorts",
     "destinations",
     "syncs",
+    "sources",
+    "api",
 ]
 
 MIDDLEWARE = [
