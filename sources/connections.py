@@ -374,7 +374,9 @@ def source_probe(source: SourceSettings) -> SourceCheck:
             elif source.kind == SourceKind.MYSQL:
                 version = str(session.scalar("SELECT VERSION()"))
                 version = f"MariaDB {version}" if "mariadb" in version.lower() else f"MySQL {version}"
-                read_only = bool(int(session.scalar("SELECT @@SESSION.transaction_read_only")))
+                # MariaDB and MySQL 5.7 call it tx_read_only; MySQL 8 transaction_read_only.
+                variable = "tx_read_only" if version.startswith("MariaDB") else "transaction_read_only"
+                read_only = bool(int(session.scalar(f"SELECT @@SESSION.{variable}")))
             else:
                 version = f"SQLite {session.scalar('SELECT sqlite_version()')}"
                 read_only = bool(session.scalar("PRAGMA query_only"))
