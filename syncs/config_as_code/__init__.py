@@ -19,6 +19,11 @@ from django.db import IntegrityError, transaction
 from syncs.config_as_code.checks import SECTIONS, json_type
 from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
 from syncs.config_as_code.report import ApplyReport, EntryChange
+from syncs.config_as_code.source_plans import (
+    import_schedules_update,
+    plan_profile_imports,
+    plan_sources,
+)
 from syncs.config_as_code.sync_plans import plan_syncs
 from syncs.config_as_code.writing import plan_changes, plan_write, schedules_update
 
@@ -46,8 +51,14 @@ def config_apply(
     try:
         with transaction.atomic():
             plan = Plan()
+            plan.sources = plan_sources(sections["sources"], environ, report.errors)
+            invalid_sources = _invalid_names(sections["sources"], {p.name for p in plan.sources})
             plan_destinations(sections["destinations"], environ, plan, report.errors)
-            plan_cohorts(sections["cohorts"], plan, report.errors)
+            plan_cohorts(sections["cohorts"], plan, report.errors, invalid_sources=invalid_sources)
+            plan.profile_imports = plan_profile_imports(
+                sections["profile_imports"], report.errors,
+                source_names={p.name for p in plan.sources}, invalid_sources=set(invalid_sources),
+            )
             plan_syncs(sections["syncs"], sections, plan, report.errors)
             if report.errors:
                 raise _Rollback
@@ -57,6 +68,10 @@ def config_apply(
                 if changed_sync_ids:
                     transaction.on_commit(
                         lambda: schedules_update(changed_sync_ids, report.warnings)
+                    )
+                if plan.written_import_ids:
+                    transaction.on_commit(
+                        lambda: import_schedules_update(plan.written_import_ids, report.warnings)
                     )
     except _Rollback:
         report.changes = []
@@ -71,6 +86,16 @@ def config_apply(
             "run apply again. To swap fields between two syncs, apply it in two steps."
         )
     return report
+
+
+def _invalid_names(entries: list[Any], valid: set[str]) -> frozenset[str]:
+    """Names of entries that are in the document but invalid: their own errors say why, so a
+    reference to them is not reported as "not found" too."""
+    return frozenset(
+        entry["name"].strip()
+        for entry in entries
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    ) - valid
 
 
 def _document_sections(document: Any, errors: list[str]) -> dict[str, list[Any]]:
