@@ -1,6 +1,7 @@
 """Test settings: tasks run synchronously, fast hashing, an in-process cache."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
@@ -13,6 +14,8 @@ os.environ.setdefault(
 from .settings import *  # noqa: E402,F403
 from .settings import Q_CLUSTER  # noqa: E402
 
+from pathlib import Path  # noqa: E402
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
@@ -22,3 +25,5 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 # The sandbox emulators listen on loopback during tests.
 COHORTSYNC_ALLOWED_API_HOSTS = ["127.0.0.1", "localhost"]
+# seed_demo's application database: never the developer's own demo file.
+COHORTSYNC_DEMO_APP_DB = Path(tempfile.mkdtemp(prefix="cohortsync-test-")) / "demo-app.sqlite3"
