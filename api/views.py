@@ -4,13 +4,15 @@ POST /api/v1/profiles           a JSON array (or NDJSON) of up to 10,000
                                 {"distinct_id", "properties": {...}, "unset": [...]}
 DELETE /api/v1/profiles/<id>    delete one profile
 
-Records go through the file import's row path (cohorts.importing): the same checks, the
-same merge, per-record rejects instead of failing the request. Every answer is JSON.
+The views parse and authenticate; api.services.profiles_ingest merges the records through
+the file import's row path. Every answer is JSON.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -18,22 +20,15 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from api.models import ApiToken
-from api.services import api_token_authenticate
-from cohorts.importing import (
-    ImportReport,
-    ProfileRow,
-    ProfileRowError,
-    profile_row_normalize,
-    profiles_upsert,
-)
+from api.services import api_token_authenticate, profiles_ingest
 from cohorts.services import profiles_delete
 
 MAX_RECORDS = 10_000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 SHOWN_ERRORS = 10
-RECORD_KEYS = ("distinct_id", "properties", "unset")
 JSON_TYPES = ("", "application/json")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+View = Callable[..., JsonResponse]
 
 
 class BadBody(Exception):
@@ -145,69 +140,37 @@ def _records(request: HttpRequest) -> list[Any]:
     return document
 
 
-def _row(record: Any, index: int) -> ProfileRow:
-    if not isinstance(record, dict):
-        raise ProfileRowError('must be an object {"distinct_id": ..., "properties": {...}, "unset": [...]}')
-    unexpected = sorted(set(record) - set(RECORD_KEYS))
-    if unexpected:
-        raise ProfileRowError(
-            f"unexpected key {unexpected[0]!r}: a profile takes {', '.join(RECORD_KEYS)}"
-        )
-    properties = record.get("properties")
-    properties = {} if properties is None else properties
-    if not isinstance(properties, dict):
-        raise ProfileRowError('"properties" must be a JSON object')
-    unset = record.get("unset")
-    unset = [] if unset is None else unset
-    if not isinstance(unset, list) or not all(isinstance(key, str) and key for key in unset):
-        raise ProfileRowError('"unset" must be a list of property names')
-    both = sorted(set(unset) & {key for key, value in properties.items() if value is not None})
-    if both:
-        raise ProfileRowError(f"property {both[0]!r} is both set and unset")
-    # An unset key is a property set to null: removed, like null in an import.
-    merged = {**properties, **dict.fromkeys(unset)}
-    return profile_row_normalize(distinct_id=record.get("distinct_id"), properties=merged, line=index)
+def _endpoint(method: str, wrong_method: str) -> Callable[[View], View]:
+    """One method, a valid token, JSON answers: what every endpoint of the API requires."""
+
+    def decorate(view: View) -> View:
+        @csrf_exempt
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method != method:
+                response = _error(405, wrong_method)
+                response["Allow"] = method
+                return response
+            if _token(request) is None:
+                return _unauthorized()
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
 
 
-@csrf_exempt
+@_endpoint("POST", "Use POST to send profiles (DELETE /api/v1/profiles/<distinct_id> deletes one).")
 def profiles_view(request: HttpRequest) -> JsonResponse:
-    if request.method != "POST":
-        response = _error(405, "Use POST to send profiles (DELETE /api/v1/profiles/<distinct_id> deletes one).")
-        response["Allow"] = "POST"
-        return response
-    if _token(request) is None:
-        return _unauthorized()
     try:
         records = _records(request)
     except BadBody as exc:
         return _error(exc.status, exc.message, exc.errors)
-    rows: list[ProfileRow] = []
-    rejected: list[dict[str, Any]] = []
-    for index, record in enumerate(records):
-        try:
-            rows.append(_row(record, index))
-        except ProfileRowError as exc:
-            rejected.append({"index": index, "error": str(exc)})
-    report = ImportReport(file_format="api")
-    profiles_upsert(rows=rows, report=report)
-    return JsonResponse(
-        {
-            "created": report.created,
-            "updated": report.updated,
-            "unchanged": report.unchanged,
-            "rejected": rejected,
-        }
-    )
+    return JsonResponse(profiles_ingest(records=records))
 
 
-@csrf_exempt
+@_endpoint("DELETE", "Use DELETE to delete a profile.")
 def profile_view(request: HttpRequest, distinct_id: str) -> JsonResponse:
-    if request.method != "DELETE":
-        response = _error(405, "Use DELETE to delete a profile.")
-        response["Allow"] = "DELETE"
-        return response
-    if _token(request) is None:
-        return _unauthorized()
     if not profiles_delete(distinct_ids=[distinct_id]):
         return _error(404, f"No profile has the distinct_id {distinct_id!r}.")
     return JsonResponse({"deleted": 1, "distinct_id": distinct_id})

@@ -11,10 +11,10 @@ os.environ.setdefault(
     "dGVzdC1rZXktb25lLXRlc3Qta2V5LW9uZS10ZXN0LWs=,dGVzdC1rZXktdHdvLXRlc3Qta2V5LXR3by10ZXN0LWs=",
 )
 
+from pathlib import Path  # noqa: E402
+
 from .settings import *  # noqa: E402,F403
 from .settings import Q_CLUSTER  # noqa: E402
-
-from pathlib import Path  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

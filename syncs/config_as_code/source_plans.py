@@ -8,9 +8,11 @@ Profile imports: {"name", "source", "sql", "every_minutes"?, "incremental_column
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from django.db import models
 
 from destinations.encryption import SecretDecryptionError
 from sources.connections import SourceUrlError, source_url_parse
@@ -31,6 +33,7 @@ from syncs.config_as_code.checks import (
     unknown_keys,
 )
 
+PlanT = TypeVar("PlanT")
 SOURCE_KEYS = ("name", "kind", "url", "password", "options")
 IMPORT_KEYS = ("name", "source", "sql", "every_minutes", "incremental_column", "delete_missing", "enabled")
 
@@ -56,18 +59,28 @@ class ProfileImportPlan:
 # --- Sources ---------------------------------------------------------------------------------
 
 
-def plan_sources(entries: list[Any], environ: Mapping[str, str], sink: list[str]) -> list[SourcePlan]:
-    plans: list[SourcePlan] = []
+def _entries_plan(
+    entries: list[Any], sink: list[str], section: str, model: type[models.Model],
+    plan_one: Callable[[dict[str, Any], str, EntryErrors], PlanT | None],
+) -> list[PlanT]:
+    """Each valid entry's plan; every problem goes to `sink`, naming the entry."""
+    plans: list[PlanT] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
-        errors = EntryErrors(sink, "sources", index)
-        name = entry_name(entry, errors, Source, seen)
+        errors = EntryErrors(sink, section, index)
+        name = entry_name(entry, errors, model, seen)
         if name is None:
             continue
-        source_plan = _plan_source(entry, name, environ, errors)
-        if source_plan is not None and not errors.count:
-            plans.append(source_plan)
+        entry_plan = plan_one(entry, name, errors)
+        if entry_plan is not None and not errors.count:
+            plans.append(entry_plan)
     return plans
+
+
+def plan_sources(entries: list[Any], environ: Mapping[str, str], sink: list[str]) -> list[SourcePlan]:
+    return _entries_plan(
+        entries, sink, "sources", Source, lambda entry, name, errors: _plan_source(entry, name, environ, errors)
+    )
 
 
 def _plan_source(entry: dict[str, Any], name: str, environ: Mapping[str, str], errors: EntryErrors) -> SourcePlan | None:
@@ -146,17 +159,10 @@ def source_reference_problem(name: str | None, *, document: set[str], invalid: s
 def plan_profile_imports(
     entries: list[Any], sink: list[str], *, source_names: set[str], invalid_sources: set[str]
 ) -> list[ProfileImportPlan]:
-    plans: list[ProfileImportPlan] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        errors = EntryErrors(sink, "profile_imports", index)
-        name = entry_name(entry, errors, ProfileImport, seen)
-        if name is None:
-            continue
-        import_plan = _plan_import(entry, name, errors, source_names, invalid_sources)
-        if import_plan is not None and not errors.count:
-            plans.append(import_plan)
-    return plans
+    return _entries_plan(
+        entries, sink, "profile_imports", ProfileImport,
+        lambda entry, name, errors: _plan_import(entry, name, errors, source_names, invalid_sources),
+    )
 
 
 def _plan_import(
