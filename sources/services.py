@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from cohorts.importing import cohort_static_members_replace
@@ -167,6 +167,17 @@ def import_runs_reap_stale(*, profile_import: ProfileImport | None = None) -> in
         "(`manage.py qcluster`) is running.",
     )
     return reaped
+
+
+def import_runs_prune(*, older_than_days: int | None = None) -> int:
+    """Delete finished import runs older than the retention (COHORTSYNC_RUN_RETENTION_DAYS);
+    each import's last run, and any active one, is kept. Returns runs deleted."""
+    days = settings.COHORTSYNC_RUN_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    last_ids = ImportRun.objects.values("profile_import_id").annotate(last_id=Max("id")).values("last_id")
+    old = ImportRun.objects.filter(created_at__lt=cutoff).exclude(status__in=ACTIVE_IMPORT_STATUSES)
+    deleted, _ = old.exclude(pk__in=last_ids).delete()
+    return deleted
 
 
 def import_active_run(profile_import: ProfileImport) -> ImportRun | None:
