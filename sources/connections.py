@@ -36,6 +36,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from destinations.encryption import SecretDecryptionError
 from sources.models import SourceKind
 from sources.statements import StatementRefused, read_statement_check
 
@@ -282,6 +283,8 @@ def source_session(source: SourceSettings) -> Iterator[ReadOnlySession]:
         engine = _engine(source, deadline)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise SourceError(f"The source URL cannot be used: {exc}", code="invalid_url") from None
+    except SecretDecryptionError as exc:  # the password, loaded (deferred) only now
+        raise SourceError(str(exc), code="secret_unreadable") from None
     try:
         try:
             connection = engine.connect()

@@ -233,7 +233,10 @@ def _rows(
 
 def import_run_execute(*, run: ImportRun) -> None:
     """Carry out a claimed run (status running) and record its outcome on it."""
-    profile_import = ProfileImport.objects.select_related("source").get(pk=run.profile_import_id)
+    # The password is decrypted when the session opens, where a lost key is reported.
+    profile_import = (
+        ProfileImport.objects.select_related("source").defer("source__password").get(pk=run.profile_import_id)
+    )
     source = profile_import.source
     before = profile_import.high_water_mark
     full = run.is_full or not profile_import.incremental_column

@@ -101,7 +101,7 @@ def cohort_refresh(*, cohort: Cohort) -> int:
     if cohort.kind != Cohort.Kind.SQL or cohort.source_id is None:
         raise SourceError(f"The cohort '{cohort.name}' is not an SQL cohort with a source.",
                           code="not_sql_cohort")
-    source = Source.objects.get(pk=cohort.source_id)
+    source = Source.objects.defer("password").get(pk=cohort.source_id)
     try:
         with source_query(source, sql=cohort.sql) as stream:
             lowered = [name.lower() for name in stream.columns]

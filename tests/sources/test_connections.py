@@ -6,6 +6,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from sources import connections
@@ -224,3 +225,15 @@ def test_check_source_command_exits_0_or_1_with_a_message(sqlite_app_db: AppData
     with pytest.raises(CommandError) as unknown:
         call_command("check_source", "Nope")
     assert unknown.value.returncode == 2
+
+
+def test_a_password_no_key_can_decrypt_is_reported_not_raised(postgres_app_db: AppDatabase) -> None:
+    source = postgres_app_db.source(password="pw")
+    with connection.cursor() as cursor:  # a ciphertext of a key CohortSync no longer has
+        cursor.execute(f"UPDATE {Source._meta.db_table} SET password = %s WHERE id = %s",
+                       ["fernet:not-a-token", source.pk])
+
+    check = source_probe(Source.objects.defer("password").get(pk=source.pk))
+
+    assert not check.ok
+    assert "cannot be decrypted with any key" in check.summary
