@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "cohorts",
     "destinations",
     "syncs",
+    "alerts",
     "sources",
     "api",
 ]
@@ -159,6 +160,25 @@ COHORTSYNC_IMPORT_WAIT_SECONDS = env.float("COHORTSYNC_IMPORT_WAIT_SECONDS", def
 COHORTSYNC_API_MAX_BODY_BYTES = env.int("COHORTSYNC_API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 # seed_demo's stand-in for the customer's application database (SQLite).
 COHORTSYNC_DEMO_APP_DB = Path(env.str("COHORTSYNC_DEMO_APP_DB", default=str(VAR_DIR / "demo-app.sqlite3")))
+
+# --- Alerts -------------------------------------------------------------------------------
+# Absolute address of this instance, for links in alerts (the run's admin page).
+COHORTSYNC_BASE_URL: str = env.str("COHORTSYNC_BASE_URL", default="").rstrip("/")
+# Hosts (host or host:port) alert webhooks may reach over http as well as https.
+COHORTSYNC_ALLOWED_ALERT_HOSTS: list[str] = env.list("COHORTSYNC_ALLOWED_ALERT_HOSTS", default=[])
+# Connect and read timeout of one webhook request or SMTP exchange.
+COHORTSYNC_ALERT_TIMEOUT_SECONDS = env.float("COHORTSYNC_ALERT_TIMEOUT_SECONDS", default=5.0)
+# Email: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ's
+# email_url). Unset: the console backend in DEBUG; otherwise email alerts fail, saying so.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+COHORTSYNC_EMAIL_CONFIGURED = bool(EMAIL_URL) or DEBUG
+if EMAIL_URL:
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CohortSync <cohortsync@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = COHORTSYNC_ALERT_TIMEOUT_SECONDS
 
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
