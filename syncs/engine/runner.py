@@ -20,7 +20,7 @@ from destinations.registry import connector_for
 from syncs.engine import staging
 from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
-from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push
+from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push, run_scrubber
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 from syncs.run_events import run_finished_notify
 
@@ -332,12 +332,13 @@ def _finish(
     api_calls: int | None = None,
 ) -> None:
     now = timezone.now()
+    scrub = run_scrubber(run)
     values: dict[str, object] = {
         "status": status,
         "finished_at": now,
         "heartbeat_at": now,
-        "error_code": code[:64],
-        "error_message": message,
+        "error_code": scrub(code)[:64],
+        "error_message": scrub(message),
     }
     if api_calls is not None:
         values["api_calls"] = api_calls
