@@ -4,7 +4,7 @@
   actions; secrets are shown to nobody).
 * CohortSync operators: the viewers' permissions plus the run controls: export now, dry
   run, full resync (`syncs.run_sync`), retry, cancel and reject a guarded run
-  (`syncs.manage_run`; rejecting sends nothing).
+  (`syncs.manage_run`; rejecting sends nothing), run a profile import (`sources.run_import`).
 * CohortSync admins: every permission of CohortSync's apps: configure destinations,
   cohorts, profiles, syncs and their schedules, approve mass removals.
 
@@ -30,16 +30,15 @@ VIEWERS = "CohortSync viewers"
 OPERATORS = "CohortSync operators"
 ADMINS = "CohortSync admins"
 
-# The apps whose permissions the roles hand out. `alerts` and `sources` are included ahead
-# of their arrival so their models join the roles the day they land.
-COHORTSYNC_APP_LABELS = frozenset({"cohorts", "destinations", "syncs", "alerts", "sources"})
+# The apps whose permissions the roles hand out, whatever models they hold now or later.
+COHORTSYNC_APP_LABELS = frozenset({"cohorts", "destinations", "syncs", "alerts", "sources", "api"})
 # Installed apps whose permissions no role grants (tests check every app is in one list).
 SUPERUSER_ONLY_APP_LABELS = frozenset(
     {"admin", "auth", "contenttypes", "sessions", "messages", "staticfiles", "django_q", "roles"}
 )
 # The control permissions of operators ("app_label.codename"). An app that adds an action
 # for operators adds its permission here; everything else beyond viewing is for admins.
-OPERATOR_PERMISSIONS = frozenset({"syncs.run_sync", "syncs.manage_run"})
+OPERATOR_PERMISSIONS = frozenset({"syncs.run_sync", "syncs.manage_run", "sources.run_import"})
 
 
 def _views(app_label: str, codename: str) -> bool:

@@ -56,7 +56,7 @@ def held(group: str) -> set[str]:
 
 def test_migrating_creates_the_three_groups_with_their_permissions() -> None:
     assert held(VIEWERS) == all_views() >= KNOWN_VIEWS
-    assert held(OPERATORS) == all_views() | {"syncs.run_sync", "syncs.manage_run"}
+    assert held(OPERATORS) == all_views() | {"syncs.run_sync", "syncs.manage_run", "sources.run_import"}
     admins = held(ADMINS)
     assert admins == cohortsync_permissions()
     assert admins >= {
