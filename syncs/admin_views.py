@@ -362,6 +362,5 @@ def run_plan_csv(run: SyncRun) -> StreamingHttpResponse:
 
 
 def run_progress_json(run: SyncRun) -> JsonResponse:
-    response = JsonResponse(run_progress_payload(run))
-    response["Cache-Control"] = "no-store"
-    return response
+    # Never cached: admin_view adds Cache-Control: no-store.
+    return JsonResponse(run_progress_payload(run))
