@@ -28,6 +28,7 @@ from syncs.admin_charts import (
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
 from syncs.selectors import (
     RECENT_RUNS,
+    run_failures,
     run_plan_is_recorded,
     run_progress,
     sync_acknowledged_member_count,
@@ -326,6 +327,9 @@ def page_number(raw: str | None) -> int:
 
 
 REJECTED_OPERATIONS = (SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE)
+# Rejections read at most to find a run's skipped users when its counter says it has none
+# (runs from before the counter was kept on failed validations).
+SKIPS_UNCOUNTED_SCAN = 10_000
 
 
 def run_failures_page(
@@ -334,7 +338,7 @@ def run_failures_page(
     """One page of a run's users rejected by the destination (or, with `skipped`, skipped
     before sending) and whether another page follows: LIMIT+1, never COUNT(*)."""
     operations = (SyncFailure.Operation.SKIP,) if skipped else REJECTED_OPERATIONS
-    failures = SyncFailure.objects.filter(run=run, operation__in=operations).order_by("id")
+    failures = run_failures(run).filter(operation__in=operations)
     query = query.strip()
     if query:
         failures = failures.filter(
@@ -376,6 +380,9 @@ def _failure_groups(request: HttpRequest, run: SyncRun, query: str) -> list[Fail
     skip_note = ""
     if isinstance(recorded, int) and recorded < run.skipped_users:
         skip_note = f"The first {recorded:,} are listed: skipped users get a row each up to a limit per run."
+    # A run whose counter says it skipped nobody is not searched for skipped rows when it
+    # has many rejections: those would all be read to find none.
+    look_for_skips = run.skipped_users > 0 or run.failed_adds + run.failed_removes <= SKIPS_UNCOUNTED_SCAN
     groups = []
     for key, param, title, count, skipped, empty in (
         ("rejected", "page", "Rejected by the destination", run.failed_adds + run.failed_removes, False,
@@ -384,7 +391,9 @@ def _failure_groups(request: HttpRequest, run: SyncRun, query: str) -> list[Fail
          "No user was skipped."),
     ):
         page = pages[param]
-        rows, has_next = run_failures_page(run, query=query, page=page, skipped=skipped)
+        rows, has_next = [], False
+        if look_for_skips or not skipped:
+            rows, has_next = run_failures_page(run, query=query, page=page, skipped=skipped)
         groups.append(FailureGroup(
             key=key, title=title, count=count, note=skip_note if skipped else "", rows=rows, page=page,
             previous_url=url(param, page - 1) if page > 1 else "",

@@ -30,8 +30,8 @@ from destinations.services import destination_target_fields
 from syncs import services
 from syncs.admin_display import plan_sample_rows, run_progress_payload
 from syncs.forms import ExportCohortsForm
-from syncs.models import RunStatus, Sync, SyncFailure, SyncRun
-from syncs.selectors import run_planned_users
+from syncs.models import RunStatus, Sync, SyncRun
+from syncs.selectors import run_failures, run_planned_users
 
 if TYPE_CHECKING:
     pass
@@ -337,7 +337,7 @@ FAILURE_CSV_COLUMNS = (
 
 def failures_csv(run: SyncRun) -> StreamingHttpResponse:
     """Every failure of the run, streamed: memory stays flat whatever the run's size."""
-    rows = SyncFailure.objects.filter(run=run).order_by("id").values_list(*FAILURE_CSV_COLUMNS)
+    rows = run_failures(run).values_list(*FAILURE_CSV_COLUMNS)
     return csv_download(
         filename=f"run-{run.pk}-failures.csv",
         header=["run", *FAILURE_CSV_COLUMNS],

@@ -221,7 +221,8 @@ class SyncFailure(models.Model):
         REMOVE = "remove", "Remove (set not member)"
         SKIP = "skip", "Skipped before sending"
 
-    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="failures")
+    # Indexed with the id below: a run's failures are read in id order, a page at a time.
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="failures", db_index=False)
     profile = models.ForeignKey(
         Profile, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -235,8 +236,10 @@ class SyncFailure(models.Model):
 
     class Meta:
         ordering = ["id"]
-        # Searched by exact identity, distinct id or code, in one run or across runs.
+        # A run's failures in id order (its page, its CSV, pruning); searched by exact
+        # identity, distinct id or code, in one run or across runs.
         indexes = [
+            models.Index(fields=["run", "id"]),
             models.Index(fields=["identity_value", "run"]),
             models.Index(fields=["distinct_id"]),
             models.Index(fields=["code"]),

@@ -111,6 +111,14 @@ def run_failed_user_count(run: SyncRun) -> int:
     return SyncFailure.objects.filter(run_id=run.pk, operation__in=RETRIABLE_OPERATIONS).count()
 
 
+def run_failures(run: SyncRun) -> QuerySet[SyncFailure]:
+    """The run's failures in id order, read through the (run, id) index. The run is matched
+    as a range of one value, not an equality: PostgreSQL then orders by (run, id) as the
+    index does, instead of walking the primary key from the table's first failure, which it
+    did when the run held most rows (500,000 rows read for 51, in 0.4 s)."""
+    return SyncFailure.objects.filter(run_id__gte=run.pk, run_id__lte=run.pk).order_by("run_id", "id")
+
+
 def runs_for_sync(sync: Sync) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(sync_id=sync.pk).order_by("-created_at", "-id")
 
