@@ -13,6 +13,9 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from destinations.errors import EndpointNotAllowedError
+from destinations.url_policy import hosts_setting, is_public_host_name, url_parse
+
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "CohortSync-alerts/1"
@@ -35,10 +38,6 @@ class WebhookUrlRefused(AlertSendError):
         super().__init__(message, permanent=True)
 
 
-def allowed_alert_hosts() -> list[str]:
-    return [h.strip().lower() for h in settings.COHORTSYNC_ALLOWED_ALERT_HOSTS if h.strip()]
-
-
 def webhook_host(url: str) -> str:
     """`host` or `host:port` of the URL, for messages (never the path, which may be a secret)."""
     parts = urlsplit(url)
@@ -51,29 +50,27 @@ def webhook_host(url: str) -> str:
 
 
 def webhook_url_check(url: str) -> None:
-    """Raise WebhookUrlRefused unless alerts may POST to `url`: https to any host, or http
-    or https to a host listed in COHORTSYNC_ALLOWED_ALERT_HOSTS (`host` or `host:port`)."""
-    if not url or any(ch.isspace() for ch in url):
-        raise WebhookUrlRefused("must be a single http(s) URL without spaces.")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    """Raise WebhookUrlRefused unless alerts may POST to `url`: https to a public host name,
+    or http or https to a host listed in COHORTSYNC_ALLOWED_ALERT_HOSTS (`host` or
+    `host:port`). The URL is read by the destinations' URL policy (destinations.url_policy),
+    so what is checked is what requests connects to."""
     try:
-        port = parts.port
-    except ValueError:
-        raise WebhookUrlRefused("is not a valid URL: its port is not a number from 0 to 65535.") from None
-    host = (parts.hostname or "").lower()
-    if scheme not in ("http", "https") or not host:
-        raise WebhookUrlRefused("must be an https URL such as https://hooks.slack.com/services/...")
-    if scheme == "https":
+        parsed = url_parse(url)
+    except EndpointNotAllowedError as exc:
+        raise WebhookUrlRefused(f"is not usable: {_scrub(exc.message, url or '')}") from None
+    allowed = hosts_setting(settings.COHORTSYNC_ALLOWED_ALERT_HOSTS)
+    if parsed.host in allowed or parsed.authority in allowed:
         return
-    extra = allowed_alert_hosts()
-    if host in extra or (port is not None and f"{host}:{port}" in extra):
-        return
-    shown = f"{host}:{port}" if port else host
-    raise WebhookUrlRefused(
-        f"must use https (this one is http to {shown}). Plain http is allowed only to hosts "
-        "listed in COHORTSYNC_ALLOWED_ALERT_HOSTS."
-    )
+    if parsed.scheme != "https":
+        raise WebhookUrlRefused(
+            f"must use https (this one is http to {parsed.authority}). Plain http is allowed only "
+            "to hosts listed in COHORTSYNC_ALLOWED_ALERT_HOSTS."
+        )
+    if not is_public_host_name(parsed.host):
+        raise WebhookUrlRefused(
+            f"must point at a public host name, not {parsed.authority} (an address, a single "
+            "label or a private name). List internal hosts in COHORTSYNC_ALLOWED_ALERT_HOSTS."
+        )
 
 
 def webhook_post(url: str, body: dict[str, Any], *, timeout: float) -> None:
