@@ -13,7 +13,13 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from syncs.models import RunStatus, SyncFailure, SyncRun
-from tests.factories import CohortFactory, DestinationFactory, SyncFactory, SyncFailureFactory, SyncRunFactory
+from tests.factories import (
+    CohortFactory,
+    DestinationFactory,
+    SyncFactory,
+    SyncFailureFactory,
+    SyncRunFactory,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.browser]
 

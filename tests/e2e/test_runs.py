@@ -14,7 +14,13 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from syncs.models import RunStatus, SyncRun
-from tests.factories import CohortFactory, DestinationFactory, ProfileFactory, SyncFactory, SyncRunFactory
+from tests.factories import (
+    CohortFactory,
+    DestinationFactory,
+    ProfileFactory,
+    SyncFactory,
+    SyncRunFactory,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.browser]
 
