@@ -62,7 +62,7 @@ STATUS_STYLE = {
 
 
 # Labels short enough for a list column; the full label is the badge's title.
-SHORT_STATUS_LABELS = {RunStatus.SKIPPED: "Skipped", RunStatus.AWAITING_APPROVAL: "Awaiting approval"}
+SHORT_STATUS_LABELS = {RunStatus.SKIPPED: "Skipped"}
 
 
 def status_badge(run: SyncRun | None = None, *, status: str = "", dry_run: bool | None = None) -> str:
@@ -268,7 +268,6 @@ def sync_history(sync: Sync) -> dict[str, Any]:
         "members_chart": members_chart(points),
         "changes_chart": changes_chart(points),
         "legend": chart_legend(),
-        "charted": len(points),
         "runs_url": reverse("admin:syncs_syncrun_changelist") + f"?sync__id__exact={sync.pk}",
     }
 
@@ -403,10 +402,6 @@ def _failure_groups(request: HttpRequest, run: SyncRun, query: str) -> list[Fail
     return groups
 
 
-def _seconds_or_none(seconds: float | None) -> str:
-    return "" if seconds is None else _seconds_display(seconds)
-
-
 def run_progress_payload(run: SyncRun) -> dict[str, Any]:
     """What the run page's progress bar shows, as JSON: counters and timings only, never an
     identity, so it can be polled while the run works."""
@@ -425,7 +420,7 @@ def run_progress_payload(run: SyncRun) -> dict[str, Any]:
     return {
         "run": run.pk,
         "status": run.status,
-        "status_label": str(RunStatus(run.status).label) if run.status in RunStatus.values else run.status,
+        "status_label": run.get_status_display(),
         "status_html": str(status_badge(run)),
         "is_live": progress.is_live,
         "is_dry_run": run.is_dry_run,
@@ -440,7 +435,7 @@ def run_progress_payload(run: SyncRun) -> dict[str, Any]:
         "eta_seconds": None if progress.eta_seconds is None else round(progress.eta_seconds),
         "summary": summary,
         "rate_text": "" if progress.rate_per_second is None else f"{progress.rate_per_second:,.0f} users/s",
-        "eta_text": f"about {_seconds_or_none(progress.eta_seconds)} left" if progress.eta_seconds is not None else "",
+        "eta_text": "" if progress.eta_seconds is None else f"about {_seconds_display(progress.eta_seconds)} left",
         "duration": run_duration_display(run),
         "counts": {
             name: getattr(run, name)

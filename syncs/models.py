@@ -253,7 +253,7 @@ class RunPlanChunk(models.Model):
     """Part of the plan a run made: up to staging.PLAN_RECORD_ROWS users it planned to add
     (or to remove), packed in one row as JSON arrays, so the run's CSV can list every one.
 
-    Packed rather than a row per user: a first export of a million members is 200 rows of
+    Packed rather than a row per user: a first export of a million members is 100 rows of
     ~250 KB that PostgreSQL compresses, written by one INSERT ... SELECT from the staging
     tables (a row per user cost 2.5x the time and 12x the space). Pruned with its run.
     """

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from cohorts.models import Cohort
@@ -355,7 +356,7 @@ def _finish(
     run_finished_notify(run_id=run.pk, status=status)
 
 
-def _acknowledged_members_at_end(run: SyncRun) -> Any:
+def _acknowledged_members_at_end(run: SyncRun) -> int | Combinable:
     """The sync's acknowledged members once the run ends (the trend on the sync page),
     without counting a million rows again: the guard's count when the run was planned,
     plus the adds and minus the removes the run acknowledged, since every planned add was
