@@ -77,6 +77,8 @@ CUSTOM_VIEWS: dict[tuple[str, str, str], dict[str, int]] = {
     ("syncs.sync", "export_now", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
     ("syncs.sync", "dry_run", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
     ("syncs.syncrun", "failures_csv", "GET"): SEEING,
+    ("syncs.syncrun", "plan_csv", "GET"): SEEING,
+    ("syncs.syncrun", "progress", "GET"): SEEING,
     ("syncs.syncrun", "approve", "GET"): CONFIGURING,
     ("syncs.syncrun", "retry", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
     ("syncs.syncrun", "cancel", "POST"): _by_role(operator=REDIRECT, admin=REDIRECT, superuser=REDIRECT),
