@@ -55,7 +55,12 @@ class ConfigurationError(PermanentError):
 
 
 class EndpointNotAllowedError(ConfigurationError):
-    """A URL outside the official hosts and COHORTSYNC_ALLOWED_API_HOSTS."""
+    """A URL refused by destinations.url_policy: malformed, ambiguous, or outside the
+    official hosts and COHORTSYNC_ALLOWED_API_HOSTS."""
+
+
+class RedirectRefusedError(PermanentError):
+    """The destination answered with a redirect (3xx), which is never followed."""
 
 
 class TargetValidationError(PermanentError):

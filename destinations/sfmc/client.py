@@ -37,7 +37,11 @@ from destinations.http import (
 )
 from destinations.sfmc.common import json_bytes, option_float, option_int
 from destinations.sfmc.messages import error_body, response_json, rest_error, scrub, token_error
-from destinations.validation import SettingError, normalize_sfmc_subdomain
+from destinations.validation import (
+    SettingError,
+    normalize_sfmc_auth_base_url,
+    normalize_sfmc_subdomain,
+)
 
 DEFAULT_REQUESTS_PER_SECOND = 20.0
 DEFAULT_MAX_CONCURRENCY = 4
@@ -63,19 +67,16 @@ def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second:
 
 def sfmc_auth_base_url(config: DestinationConfig) -> str:
     """The auth base URL: the configured one (pasted token URLs trimmed) or the subdomain's."""
-    configured = (config.auth_base_url or "").strip()
+    try:
+        configured = normalize_sfmc_auth_base_url(config.auth_base_url)
+    except SettingError as exc:
+        raise ConfigurationError(
+            f"The auth base URL is refused: {exc} Leave it empty to use "
+            "https://<subdomain>.auth.marketingcloudapis.com.",
+            code="bad_auth_url",
+        ) from None
     if configured:
-        url = configured.rstrip("/")
-        for suffix in ("/v2/token", "/v1/requestToken"):
-            if url.lower().endswith(suffix.lower()):
-                url = url[: -len(suffix)]
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigurationError(
-                f"The auth base URL '{configured}' is not a URL: leave it empty to use "
-                "https://<subdomain>.auth.marketingcloudapis.com.",
-                code="bad_auth_url",
-            )
-        return url
+        return configured
     try:
         subdomain = normalize_sfmc_subdomain(config.subdomain)
     except SettingError as exc:
