@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from cohorts.models import Cohort, StaticMembership
 from destinations.models import Destination
 from syncs.config_as_code import config_apply
+from syncs.config_as_code.checks import SECTIONS
 from syncs.models import Sync
 from tests.bad_input.bad_values import (
     BAD_VALUE_IDS,
@@ -219,8 +220,8 @@ def test_bad_top_level_key_is_named_safely(tmp_path):
 
     assert_refused(
         tmp_path,
-        text.replace(f'"{BAD}"', '"alerts\\ud800"'),
-        'document: unknown key "alerts\\ud800" (expected destinations, cohorts, syncs).',
+        text.replace(f'"{BAD}"', '"sources\\ud800"'),
+        f'document: unknown key "sources\\ud800" (expected {", ".join(SECTIONS)}).',
     )
 
 
