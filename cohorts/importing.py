@@ -40,7 +40,7 @@ from cohorts.profile_rows import (
     profile_row_normalize,
 )
 from cohorts.rules import infer_scalar
-from cohortsync_site.database import statistics_refresh
+from cohortsync_site.database import database_error_text, statistics_refresh
 from cohortsync_site.json_values import JSONValueError, json_loads
 
 FileFormat = Literal["csv", "jsonl"]
@@ -437,7 +437,7 @@ class _BatchWriter:
             # still does, find it by halving the batch so it alone is rejected and every
             # other row of the batch is written.
             if len(rows) == 1:
-                self.report.reject(rows[0].line, f"the database refused the row ({_refusal(exc)})")
+                self.report.reject(rows[0].line, f"the database refused the row ({database_error_text(exc)})")
                 return
             middle = len(rows) // 2
             self.write(rows[:middle])
@@ -538,9 +538,3 @@ class _BatchWriter:
 # (NaN, NUL), SQLite's failed JSON_VALID check, text that is not encodable as UTF-8, integers
 # SQLite cannot bind.
 _ROW_REFUSALS = (DataError, IntegrityError, UnicodeEncodeError, OverflowError)
-
-
-def _refusal(exc: BaseException) -> str:
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first_line.encode("ascii", "backslashreplace").decode("ascii")[:200]
-

@@ -23,6 +23,7 @@ from typing import Any
 from django.db import DataError, IntegrityError, transaction
 
 from alerts.config_as_code import plan_alerts
+from cohortsync_site.database import database_error_text
 from cohortsync_site.json_values import shown_text
 from syncs.config_as_code.checks import SECTIONS, json_type, sections_values_check
 from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
@@ -85,10 +86,9 @@ def config_apply(
         # last word on one we did not foresee. Nothing was written either way.
         logger.warning("apply: the database refused a value", exc_info=True)
         report.changes = []
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        shown = first_line.encode("ascii", "backslashreplace").decode("ascii")[:200]
         report.errors.append(
-            f"document: the database refused a value ({shown}). Nothing was written."
+            f"document: the database refused a value ({database_error_text(exc)}). Nothing "
+            "was written."
         )
     except IntegrityError:
         # Someone else changed the same rows between our checks and our writes, or two syncs

@@ -157,6 +157,7 @@ def unknown_keys(entry: Mapping[str, Any], allowed: Iterable[str]) -> list[str]:
     allowed_set = set(allowed)
     return [key for key in entry if key not in allowed_set]
 
+
 class RefusedEntry(dict):
     """Stands in for an entry holding a value no database can store (its errors are already
     reported). Planners skip it through `entry_name`; it keeps the entry's name, if that is
