@@ -123,6 +123,38 @@ def profiles_import(
     return _import_stream(source, name, file_format, batch_size, on_progress)
 
 
+def profiles_upsert(
+    *,
+    rows: Iterable[ProfileRow],
+    report: ImportReport,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[ImportReport], None] | None = None,
+    read_ahead: bool = False,
+) -> ImportReport:
+    """Merge rows into profiles in set-based batches (one transaction each), counting
+    created / updated / unchanged in `report`: the one write path of every import.
+
+    `read_ahead`: produce rows in a thread that stays up to two batches ahead of the
+    writes (the rows' producer must then be usable from another thread).
+    """
+    writer = _BatchWriter(report)
+    batched = _batches(rows, batch_size)
+    # Reading and parsing (Python) run in a thread ahead of the writes (the database), so
+    # the two overlap: at a million rows each was about half of a file import's time.
+    batches = 0
+    for batch, merged in _read_ahead(batched) if read_ahead else batched:
+        report.updated += merged
+        writer.write(batch)
+        batches += 1
+        if on_progress:
+            on_progress(report)
+    if on_progress and not batches:
+        on_progress(report)
+    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
+        statistics_refresh(Profile)
+    return report
+
+
 def cohort_static_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int:
     """Replace a static cohort's list with these ids (blank lines skipped, duplicates
     collapsed) and return how many distinct ids it now lists.
@@ -175,21 +207,9 @@ def _import_stream(
     chosen = file_format or _infer_format(name, lines)
     report = ImportReport(file_format=chosen)
     rows = _csv_rows(lines, report) if chosen == "csv" else _jsonl_rows(lines, report)
-    writer = _BatchWriter(report)
-    # Reading and parsing (Python) run in a thread ahead of the writes (the database), so
-    # the two overlap: at a million rows each was about half of the import's time.
-    batches = 0
-    for batch, merged in _read_ahead(_batches(rows, batch_size)):
-        report.updated += merged
-        writer.write(batch)
-        batches += 1
-        if on_progress:
-            on_progress(report)
-    if on_progress and not batches:
-        on_progress(report)
-    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
-        statistics_refresh(Profile)
-    return report
+    return profiles_upsert(
+        rows=rows, report=report, batch_size=batch_size, on_progress=on_progress, read_ahead=True
+    )
 
 
 def _batches(rows: Iterable[ProfileRow], batch_size: int) -> Iterator[tuple[list[ProfileRow], int]]:
