@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -75,6 +76,25 @@ class FieldInfo:
     is_target_compatible: bool
 
 
+class TargetStatus(StrEnum):
+    EXISTS = "exists"  # the field exists and can hold the membership
+    WILL_BE_CREATED = "will_be_created"  # missing, and the first run creates it
+    REFUSED = "refused"  # missing or unusable: a run would fail on it
+    UNCHECKED = "unchecked"  # the destination could not be asked
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What the destination says about one sync target, without changing anything."""
+
+    status: TargetStatus
+    message: str
+
+    @property
+    def refused(self) -> bool:
+        return self.status == TargetStatus.REFUSED
+
+
 @dataclass(frozen=True)
 class ConnectionReport:
     ok: bool
@@ -121,6 +141,13 @@ class Connector(Protocol):
 
     def validate_target(self, target: SyncTarget) -> None:
         """Raise TargetValidationError (or create the field where allowed) before any push."""
+        ...
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        """Read-only twin of validate_target, one result per target (the schema is read
+        once): EXISTS, WILL_BE_CREATED or REFUSED with the message validate_target would
+        raise. Creates nothing. Problems of the whole destination (credentials, network,
+        a missing data extension) raise a DestinationError."""
         ...
 
     def normalize_identity(self, raw_value: Any) -> str:
