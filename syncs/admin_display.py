@@ -19,7 +19,11 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
-from syncs.selectors import sync_acknowledged_member_count, sync_schedules_next_run
+from syncs.selectors import (
+    run_retry_failures,
+    sync_acknowledged_member_count,
+    sync_schedules_next_run,
+)
 
 FAILURES_PAGE_SIZE = 50
 DASHBOARD_LIMIT = 50
@@ -291,9 +295,18 @@ def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
         # A run awaiting approval is rejected instead (recorded as such).
         "can_cancel": run.status in ACTIVE_RUN_STATUSES,
         "can_approve": run.status == RunStatus.AWAITING_APPROVAL,
-        "can_retry": run.status not in ACTIVE_RUN_STATUSES
-        and run.failed_adds + run.failed_removes > 0,
+        **_retry_buttons(run),
     }
+
+
+def _retry_buttons(run: SyncRun) -> dict[str, bool]:
+    """Which retry buttons the run page offers: retriable failures (the default retry),
+    and failures refused for good (the retry that includes them)."""
+    if run.status in ACTIVE_RUN_STATUSES or run.failed_adds + run.failed_removes == 0:
+        return {"can_retry": False, "can_retry_all": False}
+    retriable = run_retry_failures(run.pk, non_retriable=False).exists()
+    permanent = run_retry_failures(run.pk, non_retriable=True).filter(retriable=False).exists()
+    return {"can_retry": retriable, "can_retry_all": permanent}
 
 
 # --- The failure changelist ------------------------------------------------------------
