@@ -34,6 +34,7 @@ from django.utils import timezone
 from cohorts.models import Cohort, Profile, StaticMembership
 from cohorts.rules import infer_scalar
 from cohortsync_site.database import statistics_refresh
+from cohortsync_site.text import count_of
 
 FileFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl")
@@ -79,7 +80,7 @@ class ImportReport:
 
     def summary(self) -> str:
         return (
-            f"{self.rows_read:,} rows read: {self.created:,} profiles created, "
+            f"{count_of(self.rows_read, 'row')} read: {count_of(self.created, 'profile')} created, "
             f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.rejected:,} rejected."
         )
 
