@@ -217,7 +217,7 @@ class CohortAdmin(admin.ModelAdmin):
     @admin.display(description="First members")
     def members_preview(self, obj: Cohort) -> str:
         try:
-            preview = list(cohort_members_preview(obj, limit=PREVIEW_LIMIT))
+            preview = list(cohort_members_preview(_stored(obj), limit=PREVIEW_LIMIT))
         except RuleError:
             return "—"
         if not preview:
@@ -332,13 +332,22 @@ def cohort_sync_rows(cohort: Cohort, request: HttpRequest) -> list[dict[str, Any
     ]
 
 
+def _stored(cohort: Cohort) -> Cohort:
+    """The cohort as saved: after a refused save the page's object holds the edits."""
+    cached = getattr(cohort, "_admin_stored", None)
+    if cached is None:
+        cached = Cohort.objects.filter(pk=cohort.pk).first() or cohort
+        cohort._admin_stored = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def _stored_member_count(cohort: Cohort) -> int | RuleError:
-    """The cohort's member count, counted once per page (the field and the editor's
+    """The saved cohort's member count, counted once per page (the field and the editor's
     script both show it)."""
     cached = getattr(cohort, "_admin_member_count", None)
     if cached is None:
         try:
-            cached = cohort_member_count(cohort)
+            cached = cohort_member_count(_stored(cohort))
         except RuleError as exc:
             cached = exc
         cohort._admin_member_count = cached  # type: ignore[attr-defined]

@@ -117,13 +117,16 @@ class DestinationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["options"].required = False
+        # The admin leaves read-only fields out of the form (all of them for a view-only user).
+        if "options" in self.fields:
+            self.fields["options"].required = False
         # A pasted SFMC URL is longer than the subdomain it is reduced to; the model's
         # max_length applies after normalisation.
-        subdomain = self.fields["subdomain"]
-        subdomain.max_length = 500
-        subdomain.validators = [v for v in subdomain.validators if not isinstance(v, MaxLengthValidator)]
-        subdomain.widget.attrs["maxlength"] = "500"
+        subdomain = self.fields.get("subdomain")
+        if subdomain is not None:
+            subdomain.max_length = 500
+            subdomain.validators = [v for v in subdomain.validators if not isinstance(v, MaxLengthValidator)]
+            subdomain.widget.attrs["maxlength"] = "500"
 
     def _get_validation_exclusions(self):  # type: ignore[no-untyped-def]
         return {*super()._get_validation_exclusions(), *self.URL_FIELDS}

@@ -182,7 +182,11 @@ def test_emptying_a_synced_cohort_asks_for_a_confirmation(admin_client, synced_c
         "next run would remove 3 users from the destination (a run removing more than half of "
         "them waits for approval). If that is what you want, tick “Yes, save it” and save again."
     ]
-    assert "Yes, save it: “Pro users” goes from 3 to 0 members" in response.content.decode()
+    page = response.content.decode()
+    assert "Yes, save it: “Pro users” goes from 3 to 0 members" in page
+    # "Members now" and the live warning still compare with the cohort as saved.
+    assert response.context["cohort_editor_config"]["currentCount"] == 3
+    assert "3 profiles match right now." in page
     synced_cohort.refresh_from_db()
     assert synced_cohort.rules == PRO
 

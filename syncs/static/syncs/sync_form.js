@@ -38,9 +38,9 @@
   const targetHint = targetInputs.length ? helpAfter(targetInputs[0], "target-field-hint") : null;
   const choices = targetInputs.length ? document.createElement("div") : null;
   if (choices) {
-    choices.className = "target-field-choices";
+    choices.className = "help target-field-choices";
     choices.setAttribute("role", "group");
-    choices.setAttribute("aria-label", "Fields of the destination");
+    choices.setAttribute("aria-label", "Fields you can pick");
     targetHint.insertAdjacentElement("afterend", choices);
     targetInputs.forEach(function (input) {
       input.addEventListener("focus", function () { lastTarget = input; });
