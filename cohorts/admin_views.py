@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 
+from cohorts.forms import EMPTY_RULES_MESSAGE, invalid_json_message
 from cohorts.rules import rules_problems
 from cohorts.selectors import EMAIL_PROPERTY, profiles_matching
 from cohortsync_site.database import QueryTooSlow, statement_time_limit
@@ -22,7 +23,6 @@ from cohortsync_site.text import count_of
 
 PREVIEW_TIME_LIMIT_SECONDS = 10
 PREVIEW_SAMPLE_SIZE = 10
-EMPTY_RULES_MESSAGE = 'A rules cohort needs rules. To include every profile, use {"all": []}.'
 
 
 def rules_preview_json(request: HttpRequest, *, show_members: bool) -> JsonResponse:
@@ -71,7 +71,7 @@ def _parse(text: str) -> tuple[list[str], Any]:
     try:
         rules = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."], None
+        return [invalid_json_message(exc)], None
     return rules_problems(rules), rules
 
 

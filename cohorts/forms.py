@@ -41,6 +41,10 @@ RULES_EXAMPLE = {
 }
 
 
+def invalid_json_message(exc: json.JSONDecodeError) -> str:
+    return f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+
+
 class PrettyJSONField(forms.JSONField):
     """A JSON textarea that shows indented JSON and says where invalid JSON breaks."""
 
@@ -64,11 +68,7 @@ class PrettyJSONField(forms.JSONField):
             try:
                 json.loads(value)
             except json.JSONDecodeError as exc:
-                raise forms.ValidationError(
-                    "This is not valid JSON: %(problem)s at line %(line)s, column %(column)s.",
-                    code="invalid",
-                    params={"problem": exc.msg, "line": exc.lineno, "column": exc.colno},
-                ) from None
+                raise forms.ValidationError(invalid_json_message(exc), code="invalid") from None
             raise
 
 
@@ -91,6 +91,7 @@ RULE_OPS = [
     {"op": "more_than_days_ago", "label": "is more than … days ago", "value": "days"},
 ]
 
+EMPTY_RULES_MESSAGE = 'A rules cohort needs rules. To include every profile, use {"all": []}.'
 # Changing these may change who is a member.
 DEFINITION_FIELDS = frozenset({"kind", "rules", "members_text", "members_file", "clear_members"})
 
@@ -175,10 +176,7 @@ class CohortForm(forms.ModelForm):
         ]
         if kind == Cohort.Kind.RULES:
             if "rules" in cleaned and cleaned.get("rules") is None and "rules" not in self.errors:
-                self.add_error(
-                    "rules",
-                    'A rules cohort needs rules. To include every profile, use {"all": []}.',
-                )
+                self.add_error("rules", EMPTY_RULES_MESSAGE)
             for name in given:
                 self.add_error(name, "Listed members apply only to static cohorts.")
         if len(given) > 1:

@@ -7,10 +7,12 @@ the plain values handed to it. One connector class per destination kind implemen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
+
+from destinations.errors import TargetValidationError
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,20 @@ class TargetCheck:
     @property
     def refused(self) -> bool:
         return self.status == TargetStatus.REFUSED
+
+
+def target_checks(
+    targets: Sequence[SyncTarget], describe: Callable[[SyncTarget], TargetCheck]
+) -> list[TargetCheck]:
+    """One check per target: what `describe` says, or REFUSED with the message of the
+    TargetValidationError it raised (the message a run would fail with)."""
+    checks = []
+    for target in targets:
+        try:
+            checks.append(describe(target))
+        except TargetValidationError as exc:
+            checks.append(TargetCheck(TargetStatus.REFUSED, exc.message))
+    return checks
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from destinations.base import (
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    target_checks,
 )
 from destinations.errors import InvalidIdentityError, TargetValidationError
 from destinations.marketo import bulk, messages
@@ -179,17 +180,12 @@ class MarketoConnector:
 
     def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
         fields = self.list_target_fields()
-        checks = []
-        for target in targets:
-            try:
-                match = _usable_field((target.field or "").strip(), fields)
-            except TargetValidationError as exc:
-                checks.append(TargetCheck(TargetStatus.REFUSED, exc.message))
-                continue
-            checks.append(TargetCheck(
-                TargetStatus.EXISTS, f"Marketo field {_shown(match)}: a writable Boolean field."
-            ))
-        return checks
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            match = _usable_field((target.field or "").strip(), fields)
+            return TargetCheck(TargetStatus.EXISTS, f"Marketo field {_shown(match)}: a writable Boolean field.")
+
+        return target_checks(targets, describe)
 
     def _rest_field(self, target: SyncTarget) -> str:
         # Parallel first pushes would each read describe; one reads it, the others wait.

@@ -21,6 +21,7 @@ from destinations.base import (
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    target_checks,
 )
 from destinations.errors import ConfigurationError, TargetValidationError, TransientError
 from destinations.http import RetryPolicy, TokenCache
@@ -132,18 +133,14 @@ class ContactsConnector:
 
     def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
         attributes = self._attributes()
-        checks = []
-        for target in targets:
-            try:
-                found = self._usable_attribute(attributes, target)
-            except TargetValidationError as exc:
-                checks.append(TargetCheck(TargetStatus.REFUSED, exc.message))
-                continue
-            checks.append(TargetCheck(
-                TargetStatus.EXISTS,
-                f"Attribute '{found.name}' of '{self.attribute_set}': {found.type}.",
-            ))
-        return checks
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self._usable_attribute(attributes, target)
+            return TargetCheck(
+                TargetStatus.EXISTS, f"Attribute '{found.name}' of '{self.attribute_set}': {found.type}."
+            )
+
+        return target_checks(targets, describe)
 
     def _usable_attribute(self, attributes: Mapping[str, FieldInfo], target: SyncTarget) -> FieldInfo:
         attribute = target.field.strip()

@@ -29,6 +29,7 @@ from destinations.base import (
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    target_checks,
 )
 from destinations.errors import ConfigurationError, PermanentError, TargetValidationError
 from destinations.http import RetryPolicy, TokenCache
@@ -168,25 +169,20 @@ class DataExtensionConnector:
     def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
         fields = self._fields()
         self._check_key_column(fields)
-        checks = []
-        for target in targets:
-            try:
-                found = self._target_column(fields, target)
-            except TargetValidationError as exc:
-                checks.append(TargetCheck(TargetStatus.REFUSED, exc.message))
-                continue
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self._target_column(fields, target)
             if found is None:
-                checks.append(TargetCheck(
+                return TargetCheck(
                     TargetStatus.WILL_BE_CREATED,
                     f"The data extension '{self.key}' has no column '{target.field.strip()}' yet: "
                     "the first run creates it as a Boolean column.",
-                ))
-            else:
-                checks.append(TargetCheck(
-                    TargetStatus.EXISTS,
-                    f"Column '{found['name']}' of data extension '{self.key}': Boolean.",
-                ))
-        return checks
+                )
+            return TargetCheck(
+                TargetStatus.EXISTS, f"Column '{found['name']}' of data extension '{self.key}': Boolean."
+            )
+
+        return target_checks(targets, describe)
 
     def _target_column(
         self, fields: Mapping[str, Mapping[str, Any]], target: SyncTarget
