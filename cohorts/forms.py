@@ -130,9 +130,17 @@ class CohortForm(forms.ModelForm):
     # Shown only when a save would empty or halve a cohort that dynamic syncs keep in sync.
     confirm_shrink = forms.BooleanField(required=False, label="Yes, save it")
 
+    sql = forms.CharField(
+        label="SQL",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90, "class": "vLargeTextField", "spellcheck": "false",
+                                     "placeholder": "SELECT id AS distinct_id FROM accounts WHERE plan = 'team'"}),
+        help_text=Cohort._meta.get_field("sql").help_text,
+    )
+
     class Meta:
         model = Cohort
-        fields = ("name", "kind", "description", "rules")
+        fields = ("name", "kind", "description", "rules", "source", "sql")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -177,8 +185,11 @@ class CohortForm(forms.ModelForm):
         if kind == Cohort.Kind.RULES:
             if "rules" in cleaned and cleaned.get("rules") is None and "rules" not in self.errors:
                 self.add_error("rules", EMPTY_RULES_MESSAGE)
+        if kind != Cohort.Kind.STATIC:
             for name in given:
                 self.add_error(name, "Listed members apply only to static cohorts.")
+        if kind == Cohort.Kind.SQL:
+            self._clean_sql(cleaned)
         if len(given) > 1:
             raise forms.ValidationError(
                 "Give the new member list one way only: typed, uploaded, or cleared."
@@ -199,6 +210,17 @@ class CohortForm(forms.ModelForm):
         )
         if self.shrink is not None:
             raise forms.ValidationError(self.shrink.message, code="shrink_unconfirmed")
+
+    def _clean_sql(self, cleaned: dict[str, Any]) -> None:
+        # Local import: sources depends on cohorts for its import row path.
+        from sources.validation import SettingError, sql_clean
+
+        if not cleaned.get("source") and "source" not in self.errors:
+            self.add_error("source", "An SQL cohort needs the source its query runs on.")
+        try:
+            cleaned["sql"] = sql_clean(cleaned.get("sql") or "")
+        except SettingError as exc:
+            self.add_error("sql", str(exc))
 
     def static_member_ids(self) -> Iterator[str] | None:
         """The replacement list, streamed; None when the list should stay as it is."""

@@ -17,6 +17,8 @@ from cohorts.rules import DISTINCT_ID_PROPERTY, RuleError, rules_to_q
 from cohortsync_site.database import QueryTooSlow, statement_time_limit
 
 PREVIEW_LIMIT = 50
+# Kinds whose members are the distinct ids stored in StaticMembership.
+LISTED_KINDS = (Cohort.Kind.STATIC, Cohort.Kind.SQL)
 EMAIL_PROPERTY = "$email"
 # Profiles whose property names are offered while writing rules: the newest ones only
 # (the names of a million JSON documents would be a full scan).
@@ -26,13 +28,13 @@ PROPERTY_NAMES_SAMPLE = 1000
 def cohort_members(cohort: Cohort) -> QuerySet[Profile]:
     """The cohort's current members, evaluated in the database.
 
-    Static cohorts: profiles whose distinct id is listed (ids without a profile yet are not
-    members). Rules cohorts: profiles matching the rules; a rules cohort whose rules are
+    Static and SQL cohorts: profiles whose distinct id is listed (ids without a profile yet
+    are not members; an SQL cohort's list is what its last refresh read). Rules cohorts: profiles matching the rules; a rules cohort whose rules are
     empty has no members, so a half-configured cohort can never export everyone
     (``{"all": []}`` is the explicit way to say "every profile").
     Raises cohorts.rules.RuleError if stored rules are invalid.
     """
-    if cohort.kind == Cohort.Kind.STATIC:
+    if cohort.kind in LISTED_KINDS:
         listed = StaticMembership.objects.filter(cohort_id=cohort.pk).values("distinct_id")
         return Profile.objects.filter(distinct_id__in=listed)
     if not cohort.rules:

@@ -9,7 +9,9 @@ injection. Timestamps are SFMC server time: UTC-6, written without an offset.
 
 Python: reset(), state(limit), configure(**knobs), add_data_extension(), add_attribute(),
 rows(key). HTTP (no token needed): GET /_sandbox/state[?limit=N], POST /_sandbox/reset,
-POST /_sandbox/config with a JSON object of configure() knobs.
+POST /_sandbox/config with a JSON object of configure() knobs. Besides DEFAULTS' knobs,
+`answers` gives chosen requests a canned status, content type and body (see
+destinations.sandbox.canned).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from destinations.sandbox.canned import CannedAnswers
 from destinations.sandbox.latency import answer_after
 from destinations.sandbox.sfmc_store import (
     DEADLOCK_MESSAGE,
@@ -114,6 +117,7 @@ class SfmcSandbox:
             self.contacts: dict[str, dict[str, dict[str, Any]]] = {}
             self.calls: dict[str, Any] = {"total": 0, "by_endpoint": {}, "tokens_issued": 0}
             self.rowset_sizes: list[int] = []
+            self.canned = CannedAnswers()
             self._recent: deque[float] = deque()
             self._in_flight = 0
             self.add_data_extension(DEMO_KEY, [
@@ -126,10 +130,13 @@ class SfmcSandbox:
                     self.add_attribute(attribute, attribute_set=set_name, data_type=kind)
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Change limits and faults; `expire_tokens=True` invalidates every issued token."""
+        """Change limits and faults; `expire_tokens=True` invalidates every issued token,
+        `answers=[...]` replaces the canned answers (destinations.sandbox.canned)."""
         with self._lock:
             if knobs.pop("expire_tokens", False):
                 self.tokens.clear()
+            if "answers" in knobs:
+                self.canned.replace(knobs.pop("answers"))
             unknown = sorted(set(knobs) - set(DEFAULTS))
             if unknown:
                 raise ValueError(f"Unknown sandbox setting(s): {', '.join(unknown)}.")
@@ -223,6 +230,9 @@ class SfmcSandbox:
         with self._lock:
             self.calls["total"] += 1
             self.calls["by_endpoint"][label] = self.calls["by_endpoint"].get(label, 0) + 1
+            canned = self.canned.take(request)
+            if canned is not None:
+                return canned
             fault = self._fault(arrived)
             if fault is not None:
                 return fault

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from cohorts.models import Cohort
 from cohorts.rules import RuleError
 from cohortsync_site.database import statistics_refresh
 from destinations.base import Connector, SyncTarget
@@ -19,7 +20,7 @@ from destinations.registry import connector_for
 from syncs.engine import staging
 from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
-from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push
+from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push, run_scrubber
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 from syncs.run_events import run_finished_notify
 
@@ -91,6 +92,10 @@ def run_execute(*, run_id: int) -> SyncRun:
 
 def _execute(run: SyncRun) -> None:
     sync = run.sync
+    refresh_error = _sql_cohort_refresh(sync)
+    if refresh_error:
+        _finish(run, RunStatus.FAILED, code="cohort_refresh_failed", message=refresh_error)
+        return
     try:
         connector = connector_for(sync.destination)
     except DestinationError as exc:
@@ -204,6 +209,25 @@ def _execute(run: SyncRun) -> None:
     _finish_pushed(run, calls(), plan, result)
 
 
+def _sql_cohort_refresh(sync: Sync) -> str:
+    """An SQL cohort reads its members from its source before every run; why it could not
+    (the run then fails and sends nothing), or ""."""
+    cohort = sync.cohort
+    if cohort.kind != Cohort.Kind.SQL:
+        return ""
+    from sources.connections import SourceError
+    from sources.services import cohort_refresh
+
+    try:
+        cohort_refresh(cohort=cohort)
+    except SourceError as exc:
+        return (
+            f"The SQL cohort '{cohort.name}' could not be refreshed from its source: "
+            f"{exc.message} Nothing was sent."
+        )
+    return ""
+
+
 def _no_identities_message(sync: Sync, plan: Plan) -> str:
     members = f"{plan.members:,} member{'' if plan.members == 1 else 's'}"
     lacking = f"{plan.missing:,} {'lacks' if plan.missing == 1 else 'lack'} the identity property '{sync.identity_property}'"
@@ -308,12 +332,13 @@ def _finish(
     api_calls: int | None = None,
 ) -> None:
     now = timezone.now()
+    scrub = run_scrubber(run)
     values: dict[str, object] = {
         "status": status,
         "finished_at": now,
         "heartbeat_at": now,
-        "error_code": code[:64],
-        "error_message": message,
+        "error_code": scrub(code)[:64],
+        "error_message": scrub(message),
     }
     if api_calls is not None:
         values["api_calls"] = api_calls
