@@ -122,7 +122,9 @@ class SyncAdmin(admin.ModelAdmin):
             "fields": ("name", "cohort", "destination", "target_field", "identity_property")
         }
         if obj is not None and self._is_frozen(obj):
-            target["description"] = admin_display.frozen_note(obj)
+            target["description"] = admin_display.frozen_note(
+                obj, can_create=self.has_add_permission(request)
+            )
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [
             (None, target),
             ("Schedule", {"fields": ("mode", "interval_minutes", "enabled")}),

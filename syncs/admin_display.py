@@ -179,7 +179,15 @@ def acknowledged_members_display(sync: Sync) -> str:
     return f"{count:,} members acknowledged by the destination"
 
 
-def frozen_note(sync: Sync) -> str:
+def frozen_note(sync: Sync, *, can_create: bool = True) -> str:
+    why = (
+        "The destination, target field and identity property can no longer be changed: the "
+        "destination has acknowledged users of this sync, and they were written under the "
+        "current field and identity. Changing them would orphan those users (their old field "
+        "would never be cleared)."
+    )
+    if not can_create:
+        return why
     new_url = reverse("admin:syncs_sync_add") + "?" + urlencode(
         {
             "cohort": sync.cohort_id,
@@ -187,13 +195,7 @@ def frozen_note(sync: Sync) -> str:
             "identity_property": sync.identity_property,
         }
     )
-    return format_html(
-        "The destination, target field and identity property can no longer be changed: the "
-        "destination has acknowledged users of this sync, and they were written under the "
-        "current field and identity. Changing them would orphan those users (their old field "
-        "would never be cleared). <a href=\"{}\">Create a new sync instead</a>.",
-        new_url,
-    )
+    return format_html('{} <a href="{}">Create a new sync instead</a>.', why, new_url)
 
 
 # --- Run detail page ---------------------------------------------------------------------

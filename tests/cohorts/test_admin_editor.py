@@ -15,6 +15,7 @@ from cohorts.rules import OPS
 from tests.factories import (
     CohortFactory,
     ProfileFactory,
+    SqlCohortFactory,
     StaticCohortFactory,
     StaticMembershipFactory,
     SyncedMemberFactory,
@@ -132,6 +133,21 @@ def test_the_editor_page_carries_the_builder_and_its_settings(admin_client, pros
     assert config["currentCount"] == 3
     assert config["dynamicSyncs"] == ["Pro → Marketo"]
     assert config["propertyNames"] == ["$distinct_id", "$email", "plan"]
+
+
+def test_an_sql_cohort_page_works_and_asks_no_rules_preview(admin_client):
+    cohort = SqlCohortFactory(name="Team accounts")
+    StaticMembershipFactory(cohort=cohort, distinct_id=ProfileFactory().distinct_id)
+    SyncFactory(cohort=cohort)
+
+    response = admin_client.get(change_url(cohort))
+
+    assert response.status_code == 200
+    assert response.context["cohort_editor_config"]["currentCount"] == 1
+    # Saving it unchanged asks for no confirmation, whatever its members.
+    data = {"name": cohort.name, "kind": "sql", "description": "", "rules": "", "members_text": "",
+            "source": cohort.source_id, "sql": cohort.sql}
+    assert admin_client.post(change_url(cohort), data).status_code == 302
 
 
 # --- The syncs using the cohort ----------------------------------------------------------

@@ -83,3 +83,17 @@ def test_emptying_a_synced_cohort_asks_before_saving(log_in: Any, live_server: A
     expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
     cohort.refresh_from_db()
     assert cohort.rules == {"all": [{"property": "plan", "op": "eq", "value": "enterprise"}]}
+
+
+def test_the_builder_steps_aside_for_other_kinds(log_in: Any, live_server: Any) -> None:
+    page = log_in()
+    page.goto(f"{live_server.url}/admin/cohorts/cohort/add/")
+    expect(page.locator("#rule-builder")).to_be_visible()
+
+    page.get_by_label("Kind").select_option(label="SQL query over a source")
+    expect(page.locator("#rule-builder")).to_be_hidden()
+    expect(page.locator("#id_sql")).to_be_visible()
+    page.get_by_label("Kind").select_option(label="Static list of distinct ids")
+    expect(page.locator("#rule-builder")).to_be_hidden()
+    page.get_by_label("Kind").select_option(label="Rules over profile properties")
+    expect(page.locator("#rule-builder")).to_be_visible()
