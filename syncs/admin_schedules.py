@@ -16,13 +16,9 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from alerts.schedules import RETRY_SCHEDULE_NAME, STALE_CHECK_SCHEDULE_NAME
+from syncs.admin_display import interval_words
 from syncs.models import Sync
-from syncs.schedules import (
-    PRUNE_SCHEDULE_NAME,
-    REAPER_SCHEDULE_NAME,
-    SYNC_SCHEDULE_PREFIX,
-    schedule_interval_words,
-)
+from syncs.schedules import PRUNE_SCHEDULE_NAME, REAPER_SCHEDULE_NAME, SYNC_SCHEDULE_PREFIX
 
 CHORES = {
     PRUNE_SCHEDULE_NAME: "Delete runs older than the retention period",
@@ -30,6 +26,13 @@ CHORES = {
     STALE_CHECK_SCHEDULE_NAME: "Alerts: notice syncs that stopped running",
     RETRY_SCHEDULE_NAME: "Alerts: retry failed deliveries",
 }
+
+
+def schedule_interval_words(schedule_type: str, minutes: int | None) -> str:
+    """How often a django-q2 schedule fires, in words: "every 15 minutes", "daily"."""
+    if schedule_type == Schedule.MINUTES and minutes:
+        return interval_words(minutes)
+    return str(dict(Schedule.TYPE).get(schedule_type, schedule_type)).lower()
 
 
 def schedule_purpose(schedule: Schedule, *, sync_url: Callable[[int], str] | None) -> str:

@@ -107,16 +107,3 @@ def orphan_sync_schedules_delete(*, existing_sync_ids: set[int]) -> int:
     ]
     deleted, _ = Schedule.objects.filter(pk__in=orphans).delete()
     return deleted
-
-
-def schedule_interval_words(schedule_type: str, minutes: int | None) -> str:
-    """How often a django-q2 schedule fires, in words: "every 15 minutes", "every 2 hours",
-    "daily"."""
-    if schedule_type == Schedule.MINUTES and minutes:
-        if minutes % 60 == 0:
-            hours = minutes // 60
-            return "every hour" if hours == 1 else f"every {hours} hours"
-        return "every minute" if minutes == 1 else f"every {minutes} minutes"
-    if schedule_type == Schedule.ONCE:
-        return "once"
-    return str(dict(Schedule.TYPE).get(schedule_type, schedule_type)).lower()

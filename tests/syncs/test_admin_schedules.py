@@ -6,11 +6,8 @@ import pytest
 from django.urls import reverse
 from django_q.models import Schedule
 
-from syncs.schedules import (
-    housekeeping_schedules_ensure,
-    schedule_interval_words,
-    sync_schedule_name,
-)
+from syncs.admin_schedules import schedule_interval_words
+from syncs.schedules import housekeeping_schedules_ensure, sync_schedule_name
 from syncs.services import sync_schedule_update
 from tests.factories import DestinationFactory, SyncFactory
 from tests.syncs.admin_helpers import staff_client

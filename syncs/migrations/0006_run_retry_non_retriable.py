@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncs', '0004_run_skipped_ticks'),
+        ('syncs', '0005_run_plans_acknowledged_members_failure_indexes'),
     ]
 
     operations = [
