@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
         ("contenttypes", "0002_remove_content_type_name"),
         ("cohorts", "0003_cohort_rules_help_more_than_days_ago"),
         ("destinations", "0003_connection_summary"),
-        ("syncs", "0007_approve_run_permission"),
+        ("syncs", "0008_approve_run_permission"),
     ]
 
     operations = [migrations.RunPython(groups_create, migrations.RunPython.noop)]

@@ -88,7 +88,7 @@ CUSTOM_VIEWS: dict[tuple[str, str, str], dict[str, int]] = {
 # Actions offered in each changelist, per role (models not listed: none but the admins').
 OPERATOR_ACTIONS = {
     "syncs.sync": {"export_now", "dry_run", "full_resync"},
-    "syncs.syncrun": {"retry_failed_users", "cancel_run", "reject_guarded_run"},
+    "syncs.syncrun": {"retry_failed_users", "retry_all_failed_users", "cancel_run", "reject_guarded_run"},
     "sources.profileimport": {"run_now", "run_full_now"},
 }
 STANDARD_PAGES = {"changelist", "add", "change", "delete", "history", "redirect"}

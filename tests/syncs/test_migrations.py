@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_whoever_could_approve_through_manage_run_keeps_approving() -> None:
-    migration = importlib.import_module("syncs.migrations.0007_approve_run_permission")
+    migration = importlib.import_module("syncs.migrations.0008_approve_run_permission")
     Permission.objects.filter(codename="approve_run").delete()
     manage = Permission.objects.get(codename="manage_run")
     manage.name = "Can cancel, retry and approve runs"

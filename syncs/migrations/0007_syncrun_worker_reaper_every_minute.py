@@ -20,7 +20,7 @@ def reaper_every_minute(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("syncs", "0005_run_plans_acknowledged_members_failure_indexes"),
+        ("syncs", "0006_run_retry_non_retriable"),
         ("django_q", "0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more"),
     ]
 

@@ -43,7 +43,7 @@ def grant_approve_run_to_run_managers(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("syncs", "0006_syncrun_worker_reaper_every_minute"),
+        ("syncs", "0007_syncrun_worker_reaper_every_minute"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
