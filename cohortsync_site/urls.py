@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from health.views import healthz
+
 admin.site.site_header = "CohortSync"
 admin.site.site_title = "CohortSync"
 admin.site.index_title = "Cohorts, destinations and syncs"
@@ -9,4 +11,5 @@ admin.site.index_title = "Cohorts, destinations and syncs"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
 ]
