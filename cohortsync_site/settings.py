@@ -109,10 +109,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (shared by web and workers: destination tokens live here) --------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# The task queue's name: its Redis keys and the salt tasks are signed with, and the prefix of
+# the cache's keys in Redis. The same on every web and worker process of one installation;
+# installations sharing a Redis server use different names.
+TASK_QUEUE_NAME = env.str("TASK_QUEUE_NAME", default="cohortsync")
 if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache_url("CACHE_URL")}
 elif REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": TASK_QUEUE_NAME}}
 else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cohortsync_cache"}
@@ -122,9 +127,7 @@ else:
 # retry must exceed timeout (plus queue wait) or a long task is delivered twice while running.
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=3600)
 Q_CLUSTER: dict = {
-    # The queue's name: its Redis key prefix and the salt tasks are signed with. Every web and
-    # worker process of one installation uses the same; installations sharing a Redis differ.
-    "name": env.str("TASK_QUEUE_NAME", default="cohortsync"),
+    "name": TASK_QUEUE_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": TASK_TIMEOUT_SECONDS,
     "retry": TASK_TIMEOUT_SECONDS + 600,

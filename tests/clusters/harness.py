@@ -201,9 +201,8 @@ def host_environment(
         "LOG_LEVEL": "INFO",
     }
     if broker == "redis":
+        # Shared with other test runs: the queue's name prefixes the broker's and the cache's keys.
         env["REDIS_URL"] = REDIS_URL
-        # Redis is shared with other test runs: the cache gets the queue's name as its prefix.
-        env["CACHE_URL"] = f"{REDIS_URL}?key_prefix={queue_name}"
     return {**env, **(extra or {})}
 
 
