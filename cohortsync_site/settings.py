@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "cohorts",
     "destinations",
     "syncs",
+    "alerts",
     "health",
 ]
 
@@ -160,6 +161,25 @@ COHORTSYNC_STALE_RUN_MINUTES = env.float("COHORTSYNC_STALE_RUN_MINUTES", default
 COHORTSYNC_SKIP_ROWS_PER_RUN = env.int("COHORTSYNC_SKIP_ROWS_PER_RUN", default=1000)
 # How long to poll one SFMC asynchronous upsert before reporting its rows as retriable.
 COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS = env.float("COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS", default=900.0)
+
+# --- Alerts -------------------------------------------------------------------------------
+# Absolute address of this instance, for links in alerts (the run's admin page).
+COHORTSYNC_BASE_URL: str = env.str("COHORTSYNC_BASE_URL", default="").rstrip("/")
+# Hosts (host or host:port) alert webhooks may reach over http as well as https.
+COHORTSYNC_ALLOWED_ALERT_HOSTS: list[str] = env.list("COHORTSYNC_ALLOWED_ALERT_HOSTS", default=[])
+# Connect and read timeout of one webhook request or SMTP exchange.
+COHORTSYNC_ALERT_TIMEOUT_SECONDS = env.float("COHORTSYNC_ALERT_TIMEOUT_SECONDS", default=5.0)
+# Email: EMAIL_URL such as smtp+tls://user:password@smtp.example.com:587 (django-environ's
+# email_url). Unset: the console backend in DEBUG; otherwise email alerts fail, saying so.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+COHORTSYNC_EMAIL_CONFIGURED = bool(EMAIL_URL) or DEBUG
+if EMAIL_URL:
+    vars().update(env.email_url("EMAIL_URL"))
+elif DEBUG:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="CohortSync <cohortsync@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_TIMEOUT = COHORTSYNC_ALERT_TIMEOUT_SECONDS
 
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

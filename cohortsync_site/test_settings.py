@@ -22,3 +22,7 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 # The sandbox emulators listen on loopback during tests.
 COHORTSYNC_ALLOWED_API_HOSTS = ["127.0.0.1", "localhost"]
+# Alert webhooks go to a listener on loopback during tests.
+COHORTSYNC_ALLOWED_ALERT_HOSTS = ["127.0.0.1", "localhost"]
+COHORTSYNC_BASE_URL = "https://cohortsync.example.com"
+COHORTSYNC_EMAIL_CONFIGURED = True

@@ -1,5 +1,8 @@
 """Encryption at rest for destination secrets.
 
+The column holds ciphertext, Python code sees plaintext, and `dumpdata` writes ciphertext
+(encrypted with the current key), which `loaddata` decrypts once and stores encrypted again.
+
 Keys come from settings.FIELD_ENCRYPTION_KEYS (Fernet keys): the first encrypts, all of
 them decrypt, so keys can be rotated (`manage.py rotate_encryption_keys`). The keys are
 independent of SECRET_KEY on purpose: rotating one must not lose the other.
@@ -99,6 +102,29 @@ class EncryptedTextField(models.TextField):
     """
 
     description = "Text encrypted at rest with FIELD_ENCRYPTION_KEYS"
+
+    def value_to_string(self, obj):  # type: ignore[no-untyped-def]
+        # Serialisers (dumpdata) write the ciphertext: a dump must not carry the plaintext.
+        value = self.value_from_object(obj)
+        return encrypt_secret(value) if value else ""
+
+    def to_python(self, value):  # type: ignore[no-untyped-def]
+        # Deserialisers (loaddata) hand back what value_to_string wrote: decrypt it here, or
+        # saving would encrypt the ciphertext a second time. A value without the prefix is
+        # plaintext (a dump made before dumps were encrypted); one with it that no key
+        # decrypts raises SecretDecryptionError instead of becoming the "secret".
+        value = super().to_python(value)
+        if isinstance(value, str) and value.startswith(CIPHERTEXT_PREFIX):
+            try:
+                return decrypt_secret(value)
+            except SecretDecryptionError:
+                raise SecretDecryptionError(
+                    f"The encrypted {self.name} being loaded cannot be decrypted with any key in "
+                    "FIELD_ENCRYPTION_KEYS. Add the first key of the installation it was dumped "
+                    "from after the current one, load again, then run "
+                    "`manage.py rotate_encryption_keys`."
+                ) from None
+        return value
 
     def get_prep_value(self, value):  # type: ignore[no-untyped-def]
         value = super().get_prep_value(value)

@@ -14,6 +14,7 @@ from destinations.selectors import destination_has_secret
 from destinations.validation import (
     SettingError,
     normalize_marketo_base_url,
+    normalize_sfmc_auth_base_url,
     normalize_sfmc_subdomain,
     validate_destination_options,
     validate_sfmc_account_id,
@@ -170,14 +171,9 @@ class DestinationForm(forms.ModelForm):
         if self._require(cleaned, "subdomain"):
             self._apply(cleaned, "subdomain", normalize_sfmc_subdomain)
         self._apply(cleaned, "account_id", validate_sfmc_account_id)
-        auth_base_url = (cleaned.get("auth_base_url") or "").strip()
-        if auth_base_url:
-            auth_base_url = auth_base_url.rstrip("/")
-            for token_path in ("/v2/token", "/v1/requesttoken"):
-                if auth_base_url.lower().endswith(token_path):
-                    auth_base_url = auth_base_url[: -len(token_path)]
-            cleaned["auth_base_url"] = auth_base_url
-            self._check_url_allowed(cleaned, "auth_base_url")
+        if self._apply(cleaned, "auth_base_url", normalize_sfmc_auth_base_url):
+            if cleaned["auth_base_url"]:
+                self._check_url_allowed(cleaned, "auth_base_url")
         if kind == DestinationKind.SFMC_DATA_EXTENSION:
             self._require(cleaned, "data_extension_key")
             self._require(cleaned, "key_column")

@@ -2,8 +2,10 @@
 
 Each destination's client module builds an `HttpTransport` and does all its HTTP through
 it. The transport:
-- refuses any URL outside the official API hosts or COHORTSYNC_ALLOWED_API_HOSTS, before
-  a byte is sent;
+- applies destinations.url_policy to exactly the URL it hands to requests, before a byte is
+  sent: malformed or ambiguous URLs, and hosts outside the official API hosts or
+  COHORTSYNC_ALLOWED_API_HOSTS, are refused;
+- never follows a redirect: a 3xx answer is a permanent error naming the refused host;
 - always sets timeouts;
 - keeps request rate and concurrency within the destination's limits, across threads;
 - retries transient failures (network errors, 5xx, 429 and whatever the client's
@@ -23,7 +25,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,18 +36,17 @@ from django.core.cache import cache as django_cache
 
 from destinations.errors import (
     DestinationError,
-    EndpointNotAllowedError,
     RateLimitedError,
     TransientError,
 )
 
+# Re-exported: callers have always found the allow-list entry point here.
+from destinations.url_policy import OFFICIAL_HOST_SUFFIXES as OFFICIAL_HOST_SUFFIXES
+from destinations.url_policy import ensure_url_allowed as ensure_url_allowed
+from destinations.url_policy import redirect_refused
+
 logger = logging.getLogger(__name__)
 
-OFFICIAL_HOST_SUFFIXES = (
-    ".auth.marketingcloudapis.com",
-    ".rest.marketingcloudapis.com",
-    ".mktorest.com",
-)
 # A Retry-After longer than this is not waited out inside a run; the error is raised instead.
 MAX_RETRY_AFTER_SECONDS = 120.0
 
@@ -56,37 +57,6 @@ class TokenExpiredError(TransientError):
     Raised by a client's `check` callback; the transport passes it straight up so the
     client can refresh its token.
     """
-
-
-def allowed_extra_hosts() -> list[str]:
-    return [h.strip().lower() for h in settings.COHORTSYNC_ALLOWED_API_HOSTS if h.strip()]
-
-
-def ensure_url_allowed(url: str, *, extra_hosts: Iterable[str] | None = None) -> None:
-    """Raise EndpointNotAllowedError unless `url` may be contacted.
-
-    Official hosts need https. Hosts in COHORTSYNC_ALLOWED_API_HOSTS ("host" for any port,
-    "host:port" for one) may use http or https.
-    """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    extra = list(allowed_extra_hosts() if extra_hosts is None else extra_hosts)
-    shown = f"{host}:{port}" if port else host
-    if parts.scheme in ("http", "https") and host and (host in extra or shown in extra):
-        return
-    if parts.scheme == "https" and any(host.endswith(suffix) for suffix in OFFICIAL_HOST_SUFFIXES):
-        return
-    raise EndpointNotAllowedError(
-        f"Refusing to contact {parts.scheme}://{shown or '?'}: only https on the official "
-        "hosts (*.auth.marketingcloudapis.com, *.rest.marketingcloudapis.com, *.mktorest.com) "
-        "is allowed. To use another host (a sandbox or a proxy), add it to "
-        "COHORTSYNC_ALLOWED_API_HOSTS.",
-        code="endpoint_not_allowed",
-    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -229,6 +199,8 @@ class HttpTransport:
         """Send with retries. `check` may raise TransientError (retried) or any other
         DestinationError (raised at once) for responses that are errors in disguise."""
         ensure_url_allowed(url)
+        # A redirect would take the request (and its credentials) to a URL nobody checked.
+        kwargs["allow_redirects"] = False
         kwargs.setdefault("timeout", self.timeout)
         for name, value in self._environment_for(url).items():
             kwargs.setdefault(name, value)
@@ -237,7 +209,7 @@ class HttpTransport:
             attempt += 1
             try:
                 response = self._send_once(method, url, **kwargs)
-                self._raise_for_transport_status(response)
+                self._raise_for_transport_status(response, url)
                 if check is not None:
                     check(response)
                 return response
@@ -291,7 +263,11 @@ class HttpTransport:
                 ) from None
 
     @staticmethod
-    def _raise_for_transport_status(response: requests.Response) -> None:
+    def _raise_for_transport_status(response: requests.Response, url: str) -> None:
+        if 300 <= response.status_code < 400:
+            raise redirect_refused(
+                status=response.status_code, location=response.headers.get("Location"), url=url
+            )
         if response.status_code == 429:
             raise RateLimitedError(
                 "The destination is throttling requests (HTTP 429).",

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, TextChoices
 
-from destinations.http import OFFICIAL_HOST_SUFFIXES
 from destinations.models import Destination, DestinationKind
+from destinations.url_policy import is_official_api_host
 
 
 class ConnectionState(TextChoices):
@@ -75,4 +75,4 @@ def destination_is_sandbox(destination: Destination) -> bool:
     host = (urlsplit(destination_api_url(destination)).hostname or "").lower()
     if not host:
         return False
-    return not any(host.endswith(suffix) for suffix in OFFICIAL_HOST_SUFFIXES)
+    return not is_official_api_host(host)

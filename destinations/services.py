@@ -18,6 +18,7 @@ from destinations.encryption import (
 from destinations.errors import DestinationError
 from destinations.models import Destination
 from destinations.registry import connector_for
+from destinations.scrubbing import scrub
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +27,9 @@ MAX_STORED_MESSAGE_LENGTH = 1000
 
 
 def _redact(message: str, secrets: Iterable[str]) -> str:
-    """Last line of defence: a connector message must never carry the credentials."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            message = message.replace(secret, "[redacted]")
-    return message[:MAX_STORED_MESSAGE_LENGTH]
+    """Last line of defence: a connector message must never carry the credentials (nor
+    any access token: destinations.scrubbing)."""
+    return scrub(message, secrets)[:MAX_STORED_MESSAGE_LENGTH]
 
 
 def _check(destination: Destination) -> tuple[ConnectionReport, list[str]]:

@@ -1,7 +1,8 @@
 """Normalise what people paste into destination settings, or say exactly what is wrong.
 
 Used by the admin forms, `manage.py apply` and the clients alike, so every entry point
-accepts and rejects the same things.
+accepts and rejects the same things. URLs are read by destinations.url_policy, the policy the
+HTTP transport applies at request time, so a URL saved here is one requests may use.
 """
 
 from __future__ import annotations
@@ -9,12 +10,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+
+from destinations.errors import EndpointNotAllowedError
+from destinations.url_policy import ParsedUrl, url_parse
 
 SUBDOMAIN_RE = re.compile(r"^[A-Za-z0-9-]+$")
 _SFMC_HOST_RE = re.compile(
     r"^(?P<sub>[A-Za-z0-9-]+)\.(?:auth|rest|soap)\.marketingcloudapis\.com$", re.IGNORECASE
 )
+# "scheme:" not followed by a port number: 'https://...', 'https:/...', 'mailto:...' are
+# read as written; 'host' and 'host:8765/path' get https:// in front.
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?![0-9])")
+# Pasted token URLs are trimmed to the auth base URL (lower case: compared case-insensitively).
+SFMC_TOKEN_PATHS = ("/v2/token", "/v1/requesttoken")
 # A pasted Marketo URL ends at the host (or a proxy prefix) before one of these segments.
 _MARKETO_API_SEGMENT_RE = re.compile(r"/(?:rest|identity|bulk)(?:/|$)", re.IGNORECASE)
 
@@ -33,7 +41,7 @@ def normalize_sfmc_subdomain(value: str) -> str:
         # 'mcABC/' is a subdomain with copy-paste noise, not a URL.
         candidate = raw.rstrip("/")
     if "://" in candidate or "." in candidate or "/" in candidate:
-        host = urlsplit(raw if "://" in raw else f"https://{raw}").hostname or ""
+        host = _parsed(raw if "://" in raw else f"https://{raw}").host
         match = _SFMC_HOST_RE.match(host)
         if not match:
             raise SettingError(
@@ -49,11 +57,35 @@ def normalize_sfmc_subdomain(value: str) -> str:
     return candidate
 
 
+def normalize_sfmc_auth_base_url(value: str) -> str:
+    """'' (use the subdomain's auth URL), or the auth base URL with a pasted token path
+    ('/v2/token', '/v1/requestToken') and trailing slashes removed.
+
+    The URL must pass destinations.url_policy's syntax check; whether its host may be
+    contacted is ensure_url_allowed's question.
+    """
+    raw = (value or "").strip()
+    if not raw:
+        return ""
+    url = raw.rstrip("/")
+    for token_path in SFMC_TOKEN_PATHS:
+        if url.lower().endswith(token_path):
+            url = url[: -len(token_path)].rstrip("/")
+    parsed = _parsed(url)
+    if parsed.query:
+        raise SettingError(
+            "Remove the query (?...) from the auth base URL: it ends at the path, e.g. "
+            "https://mcXXXX.auth.marketingcloudapis.com."
+        )
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}"
+
+
 def normalize_marketo_base_url(value: str) -> str:
     """Strip a pasted '/rest', '/identity' or '/bulk' (and anything after it) and trailing
     slashes; a bare host gets https://.
 
-    Any other path prefix is kept (a proxy may mount Marketo under one).
+    Any other path prefix is kept (a proxy may mount Marketo under one). The URL must pass
+    destinations.url_policy's syntax check.
     """
     raw = (value or "").strip()
     if not raw:
@@ -61,27 +93,20 @@ def normalize_marketo_base_url(value: str) -> str:
             "Enter the Marketo REST endpoint from Admin > Web Services, e.g. "
             "https://123-ABC-456.mktorest.com."
         )
-    parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a non-numeric port
-    except ValueError:
-        parts = parts._replace(netloc="")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingError(
-            f"'{raw}' is not a URL. Enter the REST endpoint from Admin > Web Services, e.g. "
-            "https://123-ABC-456.mktorest.com."
-        )
-    if parts.username or parts.password:
-        # The URL is stored in plain text; credentials belong in client id / secret.
-        raise SettingError(
-            "Remove the user name and password from the URL: Marketo credentials go in the "
-            "client id and client secret fields."
-        )
-    path = parts.path.rstrip("/")
+    parsed = _parsed(raw if _SCHEME_RE.match(raw) else f"https://{raw}")
+    path = parsed.path.rstrip("/")
     match = _MARKETO_API_SEGMENT_RE.search(path)
     if match:
         path = path[: match.start()]
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    return f"{parsed.scheme}://{parsed.netloc}{path}"
+
+
+def _parsed(url: str) -> ParsedUrl:
+    """url_policy's strict reading, its refusal as a SettingError."""
+    try:
+        return url_parse(url)
+    except EndpointNotAllowedError as exc:
+        raise SettingError(exc.message) from None
 
 
 def validate_sfmc_account_id(value: str) -> str:

@@ -50,6 +50,8 @@ if [ ! -f .env ]; then
 # Never deploy with this file; see README.md, "Configuration".
 DEBUG=true
 COHORTSYNC_ALLOWED_API_HOSTS=127.0.0.1:${SANDBOX_PORT}
+# Links in alerts (the demo's email alerts are printed by the console backend).
+COHORTSYNC_BASE_URL=${WEB_URL}
 ENV
   say "Wrote .env for a local development instance"
 fi

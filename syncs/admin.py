@@ -274,7 +274,7 @@ class SyncRunAdmin(AuditTrailAdmin):
     list_select_related = ("sync", "triggered_by")
     search_fields = ("sync__name",)
     date_hierarchy = "created_at"
-    actions = ["retry_failed_users", "cancel_run", "approve_guarded_run"]
+    actions = ["retry_failed_users", "cancel_run", "approve_guarded_run", "reject_guarded_run"]
     change_form_template = "admin/syncs/syncrun/change_form.html"
     # Everything is shown by the template; these only keep the readonly form cheap.
     fields = ("sync", "status")
@@ -321,6 +321,10 @@ class SyncRunAdmin(AuditTrailAdmin):
     def approve_guarded_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> HttpResponse | None:
         return admin_views.runs_approve(self, request, queryset)
 
+    @admin.action(description="Reject guarded run (discard its removals)", permissions=["manage_run"])
+    def reject_guarded_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        admin_views.runs_reject(self, request, queryset)
+
     # --- Detail page and custom views --------------------------------------------------
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
@@ -341,6 +345,7 @@ class SyncRunAdmin(AuditTrailAdmin):
             path("<path:object_id>/retry/", wrap(self.retry_view), name=f"{prefix}_retry"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{prefix}_cancel"),
             path("<path:object_id>/approve/", wrap(self.approve_view), name=f"{prefix}_approve"),
+            path("<path:object_id>/reject/", wrap(self.reject_view), name=f"{prefix}_reject"),
             *super().get_urls(),
         ]
 
@@ -371,6 +376,12 @@ class SyncRunAdmin(AuditTrailAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         admin_views.runs_cancel(self, request, self._managed_run(request, object_id))
+        return self._back_to_run(object_id)
+
+    def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        admin_views.runs_reject(self, request, self._managed_run(request, object_id))
         return self._back_to_run(object_id)
 
     def approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -104,7 +104,15 @@ def syncs_for_listing(queryset: QuerySet[Sync] | None = None) -> QuerySet[Sync]:
     The destination's secret is deferred: listing syncs must never decrypt it.
     """
     queryset = Sync.objects.all() if queryset is None else queryset
-    last_run = SyncRun.objects.filter(sync=OuterRef("pk")).order_by("-created_at", "-id")
+    # The last run is the latest that did something: a skipped tick never hides a failure.
+    last_run = (
+        SyncRun.objects.filter(sync=OuterRef("pk"))
+        .exclude(status=RunStatus.SKIPPED)
+        .order_by("-created_at", "-id")
+    )
+    # A run awaiting approval needs someone until it is approved or rejected, even when a
+    # dry run was made after it.
+    waiting = SyncRun.objects.filter(sync=OuterRef("pk"), status=RunStatus.AWAITING_APPROVAL).order_by("-id")
     return (
         queryset.select_related("cohort", "destination")
         .defer("destination__client_secret")
@@ -113,7 +121,8 @@ def syncs_for_listing(queryset: QuerySet[Sync] | None = None) -> QuerySet[Sync]:
             last_run_status=Subquery(last_run.values("status")[:1]),
             last_run_at=Subquery(last_run.values("created_at")[:1]),
             last_run_finished_at=Subquery(last_run.values("finished_at")[:1]),
-            last_run_planned_removes=Subquery(last_run.values("planned_removes")[:1]),
+            awaiting_run_id=Subquery(waiting.values("pk")[:1]),
+            awaiting_planned_removes=Subquery(waiting.values("planned_removes")[:1]),
             next_run_at=sync_schedules_next_run(),
         )
     )
@@ -279,7 +288,8 @@ def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
         "failures_changelist_url": reverse("admin:syncs_syncfailure_changelist")
         + f"?run__id__exact={run.pk}",
         "refresh_seconds": RUN_PAGE_REFRESH_SECONDS if is_live else 0,
-        "can_cancel": run.status in (*ACTIVE_RUN_STATUSES, RunStatus.AWAITING_APPROVAL),
+        # A run awaiting approval is rejected instead (recorded as such).
+        "can_cancel": run.status in ACTIVE_RUN_STATUSES,
         "can_approve": run.status == RunStatus.AWAITING_APPROVAL,
         "can_retry": run.status not in ACTIVE_RUN_STATUSES
         and run.failed_adds + run.failed_removes > 0,
@@ -330,13 +340,13 @@ class DashboardRow:
 
 def _dashboard_warning(sync: Sync) -> str:
     status = getattr(sync, "last_run_status", None)
+    if getattr(sync, "awaiting_run_id", None) is not None:
+        removes = getattr(sync, "awaiting_planned_removes", 0) or 0
+        return f"Waiting for approval to remove {removes:,} users."
     if status == RunStatus.FAILED:
         return "Last run failed."
     if status == RunStatus.PARTIAL:
         return "Last run partially failed: some users were not written."
-    if status == RunStatus.AWAITING_APPROVAL:
-        removes = getattr(sync, "last_run_planned_removes", 0) or 0
-        return f"Waiting for approval to remove {removes:,} users."
     overdue = sync_overdue_by(sync)
     if overdue is not None:
         return (
@@ -351,7 +361,9 @@ def _dashboard_warning(sync: Sync) -> str:
 def dashboard_rows(limit: int = DASHBOARD_LIMIT) -> tuple[list[DashboardRow], int]:
     """The syncs for the admin index, those needing attention first, in one query."""
     attention_first = Case(
-        When(last_run_status__in=ATTENTION_STATUSES, then=Value(0)), default=Value(1)
+        When(awaiting_run_id__isnull=False, then=Value(0)),
+        When(last_run_status__in=ATTENTION_STATUSES, then=Value(0)),
+        default=Value(1),
     )
     syncs = list(syncs_for_listing().order_by(attention_first, "name")[: limit + 1])
     more = max(0, len(syncs) - limit)

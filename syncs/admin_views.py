@@ -262,6 +262,21 @@ def runs_cancel(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: Q
         model_admin.message_user(request, f"Run #{run.pk} of {run.sync.name} {note}.", messages.SUCCESS)
 
 
+def runs_reject(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+    for run in queryset.select_related("sync"):
+        try:
+            run = services.sync_run_reject(run=run, rejected_by=request.user)
+        except services.SyncRunStateError as exc:
+            model_admin.message_user(request, str(exc), messages.WARNING)
+            continue
+        model_admin.message_user(
+            request,
+            f"Run #{run.pk} of {run.sync.name} rejected by {request.user}: its removals were not "
+            "sent. The next run plans again.",
+            messages.SUCCESS,
+        )
+
+
 def runs_approve(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[SyncRun], *,
                  single: bool = False) -> HttpResponse | None:
     """Approve guarded runs after a confirmation page showing what they would remove."""

@@ -12,6 +12,8 @@ from destinations.models import Destination
 
 # The profile's own id rather than one of its properties.
 DISTINCT_ID_IDENTITY = "$distinct_id"
+# How the id may be written as an identity property: the seed documents write it bare.
+DISTINCT_ID_IDENTITIES = (DISTINCT_ID_IDENTITY, "distinct_id")
 # Fields that decide where and under which key users were written: once the destination has
 # acknowledged users, changing them would orphan those users (their old field never cleared).
 FROZEN_SYNC_FIELDS = ("destination", "target_field", "identity_property")
@@ -168,6 +170,11 @@ class SyncRun(models.Model):
         default=0, help_text="Members without the identity property (or with an invalid one)."
     )
     api_calls = models.PositiveIntegerField(default=0)
+    skipped_ticks = models.PositiveIntegerField(
+        default=0,
+        help_text="Scheduled runs skipped while this run awaited approval (one counter, not a "
+        "skipped run per tick).",
+    )
 
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_message = models.TextField(blank=True, default="")

@@ -47,7 +47,25 @@ def sync_frozen_changes(sync: Sync) -> list[str]:
 
 
 def sync_last_run(sync: Sync) -> SyncRun | None:
-    return SyncRun.objects.filter(sync_id=sync.pk).order_by("-created_at", "-id").first()
+    """The latest run that did something: skipped runs (a tick while another run was
+    active) never hide the run that stopped them."""
+    return (
+        SyncRun.objects.filter(sync_id=sync.pk)
+        .exclude(status=RunStatus.SKIPPED)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def run_outcome_counts(run: SyncRun) -> dict[str, int]:
+    """Users acknowledged as members (added) and non-members (removed), failed and skipped:
+    the counts `run_sync --json` prints and alerts carry."""
+    return {
+        "added": run.succeeded_adds,
+        "removed": run.succeeded_removes,
+        "failed": run.failed_adds + run.failed_removes,
+        "skipped": run.skipped_users,
+    }
 
 
 def sync_active_run(sync: Sync) -> SyncRun | None:

@@ -10,13 +10,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from cohorts.models import Cohort
 from destinations.models import Destination
 from syncs.errors import SyncRunConflict, SyncRunStateError
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.run_events import run_finished_notify
 from syncs.schedules import (
     SYNC_SCHEDULE_FUNC,
     schedule_delete_for_sync,
@@ -33,6 +34,7 @@ __all__ = [
     "sync_run_cancel",
     "sync_run_create",
     "sync_run_execute",
+    "sync_run_reject",
     "sync_run_request",
     "sync_run_retry_failed",
     "sync_runs_prune",
@@ -57,7 +59,7 @@ def _conflict(sync: Sync, active: SyncRun | None) -> SyncRunConflict:
     if active is not None and active.status == RunStatus.AWAITING_APPROVAL:
         return SyncRunConflict(
             f"Run #{active.pk} of '{sync.name}' is awaiting approval of its removals: approve "
-            "or cancel it before starting another run.",
+            "or reject it before starting another run.",
             active_run=active,
         )
     what = f"run #{active.pk} is {active.status}" if active is not None else "a run is already active"
@@ -157,6 +159,11 @@ def sync_run_scheduled_fire(*, sync_id: int) -> SyncRun | None:
         run = sync_run_create(sync=sync, trigger=SyncRun.Trigger.SCHEDULE)
     except SyncRunConflict as conflict:
         active = conflict.active_run
+        if active is not None and active.status == RunStatus.AWAITING_APPROVAL:
+            # A skipped row per tick would bury the waiting run: count the ticks on it instead.
+            SyncRun.objects.filter(pk=active.pk).update(skipped_ticks=F("skipped_ticks") + 1)
+            active.refresh_from_db(fields=["skipped_ticks"])
+            return active
         now = timezone.now()
         state = "awaiting approval" if active and active.status == RunStatus.AWAITING_APPROVAL else (
             active.status if active else "active"
@@ -193,7 +200,9 @@ def sync_run_cancel(*, run: SyncRun, requested_by: Any) -> SyncRun:
         error_code="cancelled",
         error_message=f"Cancelled{who_text} before anything was sent.",
     )
-    if not cancelled:
+    if cancelled:
+        run_finished_notify(run_id=run.pk, status=RunStatus.CANCELLED)
+    else:
         asked = SyncRun.objects.filter(
             pk=run.pk, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
         ).update(cancel_requested_at=now, cancelled_by=who)
@@ -204,6 +213,31 @@ def sync_run_cancel(*, run: SyncRun, requested_by: Any) -> SyncRun:
                     f"Run #{run.pk} is already {run.get_status_display().lower()}: nothing to cancel."
                 )
     run.refresh_from_db()
+    return run
+
+
+def sync_run_reject(*, run: SyncRun, rejected_by: Any) -> SyncRun:
+    """Discard a run held by the mass-removal guard: it ends cancelled, nothing is sent, and
+    who rejected it is recorded. The next run plans afresh (and is held again if the cohort
+    still says to remove that many)."""
+    now = timezone.now()
+    who = rejected_by if getattr(rejected_by, "pk", None) else None
+    rejected = SyncRun.objects.filter(pk=run.pk, status=RunStatus.AWAITING_APPROVAL).update(
+        status=RunStatus.CANCELLED,
+        finished_at=now,
+        cancel_requested_at=now,
+        cancelled_by=who,
+        error_code="rejected",
+        error_message=f"Rejected{f' by {who}' if who else ''}: the {run.planned_removes:,} removals "
+        f"and {run.planned_adds:,} additions it held were not sent.",
+    )
+    run.refresh_from_db()
+    if not rejected:
+        raise SyncRunStateError(
+            f"Run #{run.pk} is {run.get_status_display().lower()}, not awaiting approval: "
+            "nothing to reject."
+        )
+    run_finished_notify(run_id=run.pk, status=RunStatus.CANCELLED)
     return run
 
 
@@ -296,26 +330,32 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
         | Q(heartbeat_at__isnull=True, started_at__lt=now - stale_after)
         | Q(started_at__lt=now - dt.timedelta(seconds=timeout + 60))
     )
-    reaped = 0
+    failed_ids: list[int] = []
     for run_id, heartbeat_at in running.values_list("pk", "heartbeat_at"):
         since = timezone.localtime(heartbeat_at).strftime("%Y-%m-%d %H:%M %Z") if heartbeat_at else "its start"
-        reaped += SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
+        if SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             finished_at=now,
             error_code="worker_lost",
             error_message=f"The worker stopped while running this run (no sign of life since "
             f"{since}): it was probably killed, restarted or timed out. Users acknowledged "
             "before that are kept; the next run sends the rest.",
-        )
+        ):
+            failed_ids.append(run_id)
     queued = runs.filter(status=RunStatus.QUEUED, created_at__lt=now - dt.timedelta(seconds=queue_wait))
     minutes = queue_wait // 60
-    reaped += queued.update(
-        status=RunStatus.FAILED,
-        finished_at=now,
-        error_code="not_picked_up",
-        error_message=f"No worker picked up this run within {minutes} minutes. Check that the "
-        "task cluster (`manage.py qcluster`) is running. Nothing was sent.",
-    )
+    for run_id in queued.values_list("pk", flat=True):
+        if SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED,
+            finished_at=now,
+            error_code="not_picked_up",
+            error_message=f"No worker picked up this run within {minutes} minutes. Check that the "
+            "task cluster (`manage.py qcluster`) is running. Nothing was sent.",
+        ):
+            failed_ids.append(run_id)
+    reaped = len(failed_ids)
+    for run_id in failed_ids:
+        run_finished_notify(run_id=run_id, status=RunStatus.FAILED)
     if reaped:
         logger.warning("Marked %s stale run(s) as failed", reaped)
     return reaped

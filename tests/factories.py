@@ -5,6 +5,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
+from alerts.models import AlertEvent, AlertRule
 from cohorts.models import Cohort, Profile, StaticMembership
 from destinations.models import Destination, DestinationKind
 from syncs.models import Sync, SyncedMember, SyncFailure, SyncRun
@@ -122,3 +123,19 @@ class SyncedMemberFactory(factory.django.DjangoModelFactory):
     identity_value = factory.Sequence(lambda n: f"user-{n:06d}@example.com")
     is_member = True
     acknowledged_at = factory.Faker("date_time", tzinfo=__import__("datetime").timezone.utc)
+
+
+class AlertRuleFactory(factory.django.DjangoModelFactory):
+    """A webhook rule on every event for every sync; `email=True` for an email rule."""
+
+    class Meta:
+        model = AlertRule
+
+    name = factory.Sequence(lambda n: f"Alert rule {n}")
+    channel = AlertRule.Channel.WEBHOOK
+    events = factory.LazyFunction(lambda: list(AlertEvent.values))
+    webhook_url = "https://hooks.example.com/services/T000/B000/factory-secret"
+    webhook_format = AlertRule.WebhookFormat.JSON
+
+    class Params:
+        email = factory.Trait(channel=AlertRule.Channel.EMAIL, webhook_url="", email_to=["ops@example.com"])

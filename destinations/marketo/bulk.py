@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from destinations.errors import PermanentError, TransientError
 from destinations.marketo.client import ImportQueueFullError, MarketoClient
-
-logger = logging.getLogger(__name__)
 
 # Marketo's limit is 10 MB per file; stay clear of it whatever "MB" means on their side.
 MAX_FILE_BYTES = 9_500_000
@@ -149,11 +146,12 @@ def bulk_import_file(
     del content
     status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
     _raise_if_failed(batch_id, status)
-    if not _count(status, "numOfRowsFailed"):
+    failed = _count(status, "numOfRowsFailed")
+    if not failed:
         return {}
     return {
         email: RowOutcome(ok=False, code="import_failure", message=_failure_message(reason))
-        for email, reason in _reasons(client.bulk_import_failures(batch_id=batch_id)).items()
+        for email, reason in client.bulk_import_failures(batch_id=batch_id, rows=failed).items()
     }
 
 
@@ -233,14 +231,14 @@ def _outcomes_for(
     _raise_if_failed(batch_id, status)
     # One shared (immutable) outcome: a 150k-row file would otherwise hold 150k copies.
     outcomes = dict.fromkeys(emails, _IMPORTED)
-    if _count(status, "numOfRowsWithWarning"):
-        for email, reason in _reasons(client.bulk_import_warnings(batch_id=batch_id)).items():
+    if warned := _count(status, "numOfRowsWithWarning"):
+        for email, reason in client.bulk_import_warnings(batch_id=batch_id, rows=warned).items():
             if email in outcomes:
                 outcomes[email] = RowOutcome(
                     ok=True, code="import_warning", message=f'Imported with a warning: "{reason}".'
                 )
-    if _count(status, "numOfRowsFailed"):
-        for email, reason in _reasons(client.bulk_import_failures(batch_id=batch_id)).items():
+    if failed := _count(status, "numOfRowsFailed"):
+        for email, reason in client.bulk_import_failures(batch_id=batch_id, rows=failed).items():
             if email in outcomes:
                 outcomes[email] = RowOutcome(
                     ok=False, code="import_failure", message=_failure_message(reason)
@@ -262,23 +260,6 @@ def _count(status: dict, key: str) -> int:
         return int(status.get(key) or 0)
     except (TypeError, ValueError):
         return 0
-
-
-def _reasons(text: str) -> dict[str, str]:
-    """email (lower-cased) -> reason, from a failures/warnings CSV (reason is the last column)."""
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
-    if not rows:
-        return {}
-    header = [name.strip().lower() for name in rows[0]]
-    if "email" not in header:
-        logger.warning("Marketo failure file without an email column (columns: %s)", header)
-        return {}
-    email_at = header.index("email")
-    reasons: dict[str, str] = {}
-    for row in rows[1:]:
-        if len(row) > email_at:
-            reasons[row[email_at].strip().lower()] = row[-1].strip() if len(row) > 1 else ""
-    return reasons
 
 
 def _failure_message(reason: str) -> str:

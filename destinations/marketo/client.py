@@ -9,8 +9,11 @@ Authorization header, never in a URL.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 from django.conf import settings
 
+from destinations import scrubbing
+from destinations.answers import Answer
 from destinations.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -46,6 +51,13 @@ MIN_READ_TIMEOUT_SECONDS = 100.0
 RATE_LIMIT_WAIT_SECONDS = RATE_WINDOW_SECONDS / 4
 IMPORT_QUEUE_WAIT_SECONDS = 30.0
 QUOTA_TIMEZONE = "America/Chicago"
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
+IMPORT_STATES = frozenset({"Queued", "Importing", "Complete", "Failed"})
+# Ends the message of an unexpected answer to a write: what becomes of the users.
+NOT_WRITTEN = (
+    "These leads are not acknowledged and are sent again by the next run. If this keeps "
+    "happening, check the base URL: something other than Marketo's REST API (a proxy?) answers."
+)
 
 
 # One limiter per instance, API service and rate in this process, so concurrent runs to the
@@ -129,6 +141,7 @@ class MarketoClient:
             )
         self._client_id = client_id
         self._client_secret = client_secret
+        scrubbing.secret_remember(client_secret)
         self._now = now
         read_timeout = max(settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS, MIN_READ_TIMEOUT_SECONDS)
         if clock is time.monotonic and sleep is time.sleep:
@@ -158,13 +171,13 @@ class MarketoClient:
         if not refresh:
             cached = self._tokens.get(self._token_key)
             if cached is not None:
-                return cached
+                return _remembered(cached)
         with self._token_lock:
             if not refresh:
                 cached = self._tokens.get(self._token_key)
                 if cached is not None:
-                    return cached
-            return self._fetch_token()
+                    return _remembered(cached)
+            return _remembered(self._fetch_token())
 
     def _fetch_token(self) -> AccessToken:
         # POST with a form body: the documented alternative to query parameters that keeps
@@ -180,18 +193,14 @@ class MarketoClient:
             headers={"Accept": "application/json"},
             check=self._check_identity,
         )
-        body = response.json()
-        value = body.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise AuthenticationError(
-                "Marketo's identity endpoint answered without an access token. "
-                + messages.IDENTITY_ADVICE,
-                code="no_token",
-            )
-        try:
-            expires_in = float(body.get("expires_in", 0))
-        except (TypeError, ValueError):
-            expires_in = 0.0
+        answer = Answer(response, "Marketo's identity endpoint", "issue an access token",
+                        advice=messages.IDENTITY_ADVICE)
+        body = answer.object()
+        value = answer.text(body, "access_token")
+        scrubbing.token_remember(value)
+        expires_in = body.get("expires_in")
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            raise answer.unexpected("without the number 'expires_in'")
         # Marketo hands back the same token with its remaining life until it expires; one
         # about to expire is still used once, and a 602 then brings a fresh one.
         return self._tokens.put(
@@ -199,21 +208,20 @@ class MarketoClient:
         )
 
     def _check_identity(self, response: requests.Response) -> None:
-        if response.status_code == 200:
-            if not _is_json(response):
-                raise ConfigurationError(
-                    f"{self.base_url} did not answer like Marketo's identity endpoint. Check that "
-                    "the base URL is the REST endpoint from Admin > Web Services.",
-                    code="not_marketo",
-                )
+        """Typed errors for the refusals; a 2xx is checked as an answer by _fetch_token."""
+        if response.status_code < 300:
             return
         if response.status_code in (400, 401, 403):
             error = ""
             if _is_json(response):
                 try:
-                    error = str(response.json().get("error") or "")
-                except ValueError:
-                    error = ""
+                    body = response.json()
+                except (ValueError, RecursionError):
+                    body = None
+                named = body.get("error") if isinstance(body, dict) else None
+                # An OAuth error name, nothing longer: the rest of the body is not shown.
+                if isinstance(named, str) and _OAUTH_ERROR.fullmatch(named):
+                    error = named
             # Marketo's description can echo the client id; the error name is enough.
             reason = {
                 "invalid_client": "the client secret does not match the client id",
@@ -285,26 +293,23 @@ class MarketoClient:
             raise PermanentError(
                 f"Marketo answered HTTP {status}.", code=f"http_{status}", status=status
             )
+        # Only a readable envelope saying success: false is an error here; anything else
+        # that is not the documented answer is refused by the caller, which knows what the
+        # call was for (and is not repeated by the transport).
         if not _is_json(response):
-            if "text/csv" in response.headers.get("Content-Type", ""):
-                return  # bulk failure/warning files
-            raise ConfigurationError(
-                f"{self.base_url} did not answer like the Marketo REST API (not JSON). Check the "
-                "base URL in the destination settings.",
-                code="not_marketo",
-            )
+            return
         try:
             body = response.json()
-        except ValueError:
-            raise TransientError("Marketo sent a response that is not valid JSON.", code="bad_json") from None
+        except (ValueError, RecursionError):
+            return
         if not isinstance(body, Mapping) or body.get("success", True) is not False:
             return
-        errors = body.get("errors") or [{}]
-        first = errors[0] if isinstance(errors[0], Mapping) else {}
+        errors = body.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], Mapping) else {}
         raise self._envelope_error(str(first.get("code") or ""), str(first.get("message") or ""))
 
     def _envelope_error(self, code: str, marketo_message: str) -> DestinationError:
-        marketo_message = self._redact(marketo_message)
+        marketo_message, code = self.scrub(marketo_message), self.scrub(code)
         if code in messages.TOKEN_CODES:
             return TokenExpiredError(f"Marketo refused the access token ({code}).", code=code)
         if code == "606":
@@ -352,67 +357,127 @@ class MarketoClient:
             return TargetValidationError(text, code=code)
         return PermanentError(text, code=code)
 
-    def _redact(self, text: str) -> str:
-        for secret in (self._client_secret, self._tokens_value()):
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "[redacted]")
-        return text
-
-    def _tokens_value(self) -> str:
-        cached = self._tokens.get(self._token_key)
-        return cached.value if cached else ""
+    def scrub(self, text: str) -> str:
+        """Marketo's words for a message: without the secret or any token (destinations.scrubbing)."""
+        return scrubbing.scrub(text, (self._client_secret,))
 
     # --- endpoints ----------------------------------------------------------------------
 
+    def _result(self, response: requests.Response, purpose: str, *, advice: str = "") -> tuple[Answer, list[Any]]:
+        """The `result` array of a successful envelope ({"success": true, "result": [...]})."""
+        answer = Answer(response, "Marketo", purpose, advice=advice)
+        body = answer.object()
+        if body.get("success") is not True:
+            raise answer.unexpected('without "success": true')
+        result = body.get("result")
+        if not isinstance(result, list):
+            raise answer.unexpected("without the array 'result'")
+        return answer, result
+
     def describe_leads(self) -> list[dict[str, Any]]:
         """Lead fields from describe.json: [{displayName, dataType, rest: {name, readOnly}}...]."""
-        body = self.call("GET", "/rest/v1/leads/describe.json").json()
-        return [item for item in body.get("result") or [] if isinstance(item, Mapping)]
+        response = self.call("GET", "/rest/v1/leads/describe.json")
+        answer, result = self._result(response, "read the lead fields (describe)", advice=(
+            "Check that the base URL is the REST endpoint from Admin > Web Services."
+        ))
+        return answer.objects(result, "result")
 
     def sync_leads(
         self, *, records: list[dict[str, Any]], lookup_field: str = "email"
     ) -> list[dict[str, Any]]:
-        """createOrUpdate up to 300 leads; returns result[] in input order."""
+        """createOrUpdate up to 300 leads; returns one result per record, in input order.
+        Its texts (reasons) are scrubbed; an entry that is not an object comes back as {}."""
         if len(records) > 300:
             raise ValueError("Marketo accepts at most 300 leads per sync call.")
-        body = self.call(
+        response = self.call(
             "POST",
             "/rest/v1/leads.json",
             json={"action": "createOrUpdate", "lookupField": lookup_field, "input": records},
-        ).json()
-        return list(body.get("result") or [])
+        )
+        answer, result = self._result(response, "create or update leads", advice=NOT_WRITTEN)
+        if len(result) != len(records):
+            # Results map to input by position only: with another count none can be trusted.
+            raise answer.unexpected(f"{len(result)} results for {len(records)} leads")
+        return [self._scrubbed_result(item) for item in result]
+
+    def _scrubbed_result(self, item: Any) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            return {}
+        reasons = item.get("reasons") or item.get("reason") or []
+        if isinstance(reasons, dict):
+            reasons = [reasons]
+        if not isinstance(reasons, list):
+            reasons = []
+        return {**item, "reasons": [
+            {"code": self.scrub(str(r.get("code") or "")), "message": self.scrub(str(r.get("message") or ""))}
+            for r in reasons if isinstance(r, dict)
+        ]}
 
     def bulk_import_create(self, *, csv_bytes: bytes, lookup_field: str = "email") -> int:
         """Queue a CSV bulk import; returns its batch id. Raises ImportQueueFullError (1016)."""
-        body = self.call(
+        response = self.call(
             "POST",
             "/bulk/v1/leads.json",
             params={"format": "csv", "lookupField": lookup_field},
             files={"file": ("leads.csv", csv_bytes, "text/csv")},
-        ).json()
-        result = (body.get("result") or [{}])[0]
-        try:
-            return int(result["batchId"])
-        except (KeyError, TypeError, ValueError):
-            raise TransientError(
-                "Marketo accepted the bulk import but returned no batch id.", code="no_batch_id"
-            ) from None
+        )
+        answer, result = self._result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
+        batch_id = answer.objects(result, "result")[0].get("batchId") if result else None
+        if isinstance(batch_id, bool) or not isinstance(batch_id, int):
+            raise answer.unexpected("without the number 'batchId'")
+        return batch_id
 
     def bulk_import_status(self, *, batch_id: int) -> dict[str, Any]:
-        body = self.call("GET", f"/bulk/v1/leads/batch/{int(batch_id)}.json").json()
-        return dict((body.get("result") or [{}])[0])
+        """result[0] of the status call: `status` is one of IMPORT_STATES, and a Complete
+        import has its numOfRowsFailed and numOfRowsWithWarning counts; `message` is scrubbed."""
+        response = self.call("GET", f"/bulk/v1/leads/batch/{int(batch_id)}.json")
+        answer, result = self._result(
+            response, f"read the status of bulk import {int(batch_id)}", advice=NOT_WRITTEN
+        )
+        status = answer.objects(result, "result")[0] if result else None
+        if status is None or status.get("status") not in IMPORT_STATES:
+            raise answer.unexpected("without a documented import 'status'")
+        if status["status"] == "Complete":
+            # Rows not listed as failed are taken as imported: the counts must be there.
+            answer.count(status, "numOfRowsFailed")
+            answer.count(status, "numOfRowsWithWarning")
+        return {**status, "message": self.scrub(str(status.get("message") or ""))}
 
-    def bulk_import_failures(self, *, batch_id: int) -> str:
-        """The failed rows as CSV (original columns plus 'Import Failure Reason')."""
-        return self._csv(f"/bulk/v1/leads/batch/{int(batch_id)}/failures.json")
+    def bulk_import_failures(self, *, batch_id: int, rows: int) -> dict[str, str]:
+        """email (lower-cased) -> Marketo's reason, for the `rows` rows its status counted
+        as failed (the file lists the original columns plus 'Import Failure Reason')."""
+        return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/failures.json", rows=rows,
+                              purpose=f"read the failed rows of bulk import {int(batch_id)}")
 
-    def bulk_import_warnings(self, *, batch_id: int) -> str:
-        return self._csv(f"/bulk/v1/leads/batch/{int(batch_id)}/warnings.json")
+    def bulk_import_warnings(self, *, batch_id: int, rows: int) -> dict[str, str]:
+        return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/warnings.json", rows=rows,
+                              purpose=f"read the rows with warnings of bulk import {int(batch_id)}")
 
-    def _csv(self, path: str) -> str:
+    def _row_file(self, path: str, *, rows: int, purpose: str) -> dict[str, str]:
         response = self.call("GET", path)
+        answer = Answer(response, "Marketo", purpose, advice=NOT_WRITTEN)
+        if response.status_code != 200:
+            raise answer.unexpected("a status this call does not answer with")
+        if "csv" not in (response.headers.get("Content-Type") or "").lower():
+            raise answer.unexpected("not CSV")
         response.encoding = response.encoding or "utf-8"
-        return response.text
+        table = [row for row in csv.reader(io.StringIO(response.text.lstrip("\ufeff"))) if any(row)]
+        header = [name.strip().lower() for name in table[0]] if table else []
+        if "email" not in header or len(header) < 2:
+            raise answer.unexpected("a CSV file without the 'email' and reason columns")
+        if len(table) - 1 != rows:
+            raise answer.unexpected(f"{len(table) - 1} rows where the import's status counted {rows}")
+        email_at = header.index("email")
+        if any(len(row) != len(header) or not row[email_at].strip() for row in table[1:]):
+            # A row that names no lead would leave a failed lead counted as imported.
+            raise answer.unexpected("CSV rows without an email or with missing columns")
+        return {row[email_at].strip().lower(): self.scrub(row[-1].strip()) for row in table[1:]}
+
+
+def _remembered(token: AccessToken) -> AccessToken:
+    # Every token in use is scrubbed from messages, whoever fetched it.
+    scrubbing.token_remember(token.value)
+    return token
 
 
 def _is_json(response: requests.Response) -> bool:

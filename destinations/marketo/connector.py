@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from destinations.base import (
     PushOutcome,
     SyncTarget,
 )
-from destinations.errors import InvalidIdentityError, TargetValidationError
+from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, TargetValidationError
 from destinations.marketo import bulk, messages
 from destinations.marketo.client import MarketoClient
 
@@ -313,33 +313,29 @@ class MarketoConnector:
         outcomes: dict[str, bulk.RowOutcome] = {}
         for start in range(0, len(records), self._sync_batch):
             chunk = records[start : start + self._sync_batch]
+            # One result per lead, in input order (the client checked the count).
             results = self.client.sync_leads(
                 records=[{"email": email, field: value} for email, value in chunk]
             )
-            if len(results) != len(chunk):
-                # Results map to input by position only; a count mismatch means none can be trusted.
-                for email, _ in chunk:
-                    outcomes[email] = bulk.RowOutcome(
-                        ok=False, code="result_mismatch", retriable=True,
-                        message=f"Marketo returned {len(results)} results for {len(chunk)} leads, "
-                        "so this lead's outcome is unknown; it will be sent again.",
-                    )
-                continue
             for (email, _), result in zip(chunk, results, strict=True):
                 outcomes[email] = _record_outcome(result, field)
         return outcomes
 
 
-def _record_outcome(result: Any, field: str) -> bulk.RowOutcome:
-    status = str(result.get("status") or "") if isinstance(result, dict) else ""
+def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:
+    """One lead's result (its reasons scrubbed by the client)."""
+    status = result.get("status")
     if status in ("created", "updated"):
         return bulk.RowOutcome(ok=True)
-    reasons = (result.get("reasons") or result.get("reason") or []) if isinstance(result, dict) else []
-    if isinstance(reasons, dict):
-        reasons = [reasons]
-    first = reasons[0] if reasons and isinstance(reasons[0], dict) else {}
-    code = str(first.get("code") or "")
-    marketo_message = str(first.get("message") or "")
+    if status != "skipped":
+        return bulk.RowOutcome(
+            ok=False, code=UNEXPECTED_RESPONSE, retriable=True,
+            message="Marketo's answer to the lead sync had no documented status (created, "
+            "updated or skipped) for this lead, so it is not acknowledged; it is sent again by "
+            "the next run.",
+        )
+    first = result["reasons"][0] if result.get("reasons") else {}
+    code, marketo_message = first.get("code", ""), first.get("message", "")
     if code == "1006" and field.lower() in marketo_message.lower():
         # The cohort field itself is gone: that stops the run, not just this user.
         raise TargetValidationError(
@@ -347,9 +343,6 @@ def _record_outcome(result: Any, field: str) -> bulk.RowOutcome:
             "custom field in Admin > Field Management, or point the sync at another field.",
             code=code,
         )
-    if status != "skipped":
-        return bulk.RowOutcome(ok=False, code=code or "unknown_status", retriable=True,
-                               message=f"Marketo answered '{status or 'nothing'}' for this lead.")
     return bulk.RowOutcome(ok=False, code=code, message=messages.record_message(code, marketo_message),
                            retriable=messages.record_is_retriable(code))
 

@@ -12,10 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from destinations.errors import EndpointNotAllowedError
-from destinations.http import ensure_url_allowed
+from destinations.errors import DestinationError, TransientError
+from destinations.http import HttpTransport, RetryPolicy
 from destinations.models import Destination, DestinationKind
 from destinations.selectors import destination_is_sandbox
 
@@ -90,17 +88,27 @@ def sandbox_state_fetch(*, destination: Destination, limit: int = STATE_ROW_LIMI
     except SandboxInspectError as exc:
         return SandboxSnapshot(url="", platform=platform, error=str(exc))
     snapshot = SandboxSnapshot(url=url, platform=platform)
+    # Through the destinations' transport: the same URL policy, and no redirect followed
+    # (a redirect to an internal URL would otherwise be fetched and rendered here).
+    transport = HttpTransport(
+        retry=RetryPolicy(max_attempts=1),
+        max_concurrency=1,
+        connect_timeout=FETCH_TIMEOUT[0],
+        read_timeout=FETCH_TIMEOUT[1],
+    )
     try:
-        ensure_url_allowed(url)
-        response = requests.get(url, timeout=FETCH_TIMEOUT)
-    except EndpointNotAllowedError as exc:
-        snapshot.error = exc.message
+        response = transport.request("GET", url)
+    except TransientError as exc:
+        if exc.status is None:
+            snapshot.error = (
+                f"The sandbox at {url.split('/_sandbox')[0]} did not answer. Start it with "
+                "`python manage.py run_sandbox` (or check the host and port in the destination)."
+            )
+        else:
+            snapshot.error = f"The sandbox answered HTTP {exc.status} instead of its state."
         return snapshot
-    except requests.RequestException:
-        snapshot.error = (
-            f"The sandbox at {url.split('/_sandbox')[0]} did not answer. Start it with "
-            "`python manage.py run_sandbox` (or check the host and port in the destination)."
-        )
+    except DestinationError as exc:
+        snapshot.error = exc.message
         return snapshot
     if response.status_code != 200:
         snapshot.error = (

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.wrappers import Request, Response
 
+from destinations.sandbox.canned import CannedAnswers
 from destinations.sandbox.latency import answer_after
 
 STANDARD_FIELDS: list[tuple[str, str, str, bool]] = [
@@ -134,6 +135,7 @@ class MarketoSandbox:
             self._tokens: dict[str, float] = {}
             self._current_token = ""
             self._injected: list[dict[str, Any]] = []
+            self.canned = CannedAnswers()
             self._window: deque[float] = deque()
             self._in_flight = 0
             self._daily_used = 0
@@ -151,7 +153,8 @@ class MarketoSandbox:
     def configure(self, **knobs: Any) -> None:
         """Change limits/faults. Besides DEFAULT_CONFIG's keys: fields=[{name, displayName,
         dataType, readOnly}], leads=[{email, ...}] (duplicates allowed, to provoke 1007),
-        inject=[{code: "606"|"502"|..., times: n, path: "substring"}], expire_tokens=True."""
+        inject=[{code: "606"|"502"|..., times: n, path: "substring"}], expire_tokens=True,
+        answers=[...] (canned answers: destinations.sandbox.canned)."""
         with self._lock:
             for key, value in knobs.items():
                 if key == "reject_emails":
@@ -170,6 +173,8 @@ class MarketoSandbox:
                     for fault in value:
                         self._injected.append({"code": str(fault["code"]), "times": int(fault.get("times", 1)),
                                                "path": str(fault.get("path", ""))})
+                elif key == "answers":
+                    self.canned.replace(value)
                 elif key == "expire_tokens":
                     if value:
                         self._tokens = dict.fromkeys(self._tokens, 0.0)
@@ -215,6 +220,10 @@ class MarketoSandbox:
         path = request.path
         if path.startswith("/_sandbox/"):
             return self._inspection(request, path)
+        canned = self.canned.take(request)
+        if canned is not None:
+            self._count(request, path)
+            return canned
         if path == "/identity/oauth/token":
             self._count(request, path)
             return self._identity(request)

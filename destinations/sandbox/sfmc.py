@@ -9,7 +9,9 @@ injection. Timestamps are SFMC server time: UTC-6, written without an offset.
 
 Python: reset(), state(limit), configure(**knobs), add_data_extension(), add_attribute(),
 rows(key). HTTP (no token needed): GET /_sandbox/state[?limit=N], POST /_sandbox/reset,
-POST /_sandbox/config with a JSON object of configure() knobs.
+POST /_sandbox/config with a JSON object of configure() knobs. Besides DEFAULTS' knobs,
+`answers` gives chosen requests a canned status, content type and body (see
+destinations.sandbox.canned).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from destinations.sandbox.canned import CannedAnswers
 from destinations.sandbox.latency import answer_after
 from destinations.sandbox.sfmc_store import (
     DEADLOCK_MESSAGE,
@@ -115,6 +118,7 @@ class SfmcSandbox:
             # `refused`: calls answered 429 because the tenant's rate or concurrency was exceeded.
             self.calls: dict[str, Any] = {"total": 0, "by_endpoint": {}, "tokens_issued": 0, "refused": 0}
             self.rowset_sizes: list[int] = []
+            self.canned = CannedAnswers()
             self._recent: deque[float] = deque()
             self._in_flight = 0
             self.add_data_extension(DEMO_KEY, [
@@ -127,11 +131,14 @@ class SfmcSandbox:
                     self.add_attribute(attribute, attribute_set=set_name, data_type=kind)
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
-        """Change limits and faults; `expire_tokens=True` invalidates every issued token;
+        """Change limits and faults; `expire_tokens=True` invalidates every issued token,
+        `answers=[...]` replaces the canned answers (destinations.sandbox.canned),
         `attributes=[{"name", "attribute_set", "data_type"}]` adds contact attributes."""
         with self._lock:
             if knobs.pop("expire_tokens", False):
                 self.tokens.clear()
+            if "answers" in knobs:
+                self.canned.replace(knobs.pop("answers"))
             for attribute in knobs.pop("attributes", None) or []:
                 self.add_attribute(str(attribute["name"]),
                                    attribute_set=str(attribute.get("attribute_set", "Email Demographics")),
@@ -229,6 +236,9 @@ class SfmcSandbox:
         with self._lock:
             self.calls["total"] += 1
             self.calls["by_endpoint"][label] = self.calls["by_endpoint"].get(label, 0) + 1
+            canned = self.canned.take(request)
+            if canned is not None:
+                return canned
             fault = self._fault(arrived)
             if fault is not None:
                 return fault

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +17,12 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from destinations import scrubbing
+from destinations.answers import Answer
 from destinations.base import DestinationConfig
 from destinations.errors import (
     AuthenticationError,
     ConfigurationError,
-    DestinationError,
     RateLimitedError,
     TransientError,
 )
@@ -36,13 +36,24 @@ from destinations.http import (
     ensure_url_allowed,
 )
 from destinations.sfmc.common import json_bytes, option_float, option_int
-from destinations.sfmc.messages import error_body, response_json, rest_error, scrub, token_error
-from destinations.validation import SettingError, normalize_sfmc_subdomain
+from destinations.sfmc.messages import error_body, rest_error, shown, token_error
+from destinations.validation import (
+    SettingError,
+    normalize_sfmc_auth_base_url,
+    normalize_sfmc_subdomain,
+)
 
 DEFAULT_REQUESTS_PER_SECOND = 20.0
 DEFAULT_MAX_CONCURRENCY = 4
 # Tokens are refreshed this long before SFMC says they expire (it already says ~1 min early).
 TOKEN_EARLY_EXPIRY_SECONDS = 60.0
+# A contact PATCH refused with one of these is that contact's failure, not the run's.
+CONTACT_REFUSALS = (400, 404, 409)
+# Ends the message of an unexpected answer to a write: what becomes of the users.
+NOT_WRITTEN = (
+    "These users are not acknowledged and are sent again by the next run. If this keeps "
+    "happening, something between CohortSync and SFMC (a proxy?) answers in its place."
+)
 
 # One limiter per account and rate in this process, so concurrent runs to the same SFMC
 # account share its request budget instead of each taking the full rate.
@@ -63,19 +74,16 @@ def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second:
 
 def sfmc_auth_base_url(config: DestinationConfig) -> str:
     """The auth base URL: the configured one (pasted token URLs trimmed) or the subdomain's."""
-    configured = (config.auth_base_url or "").strip()
+    try:
+        configured = normalize_sfmc_auth_base_url(config.auth_base_url)
+    except SettingError as exc:
+        raise ConfigurationError(
+            f"The auth base URL is refused: {exc} Leave it empty to use "
+            "https://<subdomain>.auth.marketingcloudapis.com.",
+            code="bad_auth_url",
+        ) from None
     if configured:
-        url = configured.rstrip("/")
-        for suffix in ("/v2/token", "/v1/requestToken"):
-            if url.lower().endswith(suffix.lower()):
-                url = url[: -len(suffix)]
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigurationError(
-                f"The auth base URL '{configured}' is not a URL: leave it empty to use "
-                "https://<subdomain>.auth.marketingcloudapis.com.",
-                code="bad_auth_url",
-            )
-        return url
+        return configured
     try:
         subdomain = normalize_sfmc_subdomain(config.subdomain)
     except SettingError as exc:
@@ -98,6 +106,17 @@ class RowsetResult:
     ok: bool
     code: str = ""
     messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AsyncResultsPage:
+    """One checked page of an async job's results; `unexpected(problem)` makes the error for
+    a problem only the caller can see (a page that is not the one asked for)."""
+
+    items: list[dict[str, Any]]
+    page: int | None
+    page_size: int | None
+    unexpected: Callable[[str], Exception]
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,7 @@ class SfmcClient:
         except ConfigurationError as exc:
             self.auth_base_url, self._config_error = "", exc
         self._secret = config.client_secret
+        scrubbing.secret_remember(self._secret)
         self.requests_per_second = option_float(
             options, "requests_per_second", DEFAULT_REQUESTS_PER_SECOND, 0.1, 1000.0
         )
@@ -146,9 +166,6 @@ class SfmcClient:
             self.auth_base_url, self.client_id, self._secret, self.account_id
         )
         self._token_lock = threading.Lock()
-        # Tokens this client has used, so error text echoing one can be scrubbed.
-        self._issued: deque[str] = deque(maxlen=8)
-        self._issued_lock = threading.Lock()
 
     @property
     def api_calls(self) -> int:
@@ -157,13 +174,17 @@ class SfmcClient:
     # --- token -------------------------------------------------------------------------
 
     def _secrets(self) -> list[str]:
-        with self._issued_lock:
-            return [self._secret, *self._issued]
+        """What scrubbing removes besides every token this process has used."""
+        return [self._secret]
 
-    def _remember(self, token: AccessToken) -> AccessToken:
-        with self._issued_lock:
-            if token.value not in self._issued:
-                self._issued.append(token.value)
+    def scrub(self, text: str) -> str:
+        """SFMC's words for a message: without the secret or any token (destinations.scrubbing)."""
+        return shown(text, self._secrets())
+
+    @staticmethod
+    def _remember(token: AccessToken) -> AccessToken:
+        # Every token in use is scrubbed from messages, whoever fetched it.
+        scrubbing.token_remember(token.value)
         return token
 
     def access_token(self) -> AccessToken:
@@ -214,20 +235,24 @@ class SfmcClient:
                     code=exc.code,
                 ) from None
             raise
-        data = response_json(response)
-        if not isinstance(data, dict) or not data.get("access_token"):
-            raise ConfigurationError(
-                f"{url} did not answer like an SFMC token endpoint: check the subdomain or the "
-                "auth base URL.", code="bad_token_response",
-            )
-        rest_url = normalize_instance_url(str(data.get("rest_instance_url") or ""))
+        answer = Answer(
+            response, "SFMC's token endpoint", "issue an access token",
+            advice=f"Check that {url} is an SFMC token endpoint: the subdomain (only the part "
+            "before .auth.marketingcloudapis.com) or the auth base URL.",
+        )
+        data = answer.object()
+        value = answer.text(data, "access_token")
+        scrubbing.token_remember(value)
+        rest_url = data.get("rest_instance_url")
+        if rest_url is not None and not isinstance(rest_url, str):
+            raise answer.unexpected("with a 'rest_instance_url' that is not text")
+        rest_url = normalize_instance_url(rest_url or "")
         if rest_url == "/":
             raise ConfigurationError(
                 "SFMC issued a token without a REST instance URL; check that the package is a "
                 "Server-to-Server API Integration.", code="bad_token_response",
             )
         ensure_url_allowed(rest_url)
-        value = str(data["access_token"])
         try:
             expires_in = float(data.get("expires_in") or 1079)
         except (TypeError, ValueError):
@@ -293,9 +318,6 @@ class SfmcClient:
                 ) from None
         raise AssertionError("unreachable")
 
-    def _json(self, response: requests.Response) -> Any:
-        return response_json(response)
-
     # --- data extensions -----------------------------------------------------------------
 
     def data_extension_id(self, key: str) -> str:
@@ -306,40 +328,44 @@ class SfmcClient:
             "GET", f"data/v1/customobjectdata/key/{quote(key, safe='')}/rowset",
             action=f"read data extension '{key}'", accept=accept, params={"$pageSize": 1},
         )
-        data = self._json(response)
-        de_id = data.get("customObjectId") if isinstance(data, dict) else None
-        if response.status_code >= 400 or not de_id:
+        de_id = None
+        if response.status_code < 400:
+            answer = Answer(response, "SFMC", f"find data extension '{key}'")
+            de_id = answer.object().get("customObjectId")
+            if de_id is not None and (not isinstance(de_id, str) or not de_id.strip()):
+                raise answer.unexpected("with a 'customObjectId' that is not an id")
+        if not de_id:
+            # 400/404, or (unverified) a rowset without the id: SFMC's "no such key".
             said = error_body(response).text
             raise ConfigurationError(
                 f"SFMC has no data extension with external key '{key}' that this package can "
                 "see: check the External Key (not the name) in Contact Builder > Data "
                 "Extensions, and the account id (MID) if the data extension lives in another "
-                "business unit." + (f" SFMC said: {scrub(said, self._secrets())}" if said else ""),
+                "business unit." + (f" SFMC said: {self.scrub(said)}" if said else ""),
                 code=error_body(response).code or "data_extension_not_found",
                 status=response.status_code,
             )
-        return str(de_id)
+        return de_id
 
     def data_extension_fields(self, de_id: str) -> list[dict[str, Any]]:
         response = self.rest(
             "GET", f"data/v1/customobjects/{quote(de_id, safe='')}/fields",
             action="read the data extension's columns",
         )
-        data = self._json(response)
-        fields = data.get("fields") if isinstance(data, dict) else None
-        if not isinstance(fields, list):
-            raise DestinationError(
-                "SFMC answered the column list of the data extension in an unexpected shape.",
-                code="bad_fields_response",
-            )
-        return [f for f in fields if isinstance(f, dict) and f.get("name")]
+        answer = Answer(response, "SFMC", "read the data extension's columns")
+        fields = answer.objects(answer.object().get("fields"), "fields")
+        for field_spec in fields:
+            answer.text(field_spec, "name")
+        return fields
 
     def data_extension_add_field(self, de_id: str, field_spec: Mapping[str, Any]) -> None:
-        self.rest(
+        action = f"add the column '{field_spec.get('name')}' to the data extension"
+        response = self.rest(
             "POST", f"data/v1/customobjectsasync/{quote(de_id, safe='')}/fields",
-            action=f"add the column '{field_spec.get('name')}' to the data extension",
-            json={"fields": [dict(field_spec)]},
+            action=action, json={"fields": [dict(field_spec)]},
         )
+        # Queued on SFMC's side (its body is not documented): the caller re-reads the columns.
+        Answer(response, "SFMC", action).object(statuses=(200, 201, 202))
 
     def rowset_upsert(self, key: str, rows: Sequence[Mapping[str, Any]], *, encoded: bytes | None = None) -> RowsetResult:
         """`encoded`: `rows` already encoded as a JSON array (common.chunks_by_size)."""
@@ -358,17 +384,25 @@ class SfmcClient:
                 return True
             return False
 
+        action = f"write rows to data extension '{key}'"
         response = self.rest(
             "POST", f"hub/v1/dataevents/key:{quote(key, safe='')}/rowset",
-            action=f"write rows to data extension '{key}'", accept=accept,
+            action=action, accept=accept,
             body=encoded if encoded is not None else json_bytes(list(rows)),
         )
-        if response.status_code < 400:
-            return RowsetResult(ok=True)
-        body = error_body(response)
-        detail_code = next((c for c in body.detail_codes if c), "")
-        messages = [scrub(m, self._secrets()) for m in body.details if m] or [body.message]
-        return RowsetResult(ok=False, code=detail_code or body.code, messages=messages)
+        if response.status_code == 400:
+            body = error_body(response)
+            detail_code = next((c for c in body.detail_codes if c), "")
+            messages = [self.scrub(m) for m in body.details if m] or [self.scrub(body.message)]
+            return RowsetResult(ok=False, code=detail_code or body.code, messages=messages)
+        # Written: SFMC echoes the rows it saved, in order. Anything else (a proxy's page,
+        # another body) proves nothing was.
+        answer = Answer(response, "SFMC", action, advice=NOT_WRITTEN)
+        echoed = answer.array()
+        if len(echoed) != len(rows):
+            raise answer.unexpected(f"{len(echoed)} rows echoed for {len(rows)} sent")
+        answer.objects(echoed, "rows")
+        return RowsetResult(ok=True)
 
     def async_upsert_submit(self, key: str, items: Sequence[Mapping[str, Any]], *, encoded: bytes | None = None) -> str:
         """`encoded`: `items` already encoded as a JSON array (common.chunks_by_size)."""
@@ -384,13 +418,12 @@ class SfmcClient:
             action=action, accept=accept,
             body=b'{"items":' + (encoded if encoded is not None else json_bytes(list(items))) + b"}",
         )
-        data = self._json(response)
-        request_id = data.get("requestId") if isinstance(data, dict) else None
-        errors = [
-            r for r in (data.get("resultMessages") or [] if isinstance(data, dict) else [])
-            if isinstance(r, dict) and str(r.get("resultClass", "")).lower() == "error"
-        ]
-        if not request_id or errors:
+        # Accepted is 202 (SFMC's docs) or 200 (what Segment's mocks answer); refused is a 400.
+        answer = Answer(response, "SFMC", action, advice=NOT_WRITTEN)
+        data = answer.object(statuses=(200, 202, 400))
+        results = answer.objects(data.get("resultMessages", []), "resultMessages")
+        errors = [r for r in results if str(r.get("resultClass", "")).lower() == "error"]
+        if errors or response.status_code == 400:
             said = "; ".join(str(r.get("message", "")) for r in errors)
             code = str(errors[0].get("resultCode", "")) if errors else ""
             hint = (
@@ -399,36 +432,62 @@ class SfmcClient:
             )
             raise ConfigurationError(
                 f"SFMC did not accept the request to {action}."
-                + (f" SFMC said: {scrub(said, self._secrets())}" if said else "") + hint,
-                code=code or "no_request_id",
+                + (f" SFMC said: {self.scrub(said)}" if said else "") + hint,
+                code=self.scrub(code) or "http_400",
             )
-        return str(request_id)
+        return answer.text(data, "requestId")
 
     def async_status(self, request_id: str) -> AsyncStatus | None:
         """The job's status, or None while SFMC has not indexed the request yet."""
+        action = f"read the status of queued upsert {request_id}"
         response = self.rest(
-            "GET", f"data/v1/async/{quote(request_id, safe='')}/status",
-            action="read the status of a queued upsert",
+            "GET", f"data/v1/async/{quote(request_id, safe='')}/status", action=action,
         )
-        data = self._json(response)
-        status = data.get("status") if isinstance(data, dict) else None
-        if not isinstance(status, dict):
+        answer = Answer(response, "SFMC", action, advice=NOT_WRITTEN)
+        data = answer.object()
+        if "status" not in data:
+            # Not indexed yet: {"requestId", "resultMessages": [AsyncRequestStatusNotFound]}.
+            answer.objects(data.get("resultMessages"), "resultMessages")
             return None
+        status = data["status"]
+        if not isinstance(status, dict):
+            raise answer.unexpected("with a 'status' that is not an object")
+        request_status = answer.text(status, "requestStatus")
+        result_status, has_errors = status.get("resultStatus", ""), status.get("hasErrors", False)
+        if not isinstance(result_status, str) or not isinstance(has_errors, bool):
+            raise answer.unexpected("with a 'resultStatus' or 'hasErrors' of the wrong type")
+        if request_status.lower() == "complete" and result_status.lower() not in ("ok", "has errors"):
+            # Only "OK" says every row was written; without it nothing is.
+            raise answer.unexpected("a completed upsert without its 'resultStatus' (OK or Has Errors)")
         return AsyncStatus(
-            request_status=str(status.get("requestStatus", "")),
-            result_status=str(status.get("resultStatus", "")),
-            has_errors=bool(status.get("hasErrors")),
-            raw=status,
+            request_status=request_status, result_status=result_status, has_errors=has_errors, raw=status,
         )
 
-    def async_results(self, request_id: str, *, page: int, page_size: int) -> dict[str, Any]:
+    def async_results(self, request_id: str, *, page: int, page_size: int, rows: int) -> AsyncResultsPage:
+        """One page of the per-row results of a job of `rows` rows (in submission order)."""
+        action = f"read the per-row results of queued upsert {request_id}"
         response = self.rest(
             "GET", f"data/v1/async/{quote(request_id, safe='')}/results",
-            action="read the per-row results of a queued upsert",
-            params={"$page": page, "$pageSize": page_size},
+            action=action, params={"$page": page, "$pageSize": page_size},
         )
-        data = self._json(response)
-        return data if isinstance(data, dict) else {}
+        answer = Answer(response, "SFMC", action, advice=NOT_WRITTEN)
+        data = answer.object()
+        items = answer.objects(data.get("items"), "items")
+        for item in items:
+            answer.text(item, "status")
+        count = data.get("count")
+        if count is not None and count != rows:
+            raise answer.unexpected(f"a count of {answer.count(data, 'count')} results for {rows} rows")
+        said_page, said_size = data.get("page"), data.get("pageSize")
+        return AsyncResultsPage(
+            items=[{**item, "message": self.scrub(str(item.get("message") or "")), "errors": [
+                {**e, "errorMessage": self.scrub(str(e.get("errorMessage") or e.get("message") or ""))}
+                for e in item.get("errors") or [] if isinstance(e, dict)
+            ]} for item in items],
+            page=said_page if isinstance(said_page, int) else None,
+            page_size=said_size if isinstance(said_size, int) else None,
+            unexpected=answer.unexpected,
+        )
 
     # --- contacts ------------------------------------------------------------------------
 
@@ -437,24 +496,39 @@ class SfmcClient:
             "GET", "contacts/v1/attributeSetDefinitions", action="list the attribute sets",
             params={"$page": page, "$pageSize": page_size},
         )
-        data = self._json(response)
-        return data if isinstance(data, dict) else {}
+        answer = Answer(response, "SFMC", "list the attribute sets")
+        data = answer.object()
+        for item in answer.objects(data.get("items"), "items"):
+            if "attributes" in item:
+                answer.objects(item["attributes"], "attributes")
+            else:  # read by id when it is the one wanted
+                answer.text(item, "id")
+        return data
 
     def attribute_set_definition(self, set_id: str) -> dict[str, Any]:
         response = self.rest(
             "GET", f"contacts/v1/attributeSetDefinitions/{quote(set_id, safe='')}",
             action="read the attribute set",
         )
-        data = self._json(response)
-        return data if isinstance(data, dict) else {}
+        answer = Answer(response, "SFMC", "read the attribute set")
+        data = answer.object()
+        answer.objects(data.get("attributes"), "attributes")
+        return data
 
-    def contact_update(self, body: Mapping[str, Any]) -> tuple[int, Any]:
-        """PATCH one contact; a 400 comes back (status, body) as that contact's failure."""
+    def contact_update(self, body: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """PATCH one contact: (200, {"operationStatus": "OK" or "FAIL", ...}), or a
+        400/404/409 and its JSON error body as that contact's failure."""
         response = self.rest(
             "PATCH", "contacts/v1/contacts", action="update a contact",
-            accept=lambda r: r.status_code in (400, 404, 409), json=dict(body),
+            accept=lambda r: r.status_code in CONTACT_REFUSALS, json=dict(body),
         )
-        return response.status_code, self._json(response) if response.content else None
+        answer = Answer(response, "SFMC", "update a contact", advice=(
+            "This contact is not acknowledged and is sent again by the next run."
+        ))
+        data = answer.object(statuses=(200, *CONTACT_REFUSALS))
+        if response.status_code == 200 and str(data.get("operationStatus", "")).upper() not in ("OK", "FAIL"):
+            raise answer.unexpected("without an 'operationStatus' of OK or FAIL")
+        return response.status_code, data
 
     def error_text(self, response_body: Any) -> str:
         """SFMC's message(s) from a contact failure body, scrubbed."""
@@ -465,4 +539,4 @@ class SfmcClient:
             for item in response_body.get("resultMessages") or []:
                 if isinstance(item, dict) and item.get("message"):
                     messages.append(str(item["message"]))
-        return scrub("; ".join(dict.fromkeys(messages)), self._secrets())
+        return self.scrub("; ".join(dict.fromkeys(messages)))

@@ -72,7 +72,7 @@ class ContactsConnector:
         seen: list[str] = []
         for page in range(1, MAX_DEFINITION_PAGES + 1):
             data = self.client.attribute_set_definitions(page=page, page_size=DEFINITIONS_PAGE_SIZE)
-            items = [i for i in data.get("items") or [] if isinstance(i, dict)]
+            items = data["items"]  # objects: the client checked the answer
             for item in items:
                 name = _text(item.get("name"))
                 seen.append(name)
@@ -80,8 +80,9 @@ class ContactsConnector:
                     if "attributes" in item:
                         return item
                     return self.client.attribute_set_definition(str(item.get("id", "")))
-            count = data.get("count")
-            page_size = int(data.get("pageSize") or DEFINITIONS_PAGE_SIZE)
+            count, page_size = data.get("count"), data.get("pageSize")
+            if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+                page_size = DEFINITIONS_PAGE_SIZE
             if not items or (isinstance(count, int) and page * page_size >= count) or len(items) < page_size:
                 break
         shown = ", ".join(f"'{n}'" for n in seen[:10]) + (" ..." if len(seen) > 10 else "")
@@ -95,8 +96,6 @@ class ContactsConnector:
         definition = self._attribute_set_definition()
         infos: dict[str, FieldInfo] = {}
         for attribute in definition.get("attributes") or []:
-            if not isinstance(attribute, dict):
-                continue
             name = _text(attribute.get("name")) or _text(attribute.get("key"))
             if not name:
                 continue
@@ -183,7 +182,7 @@ class ContactsConnector:
             # with the whole account (auth, permissions) are permanent and still raised.
             return PushOutcome(identity=change.identity, ok=False, code=exc.code,
                                message=exc.message, retriable=True)
-        operation = str(data.get("operationStatus", "")).upper() if isinstance(data, dict) else ""
+        operation = str(data.get("operationStatus", "")).upper()
         if status < 400 and operation == "OK":
             return PushOutcome(identity=change.identity, ok=True)
         message = self.client.error_text(data) or f"SFMC did not update the contact (HTTP {status})."

@@ -316,7 +316,7 @@ class DataExtensionConnector:
                 changes, retriable=True, code="async_error",
                 message=f"SFMC reported the queued upsert {request_id} as failed (status Error).",
             )
-        if status.result_status.lower() != "has errors" and not status.has_errors:
+        if status.result_status.lower() == "ok" and not status.has_errors:
             return outcomes_ok(changes)
         return self._async_results(request_id, changes)
 
@@ -335,43 +335,35 @@ class DataExtensionConnector:
             polls += 1
 
     def _async_results(self, request_id: str, changes: list[MembershipChange]) -> list[PushOutcome]:
-        """Map /results items to users by position (SFMC returns them in submission order)."""
-        items: list[Any] = []
+        """Map /results items to users by position (SFMC returns them in submission order).
+
+        Results that do not come to exactly one per row are not mapped at all: a missing or
+        repeated page would shift every result onto the wrong user."""
+        items: list[dict[str, Any]] = []
         page = 1
-        while len(items) < len(changes):
-            data = self.client.async_results(request_id, page=page, page_size=RESULTS_PAGE_SIZE)
-            page_items = data.get("items") or []
-            if not isinstance(page_items, list) or not page_items:
-                break
+        while True:
+            answer = self.client.async_results(
+                request_id, page=page, page_size=RESULTS_PAGE_SIZE, rows=len(changes)
+            )
             # A later page must say it is that page: an endpoint that ignores $page would
-            # repeat page 1 and shift every result onto the wrong user.
-            if data.get("page") != page and (page > 1 or data.get("page") is not None):
-                break
-            items += page_items
-            if len(page_items) < int(data.get("pageSize") or 0):
+            # repeat page 1.
+            if answer.items and answer.page != page and (page > 1 or answer.page is not None):
+                raise answer.unexpected(f"page {answer.page} where page {page} was asked for")
+            items += answer.items
+            if not answer.items or len(items) >= len(changes) or len(answer.items) < (answer.page_size or 0):
                 break
             page += 1
-        outcomes = []
-        for index, change in enumerate(changes):
-            item = items[index] if index < len(items) else None
-            outcomes.append(_result_outcome(change, item, request_id))
-        return outcomes
+        if len(items) != len(changes):
+            raise answer.unexpected(f"{len(items)} results for {len(changes)} rows")
+        return [_result_outcome(change, item) for change, item in zip(changes, items, strict=True)]
 
 
-def _result_outcome(change: MembershipChange, item: Any, request_id: str) -> PushOutcome:
-    if not isinstance(item, dict):
-        return PushOutcome(
-            identity=change.identity, ok=False, retriable=True, code="no_result",
-            message=f"SFMC reported errors for the queued upsert {request_id} but no result "
-            "for this row; it will be sent again.",
-        )
-    if str(item.get("status", "")).lower() == "ok":
+def _result_outcome(change: MembershipChange, item: Mapping[str, Any]) -> PushOutcome:
+    """One row's result, its texts already scrubbed by the client."""
+    if str(item["status"]).lower() == "ok":
         return PushOutcome(identity=change.identity, ok=True)
     message = str(item.get("message") or "")
-    details = [
-        str(e.get("errorMessage") or e.get("message") or "")
-        for e in item.get("errors") or [] if isinstance(e, dict)
-    ]
+    details = [str(e.get("errorMessage") or "") for e in item.get("errors") or []]
     text = " ".join(dict.fromkeys(m for m in [message, *details] if m))
     if message.strip().lower().endswith(DEADLOCK_SUFFIX):
         return PushOutcome(identity=change.identity, ok=False, code="deadlock", message=text, retriable=True)

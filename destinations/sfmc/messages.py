@@ -2,8 +2,9 @@
 
 SFMC answers errors in three shapes: the REST envelope {"message", "errorcode",
 "additionalErrors"}, the async {"resultMessages": [...]} and OAuth's {"error",
-"error_description"}; throttling may be plain text. Every message passes through
-`scrub()` so a secret or token echoed by a proxy never reaches a log or the admin.
+"error_description"}; throttling may be plain text. SFMC's words reach a message only
+through `shown()`, which scrubs them (destinations.scrubbing) so a secret or token echoed
+by a proxy never reaches a log or the admin.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from destinations.errors import (
     DestinationError,
     PermanentError,
 )
+from destinations.scrubbing import scrub
 
 MAX_MESSAGE_LENGTH = 300
 
@@ -48,11 +50,10 @@ class SfmcErrorBody:
         return " ".join(p.rstrip(".") + "." for p in parts)
 
 
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[hidden]")
-    text = " ".join(text.split())
+def shown(text: str, secrets: Iterable[str] = ()) -> str:
+    """SFMC's words as a message shows them: scrubbed, on one line, at most 300 characters
+    (cut after scrubbing, so no part of a secret survives the cut)."""
+    text = " ".join(scrub(text, secrets).split())
     return text if len(text) <= MAX_MESSAGE_LENGTH else text[: MAX_MESSAGE_LENGTH - 1] + "…"
 
 
@@ -88,13 +89,13 @@ def error_body(response: requests.Response) -> SfmcErrorBody:
                 code=str(data.get("error", "")), message=str(data.get("error_description", ""))
             )
     text = (response.text or "").strip()
-    return SfmcErrorBody(message=text[:MAX_MESSAGE_LENGTH] if text and "<" not in text[:1] else "")
+    return SfmcErrorBody(message=text if text and "<" not in text[:1] else "")
 
 
 def token_error(response: requests.Response, *, url: str, has_account_id: bool,
                 secrets: Iterable[str]) -> DestinationError:
     body = error_body(response)
-    said = f" SFMC said: {scrub(body.message, secrets)}" if body.message else ""
+    said = f" SFMC said: {shown(body.message, secrets)}" if body.message else ""
     status = response.status_code
     if status in (404, 405) or (status < 400 and not body.code):
         return ConfigurationError(
@@ -129,7 +130,7 @@ def rest_error(response: requests.Response, *, action: str, secrets: Iterable[st
     """A typed error for a failed REST call; `action` says what we were doing."""
     body = error_body(response)
     status = response.status_code
-    said = f" SFMC said: {scrub(body.text, secrets)}" if body.text else ""
+    said = f" SFMC said: {shown(body.text, secrets)}" if body.text else ""
     code = body.code or f"http_{status}"
     if status == 401:
         return AuthenticationError(

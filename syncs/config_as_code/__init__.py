@@ -1,4 +1,5 @@
-"""Config as code: create or update destinations, cohorts and syncs from one JSON document.
+"""Config as code: create or update destinations, cohorts, syncs and alert rules from one
+JSON document.
 
 `manage.py apply PATH.json` and `manage.py seed_demo` both go through `config_apply`. The
 document is the desired state of the entries it names (matched by `name`); entries it does
@@ -16,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from alerts.config_as_code import plan_alerts
 from syncs.config_as_code.checks import SECTIONS, json_type
 from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
 from syncs.config_as_code.report import ApplyReport, EntryChange
@@ -49,6 +51,10 @@ def config_apply(
             plan_destinations(sections["destinations"], environ, plan, report.errors)
             plan_cohorts(sections["cohorts"], plan, report.errors)
             plan_syncs(sections["syncs"], sections, plan, report.errors)
+            plan.alerts = plan_alerts(
+                sections["alerts"], environ, sink=report.errors,
+                document_syncs=_names(sections["syncs"]), document_destinations=_names(sections["destinations"]),
+            )
             if report.errors:
                 raise _Rollback
             report.changes = plan_changes(plan)
@@ -73,12 +79,16 @@ def config_apply(
     return report
 
 
+def _names(entries: list[Any]) -> set[str]:
+    return {e["name"].strip() for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)}
+
+
 def _document_sections(document: Any, errors: list[str]) -> dict[str, list[Any]]:
     sections: dict[str, list[Any]] = {name: [] for name in SECTIONS}
     if not isinstance(document, dict):
         errors.append(
             'document: must be a JSON object like {"destinations": [...], "cohorts": [...], '
-            f'"syncs": [...]}}, not {json_type(document)}.'
+            f'"syncs": [...], "alerts": [...]}}, not {json_type(document)}.'
         )
         return sections
     for key in document:

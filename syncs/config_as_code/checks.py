@@ -10,7 +10,7 @@ from django.db import models
 from destinations.models import DestinationKind
 from syncs.options import KIND_LABELS  # noqa: F401  (re-exported for the plans)
 
-SECTIONS = ("destinations", "cohorts", "syncs")
+SECTIONS = ("destinations", "cohorts", "syncs", "alerts")
 DEFAULT_ATTRIBUTE_SET = "Email Demographics"
 # A month: a longer interval is almost certainly a unit mistake (hours or seconds).
 MAX_INTERVAL_MINUTES = 43_200

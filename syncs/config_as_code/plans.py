@@ -15,6 +15,7 @@ from destinations.models import Destination, DestinationKind
 from destinations.validation import (
     SettingError,
     normalize_marketo_base_url,
+    normalize_sfmc_auth_base_url,
     normalize_sfmc_subdomain,
     validate_destination_options,
     validate_sfmc_account_id,
@@ -75,6 +76,7 @@ class Plan:
     destinations: list[DestinationPlan] = field(default_factory=list)
     cohorts: list[CohortPlan] = field(default_factory=list)
     syncs: list[SyncPlan] = field(default_factory=list)
+    alerts: list[Any] = field(default_factory=list)  # alerts.config_as_code.AlertPlan
 
 
 
@@ -199,9 +201,7 @@ def _normalize_setting(setting: str, value: str) -> str:
     if setting == "account_id":
         return validate_sfmc_account_id(value)
     if setting == "auth_base_url" and value:
-        value = value.rstrip("/")
-        if value.lower().endswith("/v2/token"):
-            value = value[: -len("/v2/token")]
+        value = normalize_sfmc_auth_base_url(value)
         ensure_url_allowed(value)
         return value
     if setting == "base_url":

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import models
 
+from alerts.config_as_code import alert_plan_write
 from cohorts.models import Cohort, StaticMembership
 from destinations.models import Destination
 from syncs.config_as_code.checks import MEMBERSHIP_CHUNK
@@ -24,6 +25,7 @@ def plan_changes(plan: Plan) -> list[EntryChange]:
         ("destinations", plan.destinations),
         ("cohorts", plan.cohorts),
         ("syncs", plan.syncs),
+        ("alerts", plan.alerts),
     ]
     for section, plans in groups:
         for entry_plan in plans:
@@ -50,6 +52,8 @@ def plan_write(plan: Plan) -> list[int]:
             name=sync_plan.destination_name
         )
         changed_sync_ids.append(_write_sync(sync_plan, cohort, destination).pk)
+    for alert_plan in plan.alerts:  # after the syncs and destinations they name
+        alert_plan_write(alert_plan)
     return changed_sync_ids
 
 

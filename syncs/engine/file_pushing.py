@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from destinations.base import PushOutcome, SyncTarget
+from destinations.errors import UnexpectedResponseError
 from syncs.engine import staging
 from syncs.engine.pushing import (
     CANCEL_CHECK_SECONDS,
@@ -36,6 +37,7 @@ from syncs.engine.pushing import (
     failed_distinct_ids,
     failure_totals,
     failures_create,
+    run_scrubber,
 )
 from syncs.models import SyncRun
 
@@ -83,39 +85,63 @@ def _filled_files(
 
 
 def _record(
-    *, run: SyncRun, span: FileRange, failed: list[PushOutcome], api_calls: Callable[[], int], result: PushResult
+    *,
+    run: SyncRun,
+    span: FileRange,
+    failed: list[PushOutcome],
+    api_calls: Callable[[], int],
+    result: PushResult,
+    scrub: Callable[[str], str],
 ) -> None:
-    """Acknowledge the range except `failed` and write their failure rows, in one transaction."""
+    """Acknowledge the range except `failed` and write their failure rows, in one transaction.
+
+    A failed user who is not in the range means the destination's report is about another
+    file: then nobody in this one is acknowledged."""
     now = timezone.now()
     by_identity = {o.identity: o for o in failed}
     with transaction.atomic():
         staging.staging_range_failed_mark(identities=list(by_identity))
         changes = staging.staging_range_failed(first_seq=span.first_seq, last_seq=span.last_seq) if failed else []
-        staging.staging_range_acknowledge(
-            sync_id=run.sync_id, first_seq=span.first_seq, last_seq=span.last_seq, now=now
-        )
-        paired = [(c, by_identity[c.identity]) for c in changes]
-        if paired:
-            failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired))
-        failed_adds = sum(1 for c, _ in paired if c.is_member)
-        failed_removes = len(paired) - failed_adds
-        SyncRun.objects.filter(pk=run.pk).update(
-            heartbeat_at=now,
-            api_calls=api_calls(),
-            attempted_adds=F("attempted_adds") + span.adds,
-            attempted_removes=F("attempted_removes") + span.removes,
-            succeeded_adds=F("succeeded_adds") + span.adds - failed_adds,
-            succeeded_removes=F("succeeded_removes") + span.removes - failed_removes,
-            failed_adds=F("failed_adds") + failed_adds,
-            failed_removes=F("failed_removes") + failed_removes,
-        )
+        foreign = len(by_identity) - len(changes)
+        if not foreign:
+            staging.staging_range_acknowledge(
+                sync_id=run.sync_id, first_seq=span.first_seq, last_seq=span.last_seq, now=now
+            )
+            paired = [(c, by_identity[c.identity]) for c in changes]
+            if paired:
+                failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired), scrub=scrub)
+            failed_adds = sum(1 for c, _ in paired if c.is_member)
+            failed_removes = len(paired) - failed_adds
+            SyncRun.objects.filter(pk=run.pk).update(
+                heartbeat_at=now,
+                api_calls=api_calls(),
+                attempted_adds=F("attempted_adds") + span.adds,
+                attempted_removes=F("attempted_removes") + span.removes,
+                succeeded_adds=F("succeeded_adds") + span.adds - failed_adds,
+                succeeded_removes=F("succeeded_removes") + span.removes - failed_removes,
+                failed_adds=F("failed_adds") + failed_adds,
+                failed_removes=F("failed_removes") + failed_removes,
+            )
+    if foreign:
+        _record_error(run=run, span=span, api_calls=api_calls, result=result, scrub=scrub, exc=UnexpectedResponseError(
+            f"The destination listed {foreign:,} failed users who are not in this import file, so "
+            "its report is about another file. Nobody in this file was acknowledged; they are "
+            "sent again by the next run."
+        ))
+        return
     failure_totals(result, (o for _, o in paired))
     result.failed += len(paired)
     result.succeeded += span.users - len(paired)
 
 
 def _record_error(
-    *, run: SyncRun, span: FileRange, exc: BaseException, api_calls: Callable[[], int], result: PushResult
+    *,
+    run: SyncRun,
+    span: FileRange,
+    exc: BaseException,
+    api_calls: Callable[[], int],
+    result: PushResult,
+    scrub: Callable[[str], str],
 ) -> None:
     """The whole file failed: every user of the range gets the error, read page by page."""
     outcome = batch_error_outcome(exc)
@@ -128,7 +154,7 @@ def _record_error(
                 break
             after = page[-1].seq
             paired = [(c, outcome) for c in page]
-            failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired))
+            failures_create(run_id=run.pk, failed=paired, distinct_ids=failed_distinct_ids(paired), scrub=scrub)
         SyncRun.objects.filter(pk=run.pk).update(
             heartbeat_at=now,
             api_calls=api_calls(),
@@ -160,6 +186,7 @@ def files_push(
     concurrency = max(1, int(connector.max_concurrency))
     files = _filled_files(lambda: connector.bulk_file(target), streamed.more if streamed is not None else None)
     in_flight: dict[Future[list[PushOutcome]], FileRange] = {}
+    scrub = run_scrubber(run)
     consecutive_transient = 0
     last_cancel_check = float("-inf")
 
@@ -184,13 +211,13 @@ def files_push(
                 try:
                     failed = future.result()
                 except Exception as exc:
-                    _record_error(run=run, span=span, exc=exc, api_calls=api_calls, result=result)
+                    _record_error(run=run, span=span, exc=exc, api_calls=api_calls, result=result, scrub=scrub)
                     consecutive_transient = batch_error_stop(
                         result=result, exc=exc, consecutive_transient=consecutive_transient, run_id=run.pk
                     )
                     continue
                 consecutive_transient = 0
-                _record(run=run, span=span, failed=failed, api_calls=api_calls, result=result)
+                _record(run=run, span=span, failed=failed, api_calls=api_calls, result=result, scrub=scrub)
             now = time.monotonic()
             if not stopping() and now - last_cancel_check >= CANCEL_CHECK_SECONDS:
                 last_cancel_check = now

@@ -32,7 +32,7 @@ from cohorts.selectors import cohort_members
 from destinations.base import Connector
 from destinations.errors import InvalidIdentityError
 from syncs.engine import staging
-from syncs.models import DISTINCT_ID_IDENTITY, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.models import DISTINCT_ID_IDENTITIES, Sync, SyncedMember, SyncFailure, SyncRun
 
 STREAM_CHUNK = 10_000
 # A first export is planned in chunks of profile ids, pushed while the next chunk is
@@ -54,6 +54,8 @@ class Plan:
     adds: int = 0
     removes: int = 0
     skipped: int = 0
+    # Of the skipped: members without the identity property (or with an empty value).
+    missing: int = 0
     skipped_recorded: int = 0
     sample_adds: list[dict[str, Any]] = field(default_factory=list)
     sample_removes: list[dict[str, Any]] = field(default_factory=list)
@@ -97,7 +99,7 @@ class Plan:
 
 def _members(sync: Sync) -> QuerySet[Profile]:
     """The cohort's members annotated with `_identity` (raw, before normalisation) and `_pid`."""
-    if sync.identity_property == DISTINCT_ID_IDENTITY:
+    if sync.identity_property in DISTINCT_ID_IDENTITIES:
         identity: Any = F("distinct_id")
     else:
         # KeyTextTransform rather than a "properties__<name>" lookup: property names may
@@ -177,6 +179,7 @@ def _unknown_normalise(
             identity = _identity_or_skip(connector, raw, missing_message)
             if isinstance(identity, tuple):
                 plan.skipped += 1
+                plan.missing += identity[0] == MISSING_IDENTITY
                 if len(skipped) < skip_cap:
                     skipped.append((profile_id, raw, *identity))
                 continue
@@ -240,6 +243,7 @@ def plan_build(
     heartbeat()
     missing_count, missing_ids = staging.staging_raw_missing(limit=skip_cap)
     plan.skipped += missing_count
+    plan.missing += missing_count
     skipped: list[tuple[int, Any, str, str]] = [
         (profile_id, None, MISSING_IDENTITY, missing_message) for profile_id in missing_ids
     ]
@@ -321,6 +325,7 @@ class _FirstExportChunks:
         plan.adds += staging.staging_plain_adds()
         missing_count, missing_ids = staging.staging_raw_missing(limit=self._skip_cap - plan.skipped_recorded)
         plan.skipped += missing_count
+        plan.missing += missing_count
         skipped: list[tuple[int, Any, str, str]] = [
             (profile_id, None, MISSING_IDENTITY, self._missing_message) for profile_id in missing_ids
         ]

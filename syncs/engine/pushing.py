@@ -33,6 +33,7 @@ from django.utils import timezone
 from cohorts.models import Profile
 from destinations.base import Connector, MembershipChange, PushOutcome, SyncTarget
 from destinations.errors import DestinationError, QuotaExhaustedError, TransientError
+from destinations.scrubbing import Scrubber
 from syncs.engine.staging import StagedChange, staging_pages
 from syncs.models import RunStatus, SyncedMember, SyncFailure, SyncRun
 
@@ -91,6 +92,12 @@ class PushResult:
     failure_messages: dict[str, str] = field(default_factory=dict)
 
 
+def run_scrubber(run: SyncRun) -> Scrubber:
+    """Scrubs the run's destination secret and every access token from what the run stores:
+    the clients scrub their messages already, this is the last line of defence."""
+    return Scrubber([run.sync.destination.client_secret])
+
+
 def error_code(exc: DestinationError) -> str:
     """The destination's code, or a readable one derived from the error class."""
     if exc.code:
@@ -107,6 +114,7 @@ class _Recorder:
         self.run = run
         self.api_calls = api_calls
         self.result = result
+        self.scrub = run_scrubber(run)
         self._attempted: list[StagedChange] = []
         self._acknowledged: list[StagedChange] = []
         self._failed: list[tuple[StagedChange, PushOutcome]] = []
@@ -186,7 +194,7 @@ class _Recorder:
                     batch_size=2000,
                 )
             if failed:
-                failures_create(run_id=self.run.pk, failed=failed, distinct_ids=distinct_ids)
+                failures_create(run_id=self.run.pk, failed=failed, distinct_ids=distinct_ids, scrub=self.scrub)
             SyncRun.objects.filter(pk=self.run.pk).update(
                 heartbeat_at=now,
                 api_calls=self.api_calls(),
@@ -200,8 +208,13 @@ def failed_distinct_ids(failed: list[tuple[StagedChange, PushOutcome]]) -> dict[
 
 
 def failures_create(
-    *, run_id: int, failed: list[tuple[StagedChange, PushOutcome]], distinct_ids: Mapping[int, str]
+    *,
+    run_id: int,
+    failed: list[tuple[StagedChange, PushOutcome]],
+    distinct_ids: Mapping[int, str],
+    scrub: Callable[[str], str],
 ) -> None:
+    """Failure rows for `failed`, their codes and messages passed through `scrub`."""
     SyncFailure.objects.bulk_create(
         [
             SyncFailure(
@@ -210,8 +223,8 @@ def failures_create(
                 distinct_id=distinct_ids.get(c.profile_id, "") if c.profile_id else "",
                 identity_value=c.identity,
                 operation=SyncFailure.Operation.ADD if c.is_member else SyncFailure.Operation.REMOVE,
-                code=(o.code or "rejected")[:64],
-                message=o.message or "The destination rejected this user without a reason.",
+                code=scrub(o.code or "rejected")[:64],
+                message=scrub(o.message) or "The destination rejected this user without a reason.",
                 retriable=o.retriable,
             )
             for c, o in failed

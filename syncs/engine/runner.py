@@ -19,12 +19,15 @@ from destinations.registry import connector_for
 from syncs.engine import staging
 from syncs.engine.file_pushing import files_push
 from syncs.engine.planning import Plan, plan_build
-from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push
+from syncs.engine.pushing import PlanBatches, PushResult, error_code, plan_push, run_scrubber
 from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.run_events import run_finished_notify
 
 logger = logging.getLogger(__name__)
 
 REMOVAL_GUARD_CODE = "removal_guard"
+# Every member was skipped: nothing identifies any of them in the destination.
+NO_IDENTITIES_CODE = "no_identities"
 # After this many acknowledged users the synced state's planner statistics are refreshed.
 ANALYZE_AFTER_ACKNOWLEDGED = 50_000
 
@@ -163,6 +166,10 @@ def _execute(run: SyncRun) -> None:
         heartbeat_at=timezone.now(),
         api_calls=calls(),
     )
+    if plan.members and plan.skipped >= plan.members:
+        _finish(run, RunStatus.FAILED, code=NO_IDENTITIES_CODE, message=_no_identities_message(sync, plan),
+                api_calls=calls())
+        return
     if run.is_dry_run:
         _finish(run, RunStatus.SUCCEEDED, api_calls=calls())
         return
@@ -195,6 +202,24 @@ def _execute(run: SyncRun) -> None:
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
+
+
+def _no_identities_message(sync: Sync, plan: Plan) -> str:
+    members = f"{plan.members:,} member{'' if plan.members == 1 else 's'}"
+    lacking = f"{plan.missing:,} {'lacks' if plan.missing == 1 else 'lack'} the identity property '{sync.identity_property}'"
+    rejected = plan.skipped - plan.missing
+    rejects = f"{'has a value' if rejected == 1 else 'have values'} the destination rejects"
+    if not rejected:
+        why = lacking
+    elif not plan.missing:
+        why = f"{'it' if rejected == 1 else 'all'} {rejects} for '{sync.identity_property}'"
+    else:
+        why = f"{lacking} and {rejected:,} {rejects}"
+    return (
+        f"No member of the cohort '{sync.cohort.name}' could be identified: of its {members}, {why}. "
+        "Nothing was sent. Check the sync's identity property (property names are case-sensitive; "
+        f"use $distinct_id for the profile's id) or the profiles' data."
+    )
 
 
 def _sends_files(connector: Connector, target: SyncTarget, plan: Plan) -> bool:
@@ -265,8 +290,9 @@ def _await_approval(run: SyncRun, verdict: GuardVerdict, api_calls: int) -> None
         api_calls=api_calls,
         error_code=REMOVAL_GUARD_CODE,
         error_message=f"{verdict.reason} Nothing was sent. Check the cohort; approve the run "
-        "to send these changes, or cancel it.",
+        "to send these changes, or reject it.",
     )
+    run_finished_notify(run_id=run.pk, status=RunStatus.AWAITING_APPROVAL)
 
 
 def _cancel_requested(run: SyncRun) -> bool:
@@ -282,16 +308,18 @@ def _finish(
     api_calls: int | None = None,
 ) -> None:
     now = timezone.now()
+    scrub = run_scrubber(run)
     values: dict[str, object] = {
         "status": status,
         "finished_at": now,
         "heartbeat_at": now,
-        "error_code": code[:64],
-        "error_message": message,
+        "error_code": scrub(code)[:64],
+        "error_message": scrub(message),
     }
     if api_calls is not None:
         values["api_calls"] = api_calls
     SyncRun.objects.filter(pk=run.pk).update(**values)
+    run_finished_notify(run_id=run.pk, status=status)
 
 
 def _finish_cancelled(run: SyncRun, api_calls: int, *, sent: int, plan: Plan) -> None:

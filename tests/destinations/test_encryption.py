@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.core.management import call_command
+from django.core.serializers.base import DeserializationError
 from django.db import connection
 from django.test import override_settings
 
@@ -16,6 +21,7 @@ from destinations.encryption import (
     is_encrypted_with_current_key,
 )
 from destinations.models import Destination
+from destinations.services import destination_check_connection
 from tests.factories import DestinationFactory
 
 pytestmark = pytest.mark.django_db
@@ -131,3 +137,98 @@ def test_exact_empty_and_isnull_lookups_tell_set_from_unset():
     assert list(Destination.objects.filter(client_secret="")) == [without_secret]
     assert list(Destination.objects.exclude(client_secret="")) == [with_secret]
     assert Destination.objects.filter(client_secret__isnull=False).count() == 2
+
+
+# --- dumpdata / loaddata -----------------------------------------------------------------
+
+
+def dump_destinations(tmp_path) -> tuple[str, list[dict]]:
+    out = io.StringIO()
+    call_command("dumpdata", "destinations", format="json", stdout=out)
+    path = tmp_path / "destinations.json"
+    path.write_text(out.getvalue())
+    return str(path), json.loads(out.getvalue())
+
+
+def test_dumpdata_writes_the_encrypted_secret_never_the_plaintext(tmp_path):
+    DestinationFactory(name="Growth DE", client_secret="plain-Secret-123")
+    DestinationFactory(name="No secret", client_secret="")
+
+    path, records = dump_destinations(tmp_path)
+
+    text = open(path).read()
+    assert "plain-Secret-123" not in text
+    secrets = {r["fields"]["name"]: r["fields"]["client_secret"] for r in records}
+    assert secrets["No secret"] == ""
+    assert secrets["Growth DE"].startswith(CIPHERTEXT_PREFIX)
+    assert decrypt_secret(secrets["Growth DE"]) == "plain-Secret-123"
+
+
+def test_loaddata_of_a_dump_restores_the_same_secret_encrypted_once(tmp_path):
+    destination = DestinationFactory(name="Growth DE", client_secret="plain-Secret-123")
+    path, _ = dump_destinations(tmp_path)
+    Destination.objects.all().delete()
+
+    call_command("loaddata", path, stdout=io.StringIO())
+
+    restored = Destination.objects.get(pk=destination.pk)
+    assert restored.client_secret == "plain-Secret-123"
+    stored = raw_secret(restored)
+    assert stored.startswith(CIPHERTEXT_PREFIX)
+    # Encrypted once: the column decrypts straight to the secret, not to another ciphertext.
+    assert decrypt_secret(stored) == "plain-Secret-123"
+
+
+def test_loaddata_of_a_dump_made_with_an_older_key_works_while_that_key_is_listed(tmp_path):
+    with override_settings(FIELD_ENCRYPTION_KEYS=[OLD_KEY]):
+        DestinationFactory(name="Growth DE", client_secret="plain-Secret-123")
+        path, _ = dump_destinations(tmp_path)
+        Destination.objects.all().delete()
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY, OLD_KEY]):
+        call_command("loaddata", path, stdout=io.StringIO())
+        restored = Destination.objects.get(name="Growth DE")
+        assert restored.client_secret == "plain-Secret-123"
+        assert is_encrypted_with_current_key(raw_secret(restored))
+
+
+def test_loaddata_refuses_a_secret_no_key_decrypts_instead_of_using_the_ciphertext(tmp_path):
+    with override_settings(FIELD_ENCRYPTION_KEYS=[OLD_KEY]):
+        DestinationFactory(name="Growth DE", client_secret="plain-Secret-123")
+        path, _ = dump_destinations(tmp_path)
+        Destination.objects.all().delete()
+
+    with override_settings(FIELD_ENCRYPTION_KEYS=[NEW_KEY]):
+        with pytest.raises(DeserializationError) as excinfo:
+            call_command("loaddata", path, stdout=io.StringIO())
+
+    assert "FIELD_ENCRYPTION_KEYS" in str(excinfo.value)
+    assert not Destination.objects.exists()
+
+
+def test_loaddata_of_an_old_plaintext_dump_encrypts_the_secret(tmp_path):
+    destination = DestinationFactory(name="Growth DE", client_secret="x")
+    path, records = dump_destinations(tmp_path)
+    records[0]["fields"]["client_secret"] = "plain-from-an-old-dump"
+    (tmp_path / "destinations.json").write_text(json.dumps(records))
+    Destination.objects.all().delete()
+
+    call_command("loaddata", path, stdout=io.StringIO())
+
+    assert Destination.objects.get(pk=destination.pk).client_secret == "plain-from-an-old-dump"
+    assert raw_secret(destination).startswith(CIPHERTEXT_PREFIX)
+
+
+@pytest.mark.e2e
+def test_a_destination_restored_from_a_dump_still_connects(tmp_path, sandbox):
+    destination = DestinationFactory(
+        name="Sandbox DE", auth_base_url=sandbox.sfmc_auth_base_url, client_id="sandbox-client-id",
+        client_secret="sandbox-client-secret", data_extension_key="CohortSync_Demo",
+    )
+    path, _ = dump_destinations(tmp_path)
+    Destination.objects.all().delete()
+    call_command("loaddata", path, stdout=io.StringIO())
+
+    report = destination_check_connection(destination=Destination.objects.get(pk=destination.pk))
+
+    assert report.ok, report.summary

@@ -19,6 +19,7 @@ from destinations.errors import (
     EndpointNotAllowedError,
     PermanentError,
     RateLimitedError,
+    RedirectRefusedError,
     TransientError,
 )
 from destinations.http import (
@@ -31,6 +32,7 @@ from destinations.http import (
     ensure_url_allowed,
     parse_retry_after,
 )
+from destinations.url_policy import REDIRECT_REFUSED, URL_MALFORMED, URL_NOT_ALLOWED
 
 URL = "https://mc-test.rest.marketingcloudapis.com/data/v1/async/dataextensions/key:DE/rows"
 
@@ -317,15 +319,28 @@ def test_official_hosts_over_https_are_allowed(url):
         "https://mktorest.com/rest",
         "https://123-ABC-456.mktorest.com.attacker.net/rest",
         "https://evil.example.com/marketingcloudapis.com",
-        "ftp://mc123.auth.marketingcloudapis.com/",
         "https://127.0.0.1:8765/sfmc/auth",
-        "not a url",
     ],
 )
 @override_settings(COHORTSYNC_ALLOWED_API_HOSTS=[])
 def test_everything_else_is_refused_with_advice(url):
-    with pytest.raises(EndpointNotAllowedError, match="COHORTSYNC_ALLOWED_API_HOSTS"):
+    with pytest.raises(EndpointNotAllowedError, match="COHORTSYNC_ALLOWED_API_HOSTS") as excinfo:
         ensure_url_allowed(url)
+    assert excinfo.value.code == URL_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://mc123.auth.marketingcloudapis.com/", "only https:// and http:// are allowed"),
+        ("not a url", "whitespace"),
+        ("mc123.auth.marketingcloudapis.com", "must start with https://"),
+    ],
+)
+def test_what_is_not_an_http_url_is_refused_as_malformed(url, message):
+    with pytest.raises(EndpointNotAllowedError, match=message) as excinfo:
+        ensure_url_allowed(url)
+    assert excinfo.value.code == URL_MALFORMED
 
 
 @override_settings(COHORTSYNC_ALLOWED_API_HOSTS=["localhost", "sandbox.internal:8765"])
@@ -357,6 +372,53 @@ def test_disallowed_host_is_refused_before_any_request(transport):
 
     assert len(responses.calls) == 0
     assert transport.api_calls == 0
+
+
+@responses.activate
+def test_the_url_handed_to_requests_is_the_url_checked(transport):
+    # urllib.parse reads the host as x.mktorest.com; requests would connect to 127.0.0.1.
+    with pytest.raises(EndpointNotAllowedError, match="backslash"):
+        transport.request("POST", "https://127.0.0.1:8769\\@x.mktorest.com/identity/oauth/token")
+
+    assert len(responses.calls) == 0
+    assert transport.api_calls == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@responses.activate
+def test_a_redirect_is_a_permanent_error_naming_the_refused_host(transport, sleeps, status):
+    responses.post(URL, status=status, headers={"Location": "https://169.254.169.254:8080/x?token=t0k3n"})
+    responses.post("https://169.254.169.254:8080/x", json={"stolen": True})
+    responses.get("https://169.254.169.254:8080/x", json={"stolen": True})
+
+    with pytest.raises(RedirectRefusedError) as excinfo:
+        # Even a caller asking for redirects does not get them.
+        transport.request("POST", URL + "?access_token=q5cret", allow_redirects=True)
+
+    message = str(excinfo.value)
+    assert excinfo.value.code == REDIRECT_REFUSED
+    assert excinfo.value.status == status
+    assert "a redirect to 169.254.169.254:8080" in message
+    assert "mc-test.rest.marketingcloudapis.com answered HTTP" in message
+    assert "t0k3n" not in message and "q5cret" not in message and "/x" not in message
+    assert len(responses.calls) == 1
+    assert sleeps == []
+
+
+@responses.activate
+def test_a_relative_redirect_names_the_same_host(transport):
+    responses.get(URL, status=302, headers={"Location": "/elsewhere"})
+
+    with pytest.raises(RedirectRefusedError, match="a redirect to mc-test.rest.marketingcloudapis.com"):
+        transport.request("GET", URL)
+
+
+@responses.activate
+def test_a_redirect_without_a_location_is_refused_too(transport):
+    responses.get(URL, status=301)
+
+    with pytest.raises(RedirectRefusedError, match="without a usable location"):
+        transport.request("GET", URL)
 
 
 @responses.activate

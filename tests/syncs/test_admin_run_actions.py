@@ -21,7 +21,7 @@ from tests.syncs.fakes import Rejection, fake_connector_fixture  # noqa: F401  (
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:syncs_syncrun_changelist")
-MANAGE_ACTIONS = {"retry_failed_users", "cancel_run", "approve_guarded_run"}
+MANAGE_ACTIONS = {"retry_failed_users", "cancel_run", "approve_guarded_run", "reject_guarded_run"}
 
 
 @pytest.fixture

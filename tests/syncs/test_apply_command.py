@@ -141,4 +141,4 @@ def test_the_demo_example_is_a_valid_document():
     assert report.ok, report.errors
     assert report.totals["created"] == len(document["destinations"]) + len(
         document["cohorts"]
-    ) + len(document["syncs"])
+    ) + len(document["syncs"]) + len(document["alerts"])

@@ -297,7 +297,7 @@ _DELETE = object()
         (("destinations", 1, "client_secret"), {"env": 3},
          'destinations[1] "SFMC contacts": client_secret: must be text or {"env"'),
         (("destinations", 2, "base_url"), "ftp://123-ABC-456.mktorest.com",
-         'destinations[2] "Marketo": base_url: \'ftp://123-ABC-456.mktorest.com\' is not a URL'),
+         'destinations[2] "Marketo": base_url: This is not a URL CohortSync can call: only https://'),
         (("destinations", 2, "data_extension_key"), "DE",
          'destinations[2] "Marketo": data_extension_key: does not apply to Marketo'),
         (("destinations", 1, "name"), "SFMC prod",

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from syncs.errors import SyncRunConflict
 from syncs.models import RunStatus, Sync, SyncRun
+from syncs.selectors import run_outcome_counts
 from syncs.services import sync_run_create, sync_run_execute, sync_run_request
 
 # Exit codes: a promise to scripts, documented in --help.
@@ -36,10 +37,7 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "status": run.status,
         "dry_run": run.is_dry_run,
         "full_resync": run.is_full_resync,
-        "added": run.succeeded_adds,
-        "removed": run.succeeded_removes,
-        "failed": run.failed_adds + run.failed_removes,
-        "skipped": run.skipped_users,
+        **run_outcome_counts(run),
         "planned_adds": run.planned_adds,
         "planned_removes": run.planned_removes,
         "api_calls": run.api_calls,

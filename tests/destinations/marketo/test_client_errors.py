@@ -158,6 +158,6 @@ def test_no_secret_or_token_appears_in_any_message():
             messages.append(str(caught.value))
     messages.append(repr(config_for(REAL, client_secret=secret)))
 
-    assert "Bad request for token [redacted]" in messages[1]
+    assert "Bad request for token [hidden]" in messages[1]
     for message in messages:
         assert secret not in message and token not in message

@@ -8,7 +8,7 @@ import pytest
 import responses
 
 from destinations.base import MembershipChange
-from destinations.errors import InvalidIdentityError
+from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, UnexpectedResponseError
 from destinations.marketo.connector import MarketoConnector
 
 from .conftest import config_for, target
@@ -89,10 +89,11 @@ def test_results_map_to_users_by_position_including_skipped_reasons():
 def test_a_result_count_that_does_not_match_fails_every_user_for_a_retry():
     connector = _scripted([[{"id": 7, "status": "created"}]])
 
-    outcomes = connector.push(target("cohortPro"), [MembershipChange("a@x.com", True), MembershipChange("b@x.com", True)])
+    with pytest.raises(UnexpectedResponseError) as caught:
+        connector.push(target("cohortPro"), [MembershipChange("a@x.com", True), MembershipChange("b@x.com", True)])
 
-    assert [o.ok for o in outcomes] == [False, False]
-    assert all(o.retriable and "1 results for 2 leads" in o.message for o in outcomes)
+    assert caught.value.code == UNEXPECTED_RESPONSE and caught.value.retriable
+    assert "1 results for 2 leads" in caught.value.message
 
 
 def test_skipped_records_from_the_sandbox_fail_only_those_users(connector, marketo):

@@ -16,6 +16,12 @@ from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, offic
 ROWSET_URL = f"{OFFICIAL_REST}hub/v1/dataevents/key:Cohorts/rowset"
 
 
+def echo_rows() -> None:
+    """SFMC's answer to a rowset it saved: the rows sent, echoed in order."""
+    responses.add_callback(responses.POST, ROWSET_URL, content_type="application/json",
+                           callback=lambda request: (200, {}, request.body))
+
+
 def changes(count: int, *, prefix: str = "u") -> list[MembershipChange]:
     return [MembershipChange(identity=f"{prefix}{i}", is_member=i % 3 != 0) for i in range(count)]
 
@@ -112,7 +118,7 @@ def test_oversized_request_is_split_until_it_fits(make_de, sfmc):
 def test_rowset_body_is_a_top_level_array_of_keys_and_values():
     responses.add(responses.POST, f"{OFFICIAL_AUTH}/v2/token", json={
         "access_token": "t", "expires_in": 1079, "rest_instance_url": OFFICIAL_REST})
-    responses.add(responses.POST, ROWSET_URL, json=[])
+    echo_rows()
 
     DataExtensionConnector(official_config()).push(
         target("In_Spring"), [MembershipChange("a", True), MembershipChange("b", False)]
@@ -130,7 +136,7 @@ def test_a_payload_is_encoded_once_and_that_encoding_is_the_body(monkeypatch):
 
     responses.add(responses.POST, f"{OFFICIAL_AUTH}/v2/token", json={
         "access_token": "t", "expires_in": 1079, "rest_instance_url": OFFICIAL_REST})
-    responses.add(responses.POST, ROWSET_URL, json=[])
+    echo_rows()
     encodings: list[bytes] = []
     real = common.json_bytes
     monkeypatch.setattr(common, "json_bytes", lambda value: encodings.append(real(value)) or encodings[-1])
@@ -159,7 +165,7 @@ def test_aggregate_error_without_details_is_retried(sleeps):
     responses.add(responses.POST, f"{OFFICIAL_AUTH}/v2/token", json={
         "access_token": "t", "expires_in": 1079, "rest_instance_url": OFFICIAL_REST})
     responses.add(responses.POST, ROWSET_URL, status=400, json={"message": "Unable to save rows", "errorcode": 10006})
-    responses.add(responses.POST, ROWSET_URL, json=[])
+    echo_rows()
 
     outcomes = DataExtensionConnector(official_config(), sleep=sleeps).push(target(), changes(3))
 
