@@ -37,8 +37,9 @@ from django_q.models import Schedule
 
 from bench import data
 from bench.paths import best_seconds
+from bench.report import results_append
 from bench.sandbox import HOST, MANAGE, SandboxProcess
-from bench.suite import NAME_PREFIX, _child_env, bench_data_clear, machine_info
+from bench.suite import NAME_PREFIX, WRITE_ENDPOINTS, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort, Profile
 from cohorts.selectors import cohort_members
 from cohortsync_site.database import statistics_refresh
@@ -277,13 +278,6 @@ def _snapshot(pgid: int, emulators: list[SandboxProcess]) -> Snapshot:
     return Snapshot(process_group_cpu_seconds(pgid), seconds, transactions, calls)
 
 
-WRITE_ENDPOINTS = {
-    "marketo": ("POST /rest/v1/leads.json", "POST /bulk/v1/leads.json"),
-    "sfmc": ("POST /hub/v1/dataevents/{key}/rowset", "PUT /data/v1/async/dataextensions/{key}/rows",
-             "PATCH /contacts/v1/contacts"),
-}
-
-
 def _refused(api: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
     if api == "sfmc":
         count = int(after.get("refused") or 0) - int(before.get("refused") or 0)
@@ -514,8 +508,6 @@ def summary_text(result: FleetResult) -> str:
 
 
 def record(result: FleetResult, *, doc: Path) -> Path:
-    from bench.report import RESULTS_MARK
-
     machine = result.machine
     when = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
     block = [
@@ -525,8 +517,4 @@ def record(result: FleetResult, *, doc: Path) -> Path:
         f"Python {machine.get('python')}, commit {machine.get('commit')}.", "", markdown(result), "", "Targets:", "",
     ]
     block += [f"- {'met' if ok else '**missed**'}: {name}: {evidence}" for name, ok, evidence in targets(result)]
-    text = doc.read_text(encoding="utf-8")
-    if RESULTS_MARK not in text:
-        text = text.rstrip("\n") + f"\n\n## Results\n\n{RESULTS_MARK}\n"
-    doc.write_text(text.rstrip("\n") + "\n" + "\n".join(block) + "\n", encoding="utf-8")
-    return doc
+    return results_append(block, doc=doc)
