@@ -155,6 +155,11 @@ def sync_run_scheduled_fire(*, sync_id: int) -> SyncRun | None:
     if sync.mode != Sync.Mode.DYNAMIC or not sync.enabled:
         sync_schedule_update(sync=sync)
         return None
+    # Scheduled imports feed the profiles every cohort is made of: one that is due (or
+    # running) now goes first, so this run plans on fresh profiles (sources.services).
+    from sources.services import imports_due_run_before_sync
+
+    imports_due_run_before_sync()
     try:
         run = sync_run_create(sync=sync, trigger=SyncRun.Trigger.SCHEDULE)
     except SyncRunConflict as conflict:

@@ -10,7 +10,7 @@ from django.db import models
 from destinations.models import DestinationKind
 from syncs.options import KIND_LABELS  # noqa: F401  (re-exported for the plans)
 
-SECTIONS = ("destinations", "cohorts", "syncs", "alerts")
+SECTIONS = ("sources", "profile_imports", "destinations", "cohorts", "syncs", "alerts")
 DEFAULT_ATTRIBUTE_SET = "Email Demographics"
 # A month: a longer interval is almost certainly a unit mistake (hours or seconds).
 MAX_INTERVAL_MINUTES = 43_200
@@ -38,7 +38,7 @@ REQUIRED_SETTINGS = {
     DestinationKind.SFMC_CONTACTS: ("subdomain",),
     DestinationKind.MARKETO: ("base_url",),
 }
-COHORT_KEYS = ("name", "description", "rules", "members")
+COHORT_KEYS = ("name", "description", "rules", "members", "source", "sql")
 SYNC_KEYS = (
     "name",
     "cohort",

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from cohorts.models import Cohort
 from cohorts.rules import RuleError
 from cohortsync_site.database import statistics_refresh
 from destinations.base import Connector, SyncTarget
@@ -91,6 +92,10 @@ def run_execute(*, run_id: int) -> SyncRun:
 
 def _execute(run: SyncRun) -> None:
     sync = run.sync
+    refresh_error = _sql_cohort_refresh(sync)
+    if refresh_error:
+        _finish(run, RunStatus.FAILED, code="cohort_refresh_failed", message=refresh_error)
+        return
     try:
         connector = connector_for(sync.destination)
     except DestinationError as exc:
@@ -202,6 +207,25 @@ def _execute(run: SyncRun) -> None:
     if result.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     _finish_pushed(run, calls(), plan, result)
+
+
+def _sql_cohort_refresh(sync: Sync) -> str:
+    """An SQL cohort reads its members from its source before every run; why it could not
+    (the run then fails and sends nothing), or ""."""
+    cohort = sync.cohort
+    if cohort.kind != Cohort.Kind.SQL:
+        return ""
+    from sources.connections import SourceError
+    from sources.services import cohort_refresh
+
+    try:
+        cohort_refresh(cohort=cohort)
+    except SourceError as exc:
+        return (
+            f"The SQL cohort '{cohort.name}' could not be refreshed from its source: "
+            f"{exc.message} Nothing was sent."
+        )
+    return ""
 
 
 def _no_identities_message(sync: Sync, plan: Plan) -> str:
