@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxLengthValidator
 
+from cohortsync_site.forms import JSONValueField
 from destinations.errors import EndpointNotAllowedError
 from destinations.http import ensure_url_allowed
 from destinations.models import SFMC_KINDS, Destination, DestinationKind
@@ -80,7 +81,11 @@ class DestinationForm(forms.ModelForm):
         ]
         # URLField's own URL check runs before clean() and would reject hosts such as
         # "localhost" with a vaguer message than ours.
-        field_classes = {"auth_base_url": forms.CharField, "base_url": forms.CharField}
+        field_classes = {
+            "auth_base_url": forms.CharField,
+            "base_url": forms.CharField,
+            "options": JSONValueField,
+        }
         labels = {
             "client_id": "Client id",
             "account_id": "Account id (MID)",

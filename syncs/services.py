@@ -16,7 +16,15 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from destinations.models import Destination
 from syncs.errors import SyncRunConflict, SyncRunStateError
-from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.models import (
+    ACTIVE_RUN_STATUSES,
+    RunPlanChunk,
+    RunStatus,
+    Sync,
+    SyncedMember,
+    SyncFailure,
+    SyncRun,
+)
 from syncs.run_events import run_finished_notify
 from syncs.schedules import (
     SYNC_SCHEDULE_FUNC,
@@ -367,7 +375,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
 
 
 def sync_runs_prune(*, older_than_days: int | None = None) -> int:
-    """Delete finished runs (and their failures) older than the retention; each sync's last
+    """Delete finished runs (and their failures and plans) older than the retention; each sync's last
     run, and any run still active or awaiting approval, is kept. Returns runs deleted."""
     days = settings.COHORTSYNC_RUN_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - dt.timedelta(days=days)
@@ -383,8 +391,10 @@ def sync_runs_prune(*, older_than_days: int | None = None) -> int:
         if not ids:
             return deleted
         with transaction.atomic():
-            # Failures first, one DELETE per chunk, so the cascade has nothing left to load.
+            # Failures and plans first, one DELETE per chunk, so the cascade has nothing left
+            # to load.
             SyncFailure.objects.filter(run_id__in=ids).delete()
+            RunPlanChunk.objects.filter(run_id__in=ids).delete()
             _, per_model = SyncRun.objects.filter(pk__in=ids).delete()
             deleted += per_model.get(SyncRun._meta.label, 0)
 

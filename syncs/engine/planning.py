@@ -64,6 +64,8 @@ class Plan:
     # `unplanned_at_most` changes are still to come.
     rest: Callable[[], bool] | None = None
     unplanned_at_most: int = 0
+    # The last change kept in the run's plan record (staging.staging_plan_record).
+    recorded_seq: int = 0
 
     @property
     def total(self) -> int:
@@ -268,6 +270,7 @@ def plan_build(
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
+    _plan_record(run, plan)
     _skips_record(run, skipped)
     plan.skipped_recorded = len(skipped)
     _sample(plan)
@@ -334,6 +337,7 @@ class _FirstExportChunks:
             missing_message=self._missing_message, heartbeat=self._heartbeat, heartbeat_every=self._heartbeat_every,
         )
         plan.adds += staging.staging_normalised_adds()
+        _plan_record(self._run, plan)
         _skips_record(self._run, skipped)
         plan.skipped_recorded += len(skipped)
         self._note_unplanned()
@@ -364,6 +368,11 @@ def _first_export_plan(
             break
     _sample(plan)
     return plan
+
+
+def _plan_record(run: SyncRun, plan: Plan) -> None:
+    """Keep what was planned since the last call in the run's plan record, for its CSV."""
+    plan.recorded_seq = staging.staging_plan_record(run_id=run.pk, after_seq=plan.recorded_seq)
 
 
 def _sample(plan: Plan) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from cohorts.models import Cohort
@@ -146,6 +148,11 @@ def _execute(run: SyncRun) -> None:
             try:
                 validating.result()
             except DestinationError as exc:
+                if rule_error is None:
+                    # The plan was made (and its skipped users recorded): its counts stand.
+                    SyncRun.objects.filter(pk=run.pk).update(
+                        planned_adds=plan.adds, planned_removes=plan.removes, skipped_users=plan.skipped
+                    )
                 _finish(run, RunStatus.FAILED, code=error_code(exc), message=f"{exc.message} Nothing was sent.",
                         api_calls=calls())
                 return
@@ -170,6 +177,8 @@ def _execute(run: SyncRun) -> None:
         plan_sample=sample,
         heartbeat_at=timezone.now(),
         api_calls=calls(),
+        # Before sending; _finish moves it by what the run acknowledged.
+        acknowledged_members=verdict.acknowledged,
     )
     if plan.members and plan.skipped >= plan.members:
         _finish(run, RunStatus.FAILED, code=NO_IDENTITIES_CODE, message=_no_identities_message(sync, plan),
@@ -342,8 +351,20 @@ def _finish(
     }
     if api_calls is not None:
         values["api_calls"] = api_calls
+    values["acknowledged_members"] = _acknowledged_members_at_end(run)
     SyncRun.objects.filter(pk=run.pk).update(**values)
     run_finished_notify(run_id=run.pk, status=status)
+
+
+def _acknowledged_members_at_end(run: SyncRun) -> int | Combinable:
+    """The sync's acknowledged members once the run ends (the trend on the sync page),
+    without counting a million rows again: the guard's count when the run was planned,
+    plus the adds and minus the removes the run acknowledged, since every planned add was
+    not a member and every planned remove was. A full resync re-sends members, so it
+    counts. Stays empty for a run that ended before it was planned."""
+    if run.is_full_resync:
+        return SyncedMember.objects.filter(sync_id=run.sync_id, is_member=True).count()
+    return F("acknowledged_members") + F("succeeded_adds") - F("succeeded_removes")
 
 
 def _finish_cancelled(run: SyncRun, api_calls: int, *, sent: int, plan: Plan) -> None:
