@@ -34,7 +34,8 @@ ADMINS = "CohortSync admins"
 COHORTSYNC_APP_LABELS = frozenset({"cohorts", "destinations", "syncs", "alerts", "sources", "api"})
 # Installed apps whose permissions no role grants (tests check every app is in one list).
 SUPERUSER_ONLY_APP_LABELS = frozenset(
-    {"admin", "auth", "contenttypes", "sessions", "messages", "staticfiles", "django_q", "roles"}
+    {"admin", "auth", "contenttypes", "sessions", "messages", "staticfiles", "django_q", "roles",
+     "health"}
 )
 # The control permissions of operators ("app_label.codename"). An app that adds an action
 # for operators adds its permission here; everything else beyond viewing is for admins.

@@ -43,6 +43,7 @@ def schedule_upsert(
     name: str,
     func: str,
     args: str = "",
+    kwargs: str = "",
     schedule_type: str = Schedule.MINUTES,
     minutes: int | None = None,
     first_run_at: dt.datetime | None = None,
@@ -59,6 +60,7 @@ def schedule_upsert(
         values: dict[str, Any] = {
             "func": func,
             "args": args,
+            "kwargs": kwargs,
             "schedule_type": schedule_type,
             "minutes": minutes,
             "repeats": -1,
