@@ -21,6 +21,7 @@ per read means no setting ever leaks from one read into the next.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -59,6 +60,14 @@ KIND_DRIVERS: dict[str, str] = {
     SourceKind.MYSQL: "mysql+pymysql",
     SourceKind.SQLITE: "sqlite+pysqlite",
 }
+# Query parameters that carry the password itself: moved into the encrypted field like one
+# in the user-info part.
+PASSWORD_PARAMETERS = ("password", "passwd")
+# Any other parameter named like a secret would be stored and shown in clear: refused.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
+_SECRET_PARAMETER_VALUE = re.compile(
+    r"([?&][^=&#]*(?:pass|secret|token|credential)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
 ACCEPTED_DRIVERS = {
     SourceKind.POSTGRESQL: {"psycopg"},
     SourceKind.MYSQL: {"pymysql"},
@@ -140,17 +149,58 @@ def source_url_parse(raw: str) -> ParsedSourceUrl:
             raise SourceUrlError("A SQLite source needs a file: sqlite:////absolute/path/app.db.")
     elif not url.host:
         raise SourceUrlError(f"The URL names no host: e.g. {scheme}://user@db.internal/app.")
+    elif "@" in url.host:
+        # postgres://user:p@ss@db/app: the parser ends the password at the first @ and
+        # the rest of it would be kept, in clear, as part of the host.
+        raise SourceUrlError(
+            "The URL has more than one @: percent-encode an @ inside the password (%40), or "
+            "leave the password out of the URL and enter it in the Password field."
+        )
+    password, query = _password_from_query(url.password or "", dict(url.query))
     clean = URL.create(
         scheme.lower(),
         username=url.username,
         host=url.host,
         port=url.port,
         database=url.database,
-        query=url.query,
+        query=query,
     )
-    return ParsedSourceUrl(
-        kind=kind, url=clean.render_as_string(hide_password=False), password=url.password or ""
-    )
+    return ParsedSourceUrl(kind=kind, url=clean.render_as_string(hide_password=False), password=password)
+
+
+def _password_from_query(password: str, query: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The password given as ?password= (libpq) or ?passwd= (PyMySQL) is moved out of the
+    URL like one before the @; other secret-looking parameters are refused."""
+    kept: dict[str, Any] = {}
+    for key, value in query.items():
+        if key.lower() in PASSWORD_PARAMETERS:
+            if not isinstance(value, str) or (password and value != password):
+                raise SourceUrlError(
+                    "The URL gives the password more than once: keep one (or enter it in the "
+                    "Password field)."
+                )
+            password = value
+        elif _SECRET_PARAMETER.search(key):
+            raise SourceUrlError(
+                f"The URL's '{key}' parameter looks like a secret, and the URL is stored and "
+                "shown in clear: remove it. Only the password is kept secret (in the URL or "
+                "the Password field)."
+            )
+        else:
+            kept[key] = value
+    return password, kept
+
+
+def source_url_redacted(raw: str) -> str:
+    """The URL as typed with whatever could be a password taken out, for showing it back
+    (a form with errors); it need not be a valid URL."""
+    text = (raw or "").strip()
+    scheme, separator, rest = text.partition("://")
+    if separator and "@" in rest:
+        user_info, host_and_rest = rest[: rest.rfind("@")], rest[rest.rfind("@") + 1 :]
+        user = user_info.split(":", 1)[0]
+        text = f"{scheme}://{user}@{host_and_rest}"
+    return _SECRET_PARAMETER_VALUE.sub(r"\1", text)
 
 
 def sqlite_path(url: str) -> Path:
@@ -178,6 +228,15 @@ class _Deadline:
         return bool(self.at) and time.monotonic() > self.at
 
 
+def _sqlite_text(raw: bytes) -> str | bytes:
+    """SQLite TEXT as str; text that is not UTF-8 (SQLite stores whatever it is given) stays
+    bytes, so its row is rejected with a reason instead of the whole read failing."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
     kind = source.kind
     timeout = source.statement_timeout_seconds
@@ -190,6 +249,7 @@ def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
             uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
             connection = sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_SECONDS)
             connection.execute("PRAGMA query_only = ON")
+            connection.text_factory = _sqlite_text
             connection.set_progress_handler(lambda: 1 if deadline.passed() else 0, SQLITE_PROGRESS_STEPS)
             return connection
 
