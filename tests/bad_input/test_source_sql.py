@@ -21,13 +21,7 @@ from sources.models import ImportedProfile, ImportRun, ImportRunStatus, ProfileI
 from sources.services import import_run_create, import_run_process
 from sources.statements import StatementRefused, read_statement_check
 from tests.factories import ProfileFactory, ProfileImportFactory
-from tests.sources.conftest import (  # noqa: F401 (fixtures)
-    AppDatabase,
-    app_db,
-    mariadb_app_db,
-    postgres_app_db,
-    sqlite_app_db,
-)
+from tests.sources.conftest import AppDatabase
 
 pytestmark = pytest.mark.django_db
 
