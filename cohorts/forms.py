@@ -9,9 +9,12 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from cohorts.importing import MAX_DISTINCT_ID_LENGTH, distinct_ids_from_lines
+from cohorts.importing import distinct_ids_from_lines
 from cohorts.models import Cohort, Profile
-from cohorts.rules import RuleError, validate_rules
+from cohorts.profile_rows import distinct_id_problem
+from cohorts.rules import rules_problems
+from cohorts.selectors import CohortShrink, cohort_shrink
+from cohortsync_site.forms import JSONValueField
 
 RULES_HELP = (
     'A group <code>{"all": [...]}</code> (every condition true) or <code>{"any": [...]}</code> '
@@ -40,8 +43,12 @@ RULES_EXAMPLE = {
 }
 
 
-class PrettyJSONField(forms.JSONField):
-    """A JSON textarea that shows indented JSON and says where invalid JSON breaks."""
+def invalid_json_message(exc: json.JSONDecodeError) -> str:
+    return f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+
+
+class PrettyJSONField(JSONValueField):
+    """A JSON textarea that shows indented JSON."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}))
@@ -54,27 +61,36 @@ class PrettyJSONField(forms.JSONField):
             return ""
         return json.dumps(value, indent=2, ensure_ascii=False)
 
-    def to_python(self, value: Any) -> Any:
-        if self.disabled or value in self.empty_values:
-            return super().to_python(value)
-        try:
-            return super().to_python(value)
-        except forms.ValidationError:
-            try:
-                json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise forms.ValidationError(
-                    "This is not valid JSON: %(problem)s at line %(line)s, column %(column)s.",
-                    code="invalid",
-                    params={"problem": exc.msg, "line": exc.lineno, "column": exc.colno},
-                ) from None
-            raise
+
+# The rule builder's operators, in words, with the value each one takes: "scalar" (text,
+# a number or true/false), "list" (comma-separated), "text" (kept as text), "ordered" (a
+# number or a YYYY-MM-DD date), "days" (a whole number) or "none".
+RULE_OPS = [
+    {"op": "eq", "label": "is", "value": "scalar"},
+    {"op": "neq", "label": "is not", "value": "scalar"},
+    {"op": "in", "label": "is one of", "value": "list"},
+    {"op": "not_in", "label": "is none of", "value": "list"},
+    {"op": "contains", "label": "contains", "value": "text"},
+    {"op": "gt", "label": "is greater than", "value": "ordered"},
+    {"op": "gte", "label": "is at least", "value": "ordered"},
+    {"op": "lt", "label": "is less than", "value": "ordered"},
+    {"op": "lte", "label": "is at most", "value": "ordered"},
+    {"op": "is_set", "label": "is set", "value": "none"},
+    {"op": "is_not_set", "label": "is not set", "value": "none"},
+    {"op": "within_last_days", "label": "is within the last … days", "value": "days"},
+    {"op": "more_than_days_ago", "label": "is more than … days ago", "value": "days"},
+]
+
+EMPTY_RULES_MESSAGE = 'A rules cohort needs rules. To include every profile, use {"all": []}.'
+# Changing these may change who is a member.
+DEFINITION_FIELDS = frozenset({"kind", "rules", "members_text", "members_file", "clear_members"})
 
 
 class CohortForm(forms.ModelForm):
     rules = PrettyJSONField(
+        label="Rules as JSON",
         required=False,
-        help_text=RULES_HELP,
+        help_text="What the builder above writes; edit either one. " + RULES_HELP,
         widget=forms.Textarea(
             attrs={
                 "rows": 14,
@@ -101,6 +117,8 @@ class CohortForm(forms.ModelForm):
     clear_members = forms.BooleanField(
         label="Remove every listed id", required=False
     )
+    # Shown only when a save would empty or halve a cohort that dynamic syncs keep in sync.
+    confirm_shrink = forms.BooleanField(required=False, label="Yes, save it")
 
     sql = forms.CharField(
         label="SQL",
@@ -114,14 +132,21 @@ class CohortForm(forms.ModelForm):
         model = Cohort
         fields = ("name", "kind", "description", "rules", "source", "sql")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set by clean() when the save waits for confirm_shrink.
+        self.shrink: CohortShrink | None = None
+
     def clean_rules(self) -> Any:
         rules = self.cleaned_data.get("rules")
         if rules is None:
             return None
-        try:
-            validate_rules(rules)
-        except RuleError as exc:
-            raise forms.ValidationError(str(exc), code="invalid_rules") from None
+        problems = rules_problems(rules)
+        if problems:
+            # Every problem, each naming its condition: fixing one at a time is slow.
+            raise forms.ValidationError(
+                [forms.ValidationError(problem, code="invalid_rules") for problem in problems]
+            )
         return rules
 
     def clean_members_text(self) -> list[str] | None:
@@ -129,14 +154,14 @@ class CohortForm(forms.ModelForm):
         if not text.strip():
             return None
         ids = list(distinct_ids_from_lines(text.splitlines()))
-        _check_lengths(ids)
+        _check_ids(ids)
         return ids
 
     def clean_members_file(self) -> UploadedFile | None:
         upload = self.cleaned_data.get("members_file")
         if upload:
             upload.seek(0)
-            _check_lengths(distinct_ids_from_lines(_lines(upload)))
+            _check_ids(distinct_ids_from_lines(_lines(upload)))
         return upload
 
     def clean(self) -> dict[str, Any]:
@@ -149,10 +174,7 @@ class CohortForm(forms.ModelForm):
         ]
         if kind == Cohort.Kind.RULES:
             if "rules" in cleaned and cleaned.get("rules") is None and "rules" not in self.errors:
-                self.add_error(
-                    "rules",
-                    'A rules cohort needs rules. To include every profile, use {"all": []}.',
-                )
+                self.add_error("rules", EMPTY_RULES_MESSAGE)
         if kind != Cohort.Kind.STATIC:
             for name in given:
                 self.add_error(name, "Listed members apply only to static cohorts.")
@@ -162,7 +184,22 @@ class CohortForm(forms.ModelForm):
             raise forms.ValidationError(
                 "Give the new member list one way only: typed, uploaded, or cleared."
             )
+        if not self.errors and not cleaned.get("confirm_shrink"):
+            self._check_shrink(cleaned)
         return cleaned
+
+    def _check_shrink(self, cleaned: dict[str, Any]) -> None:
+        """Ask for a confirmation before a save empties or halves a cohort that dynamic
+        syncs keep in sync: their next run would remove those users from the destination."""
+        self.shrink = cohort_shrink(
+            cohort=self.instance,
+            kind=cleaned.get("kind"),
+            rules=cleaned.get("rules"),
+            new_static_ids=self.static_member_ids(),
+            definition_changed=bool(DEFINITION_FIELDS & set(self.changed_data)),
+        )
+        if self.shrink is not None:
+            raise forms.ValidationError(self.shrink.message, code="shrink_unconfirmed")
 
     def _clean_sql(self, cleaned: dict[str, Any]) -> None:
         # Local import: sources depends on cohorts for its import row path.
@@ -192,13 +229,11 @@ def _lines(upload: UploadedFile) -> Iterator[bytes]:
     return iter(upload.readline, b"")
 
 
-def _check_lengths(ids: Any) -> None:
+def _check_ids(ids: Any) -> None:
     for position, distinct_id in enumerate(ids, start=1):
-        if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
-            raise forms.ValidationError(
-                "Id number %(position)s is longer than %(limit)s characters.",
-                params={"position": position, "limit": MAX_DISTINCT_ID_LENGTH},
-            )
+        problem = distinct_id_problem(distinct_id, label=f"Id number {position}")
+        if problem:
+            raise forms.ValidationError(f"{problem}.")
 
 
 class ProfileForm(forms.ModelForm):

@@ -148,6 +148,9 @@ COHORTSYNC_REMOVAL_GUARD_RATIO = env.float("COHORTSYNC_REMOVAL_GUARD_RATIO", def
 COHORTSYNC_SANDBOX_HOST = env.str("COHORTSYNC_SANDBOX_HOST", default="127.0.0.1")
 COHORTSYNC_SANDBOX_PORT = env.int("COHORTSYNC_SANDBOX_PORT", default=8765)
 COHORTSYNC_HTTP_TIMEOUT_SECONDS = env.float("COHORTSYNC_HTTP_TIMEOUT_SECONDS", default=60.0)
+# Destination calls a person waits for (the sync form's field check, Test connection): one
+# attempt each, all of them within this many seconds.
+COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS = env.float("COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS", default=10.0)
 # A running run with no heartbeat for this long is considered dead (worker killed).
 COHORTSYNC_STALE_RUN_MINUTES = env.int("COHORTSYNC_STALE_RUN_MINUTES", default=10)
 # Users skipped for a missing/invalid identity are all counted; this many get a per-user row.

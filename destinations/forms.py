@@ -7,6 +7,9 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxLengthValidator
 
+from cohortsync_site.forms import JSONValueField
+from destinations.accounts import destination_field_scope_label
+from destinations.base import DestinationConfig
 from destinations.errors import EndpointNotAllowedError
 from destinations.http import ensure_url_allowed
 from destinations.models import SFMC_KINDS, Destination, DestinationKind
@@ -80,7 +83,11 @@ class DestinationForm(forms.ModelForm):
         ]
         # URLField's own URL check runs before clean() and would reject hosts such as
         # "localhost" with a vaguer message than ours.
-        field_classes = {"auth_base_url": forms.CharField, "base_url": forms.CharField}
+        field_classes = {
+            "auth_base_url": forms.CharField,
+            "base_url": forms.CharField,
+            "options": JSONValueField,
+        }
         labels = {
             "client_id": "Client id",
             "account_id": "Account id (MID)",
@@ -115,13 +122,16 @@ class DestinationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["options"].required = False
+        # The admin leaves read-only fields out of the form (all of them for a view-only user).
+        if "options" in self.fields:
+            self.fields["options"].required = False
         # A pasted SFMC URL is longer than the subdomain it is reduced to; the model's
         # max_length applies after normalisation.
-        subdomain = self.fields["subdomain"]
-        subdomain.max_length = 500
-        subdomain.validators = [v for v in subdomain.validators if not isinstance(v, MaxLengthValidator)]
-        subdomain.widget.attrs["maxlength"] = "500"
+        subdomain = self.fields.get("subdomain")
+        if subdomain is not None:
+            subdomain.max_length = 500
+            subdomain.validators = [v for v in subdomain.validators if not isinstance(v, MaxLengthValidator)]
+            subdomain.widget.attrs["maxlength"] = "500"
 
     def _get_validation_exclusions(self):  # type: ignore[no-untyped-def]
         return {*super()._get_validation_exclusions(), *self.URL_FIELDS}
@@ -145,7 +155,36 @@ class DestinationForm(forms.ModelForm):
         else:
             self._clean_marketo(cleaned)
         self._apply(cleaned, "options", lambda v: validate_destination_options(kind, v))
+        if not self.errors:
+            self._check_shared_fields(cleaned)
         return cleaned
+
+    def _check_shared_fields(self, cleaned: dict[str, Any]) -> None:
+        """Pointing this destination at a data extension, attribute set or Marketo instance
+        that another destination's syncs write must not make two syncs share a field."""
+        if self.is_creating:
+            return
+        # Local import: syncs builds on destinations, not the other way round.
+        from syncs.targets import sync_field_owner
+
+        settings = DestinationConfig(
+            name=cleaned.get("name") or self.instance.name, client_id="", client_secret="",
+            **{name: cleaned.get(name) or "" for name in ("kind", *ALL_KIND_FIELDS)},
+        )
+        mine = list(self.instance.syncs.values_list("pk", "name", "target_field"))
+        for _, name, field in mine:
+            owner = sync_field_owner(
+                destination=settings, destination_id=self.instance.pk, target_field=field,
+                exclude_sync_ids=[pk for pk, _, _ in mine],
+            )
+            if owner is not None:
+                self.add_error(
+                    None,
+                    f"With these settings, this destination writes to the same place as "
+                    f"{owner.destination.name} ({destination_field_scope_label(settings)}), "
+                    f"and two syncs would write the field '{field}': '{name}' here and "
+                    f"'{owner.name}' there. Change the field of one of them first.",
+                )
 
     def _check_kind_change(self, kind: str) -> None:
         if self.is_creating or kind == self.instance.kind:

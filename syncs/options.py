@@ -20,6 +20,10 @@ SYNC_OPTION_KINDS: dict[str, frozenset[str]] = {
     "exited_value": frozenset({DestinationKind.SFMC_CONTACTS}),
     "removal_guard_ratio": frozenset(DestinationKind.values),
 }
+# Options that only mean something when a run may send "not a member": a one-time export
+# never does (it writes today's members and clears no one).
+DYNAMIC_ONLY_OPTIONS = frozenset({"exited_value", "removal_guard_ratio"})
+DYNAMIC_MODE = "dynamic"
 KIND_LABELS = {
     DestinationKind.SFMC_DATA_EXTENSION: "SFMC data extension",
     DestinationKind.SFMC_CONTACTS: "SFMC contacts",
@@ -27,10 +31,12 @@ KIND_LABELS = {
 }
 
 
-def sync_option_problems(options: Any, *, kind: str | None) -> list[tuple[str, str]]:
+def sync_option_problems(
+    options: Any, *, kind: str | None, mode: str | None = None
+) -> list[tuple[str, str]]:
     """(option key, what is wrong) for every problem; the key is "" for the whole object.
 
-    `kind` is the destination kind, or None when it is not known yet.
+    `kind` is the destination kind and `mode` the sync's mode, each None when not known yet.
     """
     if options in (None, ""):
         return []
@@ -45,6 +51,12 @@ def sync_option_problems(options: Any, *, kind: str | None) -> list[tuple[str, s
         if kind is not None and kind not in kinds:
             applies = " and ".join(KIND_LABELS[k] for k in DestinationKind.values if k in kinds)
             problems.append((key, f"applies only to {applies} destinations; remove it."))
+            continue
+        if mode is not None and mode != DYNAMIC_MODE and key in DYNAMIC_ONLY_OPTIONS:
+            problems.append(
+                (key, "applies to dynamic syncs only (a one-time export never removes anyone); "
+                 "remove it.")
+            )
             continue
         message = _value_problem(key, value)
         if message:

@@ -19,6 +19,9 @@ from destinations.base import (
     MembershipChange,
     PushOutcome,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
+    target_checks,
 )
 from destinations.errors import ConfigurationError, TargetValidationError, TransientError
 from destinations.http import RetryPolicy, TokenCache
@@ -125,10 +128,24 @@ class ContactsConnector:
         return list(self._attributes().values())
 
     def validate_target(self, target: SyncTarget) -> None:
+        self._usable_attribute(self._attributes(), target)
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        attributes = self._attributes()
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self._usable_attribute(attributes, target)
+            return TargetCheck(
+                TargetStatus.EXISTS, f"Attribute '{found.name}' of '{self.attribute_set}': {found.type}."
+            )
+
+        return target_checks(targets, describe)
+
+    def _usable_attribute(self, attributes: Mapping[str, FieldInfo], target: SyncTarget) -> FieldInfo:
         attribute = target.field.strip()
         if not attribute:
             raise TargetValidationError("Enter the text attribute this sync writes to.", code="no_target")
-        found = self._attributes().get(attribute.lower())
+        found = attributes.get(attribute.lower())
         if found is None:
             raise TargetValidationError(
                 f"The attribute set '{self.attribute_set}' has no attribute '{attribute}'. "
@@ -146,6 +163,7 @@ class ContactsConnector:
                 f"The attribute '{found.name}' in '{self.attribute_set}' is read-only.",
                 code="target_read_only",
             )
+        return found
 
     # --- pushing -------------------------------------------------------------------------
 

@@ -322,6 +322,7 @@ def staging_changes_compute(
     sync_id: int,
     full_resync: bool,
     retry_of_run_id: int | None,
+    retry_non_retriable: bool = False,
     include_removes: bool = True,
     members: QuerySet[Any] | None = None,
 ) -> int:
@@ -346,6 +347,9 @@ def staging_changes_compute(
             "AND f.operation IN (%s, %s)"
         )
         retry_params = [retry_of_run_id, SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE]
+        if not retry_non_retriable:
+            failed += " AND f.retriable = %s"
+            retry_params.append(True)
         retry_raw = f" AND r.raw IN ({failed})"
         retry_norm = f" AND n.identity IN ({failed})"
         retry_synced = f" AND s.identity_value IN ({failed})"

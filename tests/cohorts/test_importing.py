@@ -166,9 +166,11 @@ class TestJsonLines:
         assert reasons[4] == "distinct_id is missing or is not text"
         assert reasons[5] == '"properties" must be a JSON object'
         assert reasons[6].startswith("unexpected key '$email'")
-        assert reasons[7].startswith("the line is not valid JSON")
+        assert reasons[7] == (
+            "property n: is NaN, which is not a number JSON can store; use null or leave it out"
+        )
         assert reasons[8] == "distinct_id is longer than 255 characters"
-        assert reasons[9] == "the line contains a NUL character (\\u0000)"
+        assert reasons[9] == "property a: contains a NUL character (\\u0000); remove it"
         assert reasons[11] == "distinct_id is missing or is not text"
 
 
@@ -197,7 +199,7 @@ class TestBatchesAndReimport:
         report = run("distinct_id,plan\nsame,pro\nchanges,pro\nnew,pro\n", batch_size=2)
         assert (report.created, report.updated, report.unchanged) == (1, 1, 1)
         assert report.summary() == (
-            "3 rows read: 1 profiles created, 1 updated, 1 unchanged, 0 rejected."
+            "3 rows read: 1 profile created, 1 updated, 1 unchanged, 0 rejected."
         )
 
     def test_only_first_thousand_rejects_are_detailed_but_all_counted(self):
