@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
+from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -259,19 +260,59 @@ def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
     if source.password:
         url = url.set(password=source.password)
     if kind == SourceKind.POSTGRESQL:
-        startup = (
-            f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)} "
-            "-c TimeZone=UTC"
-        )
-        return create_engine(
-            url,
-            poolclass=NullPool,
-            connect_args={
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                "options": startup,
-                "application_name": "cohortsync",
-            },
-        )
+        return _postgresql_engine(url, timeout)
+    return _mysql_engine(url, timeout)
+
+
+# PostgreSQL dates and timestamps may be 'infinity' or '-infinity', which Python's datetime
+# cannot hold: psycopg raised on the first such row and the whole read failed. They are read
+# as that text instead (a property "infinity"; never a high-water mark).
+INFINITE_TIMES = ("infinity", "-infinity")
+_INFINITE_TIMES_BYTES = tuple(text.encode() for text in INFINITE_TIMES)
+
+
+def _infinity_tolerant(base: type[Any]) -> type[Any]:
+    class InfinityTolerantLoader(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            text = bytes(data)
+            if text in _INFINITE_TIMES_BYTES:
+                return text.decode()
+            return super().load(data)
+
+    return InfinityTolerantLoader
+
+
+_TIME_LOADERS = {
+    "timestamptz": _infinity_tolerant(TimestamptzLoader),
+    "timestamp": _infinity_tolerant(TimestampLoader),
+    "date": _infinity_tolerant(DateLoader),
+}
+
+
+def _infinity_as_text(dbapi_connection: Any, _record: Any) -> None:
+    for type_name, loader in _TIME_LOADERS.items():
+        dbapi_connection.adapters.register_loader(type_name, loader)
+
+
+def _postgresql_engine(url: URL, timeout: float) -> Engine:
+    startup = (
+        f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)} "
+        "-c TimeZone=UTC"
+    )
+    engine = create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": startup,
+            "application_name": "cohortsync",
+        },
+    )
+    event.listen(engine, "connect", _infinity_as_text)
+    return engine
+
+
+def _mysql_engine(url: URL, timeout: float) -> Engine:
     engine = create_engine(
         url,
         poolclass=NullPool,

@@ -36,7 +36,7 @@ from cohorts.importing import (
     profiles_upsert,
 )
 from cohorts.services import profiles_delete
-from sources.connections import SourceError, source_query
+from sources.connections import INFINITE_TIMES, SourceError, source_query
 from sources.models import ImportedProfile, ImportRun, ImportRunStatus, ProfileImport, SourceKind
 from sources.values import ValueConversionError, property_value
 
@@ -84,9 +84,12 @@ class _Highest:
         self.value: Any = None
 
     def observe(self, value: Any) -> None:
-        # NULL, and NaN or Infinity (PostgreSQL sorts NaN above every number, so a NaN mark
-        # would make every later run read only NaN rows): not a position to resume from.
+        # NULL, NaN and the infinities (PostgreSQL sorts NaN above every number, so a NaN
+        # mark would make every later run read only NaN rows; 'infinity' timestamps are read
+        # as text): not a position to resume from.
         if value is None or isinstance(value, float | Decimal) and not _finite(value):
+            return
+        if isinstance(value, str) and value in INFINITE_TIMES:
             return
         if isinstance(value, bool) or not isinstance(
             value, dt.date | int | float | Decimal | str

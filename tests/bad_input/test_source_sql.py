@@ -196,6 +196,28 @@ def test_nan_and_infinity_in_the_incremental_column_never_become_the_mark(postgr
         assert second.status == ImportRunStatus.SUCCEEDED, second.error_message
 
 
+def test_infinite_postgresql_timestamps_are_read_as_text_not_a_failed_import(postgres_app_db: AppDatabase) -> None:
+    # Before: "timestamp too large (after year 10K): 'infinity'" failed the whole import.
+    postgres_app_db.execute("CREATE TABLE u (id TEXT, seen TIMESTAMPTZ, local TIMESTAMP, day DATE)")
+    postgres_app_db.execute("INSERT INTO u VALUES ('a', '2024-05-01 10:00+00', '2024-05-01 10:00', '2024-05-01')")
+    postgres_app_db.execute("INSERT INTO u VALUES ('b', 'infinity', '-infinity', 'infinity')")
+    postgres_app_db.execute("INSERT INTO u VALUES ('c', '-infinity', 'infinity', '-infinity')")
+    profile_import = ProfileImportFactory(source=postgres_app_db.source(), incremental_column="seen",
+                                          sql="SELECT id AS distinct_id, seen, local, day FROM u")
+
+    run = _run(profile_import)
+
+    assert run.status == ImportRunStatus.SUCCEEDED, run.error_message
+    assert run.high_water_mark == {"type": "datetime", "value": "2024-05-01T10:00:00+00:00"}
+    assert dict(Profile.objects.values_list("distinct_id", "properties")) == {
+        "a": {"seen": "2024-05-01T10:00:00Z", "local": "2024-05-01T10:00:00Z", "day": "2024-05-01"},
+        "b": {"seen": "infinity", "local": "-infinity", "day": "infinity"},
+        "c": {"seen": "-infinity", "local": "infinity", "day": "-infinity"},
+    }
+    again = _run(ProfileImport.objects.get(pk=profile_import.pk))
+    assert again.status == ImportRunStatus.SUCCEEDED, again.error_message
+
+
 def test_text_that_is_not_utf8_in_sqlite_rejects_its_row_only(sqlite_app_db: AppDatabase) -> None:
     # Before: "Could not decode to UTF-8 column 'bio' with text ..." failed the whole import.
     sqlite_app_db.execute("CREATE TABLE u (id TEXT, bio TEXT)")
