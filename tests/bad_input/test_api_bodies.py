@@ -87,6 +87,16 @@ BODIES = [
     Body("set and unset in one record", "application/json",
          json.dumps([{"distinct_id": "u1", "properties": {"a": 1}, "unset": ["a"]}, {"distinct_id": "u2"}]),
          200, "property 'a' is both set and unset", {"u2": {}}),
+    # The one JSON value check (cohortsync_site.json_values) answers these; before it, a lone
+    # surrogate in an id was a 500 (UnicodeEncodeError) on both databases.
+    Body("a lone surrogate in a distinct_id", "application/json",
+         '[{"distinct_id": "\\ud800"}, {"distinct_id": "u2"}]', 200, "lone surrogate", {"u2": {}}),
+    Body("a lone surrogate in an unset name", "application/json",
+         '[{"distinct_id": "u1", "unset": ["\\udfff"]}]', 200, "lone surrogate", {}),
+    Body("a NUL in a property name", "application/json",
+         '[{"distinct_id": "u1", "properties": {"a\\u0000b": 1}}]', 200, "NUL", {}),
+    Body("an integer past 64 bits", "application/json",
+         '[{"distinct_id": "u1", "properties": {"n": 99999999999999999999}}]', 200, "64", {}),
     Body("unset is a string, not a list", "application/json",
          json.dumps([{"distinct_id": "u1", "unset": "a"}]), 200, "must be a list of property names", {}),
 ]

@@ -18,9 +18,9 @@ from django.urls import reverse
 from cohorts.models import Profile
 from sources.connections import SourceError, SourceUrlError, source_query, source_url_parse
 from sources.models import ImportedProfile, ImportRun, ImportRunStatus, ProfileImport, Source
-from sources.services import import_run_create, import_run_process
+from sources.services import cohort_refresh, import_run_create, import_run_process
 from sources.statements import StatementRefused, read_statement_check
-from tests.factories import ProfileFactory, ProfileImportFactory
+from tests.factories import ProfileFactory, ProfileImportFactory, SqlCohortFactory
 from tests.sources.conftest import AppDatabase
 
 pytestmark = pytest.mark.django_db
@@ -175,6 +175,21 @@ def test_a_nul_in_an_id_rejects_its_row_and_delete_missing_keeps_going(mariadb_a
         "ok1": {"plan": "pro"}, "ok2": {"plan": "free"},
     }
     assert sorted(ImportedProfile.objects.values_list("distinct_id", flat=True)) == ["ok1", "ok2"]
+
+
+def test_an_sql_cohort_with_a_nul_id_fails_its_refresh_with_a_message(mariadb_app_db: AppDatabase) -> None:
+    mariadb_app_db.execute("CREATE TABLE u (id VARCHAR(64))")
+    for user_id in ("ok1", "bad\x00id", "ok2"):
+        mariadb_app_db.execute("INSERT INTO u VALUES (%s)", [user_id])
+    cohort = SqlCohortFactory(source=mariadb_app_db.source(), sql="SELECT id AS distinct_id FROM u")
+
+    with pytest.raises(SourceError) as caught:
+        cohort_refresh(cohort=cohort)
+
+    assert caught.value.code == "invalid_rows"
+    assert caught.value.message.startswith("Row ") and "NUL" in caught.value.message
+    cohort.refresh_from_db()
+    assert cohort.refresh_error == caught.value.message
 
 
 def test_nan_and_infinity_in_the_incremental_column_never_become_the_mark(postgres_app_db: AppDatabase) -> None:
