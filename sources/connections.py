@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import connection as own_connection
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -166,7 +167,35 @@ def source_url_parse(raw: str) -> ParsedSourceUrl:
         database=url.database,
         query=query,
     )
-    return ParsedSourceUrl(kind=kind, url=clean.render_as_string(hide_password=False), password=password)
+    rendered = clean.render_as_string(hide_password=False)
+    if is_own_database(kind, rendered):
+        raise SourceUrlError(OWN_DATABASE_MESSAGE)
+    return ParsedSourceUrl(kind=kind, url=rendered, password=password)
+
+
+OWN_DATABASE_MESSAGE = (
+    "This is CohortSync's own database: a source reads your application's database, never "
+    "CohortSync's, which holds its sessions, tokens and encrypted secrets."
+)
+_LOOPBACK_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+_ENGINE_KINDS = {"sqlite3": SourceKind.SQLITE, "postgresql": SourceKind.POSTGRESQL, "mysql": SourceKind.MYSQL}
+_DEFAULT_PORTS = {SourceKind.POSTGRESQL: 5432, SourceKind.MYSQL: 3306}
+
+
+def is_own_database(kind: str, url: str) -> bool:
+    """Whether a source URL names the database CohortSync itself runs on (the same file, or
+    the same database on the same server, loopback names taken as one)."""
+    own = own_connection.settings_dict
+    if _ENGINE_KINDS.get(str(own.get("ENGINE", "")).rsplit(".", 1)[-1]) != kind:
+        return False
+    if kind == SourceKind.SQLITE:
+        return sqlite_path(url).resolve() == Path(str(own.get("NAME") or "")).resolve()
+    parsed = make_url(url)
+    host, own_host = (parsed.host or "").lower(), str(own.get("HOST") or "").lower()
+    same_host = host == own_host or {host, own_host} <= _LOOPBACK_HOSTS
+    default_port = _DEFAULT_PORTS[kind]
+    same_port = (parsed.port or default_port) == int(own.get("PORT") or default_port)
+    return same_host and same_port and parsed.database == own.get("NAME")
 
 
 def _password_from_query(password: str, query: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -241,6 +270,8 @@ def _sqlite_text(raw: bytes) -> str | bytes:
 def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
     kind = source.kind
     timeout = source.statement_timeout_seconds
+    if is_own_database(kind, source.url):  # saved before this check, or by hand
+        raise SourceError(OWN_DATABASE_MESSAGE, code="invalid_url")
     if kind == SourceKind.SQLITE:
         path = sqlite_path(source.url)
         if not path.is_file():

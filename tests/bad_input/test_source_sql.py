@@ -327,6 +327,51 @@ def test_a_secret_the_url_would_show_in_clear_is_refused(raw: str, says: str) ->
         assert secret not in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("own", "url", "refused"),
+    [
+        ({"ENGINE": "django.db.backends.sqlite3", "NAME": "{tmp}/cohortsync.sqlite3"},
+         "sqlite:///{tmp}/cohortsync.sqlite3", True),
+        ({"ENGINE": "django.db.backends.sqlite3", "NAME": "{tmp}/cohortsync.sqlite3"},
+         "sqlite:///{tmp}/./cohortsync.sqlite3", True),
+        ({"ENGINE": "django.db.backends.sqlite3", "NAME": "{tmp}/cohortsync.sqlite3"},
+         "sqlite:///{tmp}/app.sqlite3", False),
+        ({"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "PORT": "5432", "NAME": "cohortsync"},
+         "postgres://reader@localhost/cohortsync", True),
+        ({"ENGINE": "django.db.backends.postgresql", "HOST": "db.internal", "PORT": "", "NAME": "cohortsync"},
+         "postgresql://reader@DB.internal:5432/cohortsync", True),
+        ({"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "PORT": "5432", "NAME": "cohortsync"},
+         "postgres://reader@localhost/app", False),
+        ({"ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "PORT": "5432", "NAME": "cohortsync"},
+         "mysql://reader@localhost/cohortsync", False),
+    ],
+)
+def test_cohortsyncs_own_database_is_never_a_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     own: dict[str, str], url: str, refused: bool) -> None:
+    # Its query's rows become profiles that every viewer sees: pointed at CohortSync's own
+    # database, a source would show django_session keys (a superuser's session) and tokens.
+    from django.db import connection
+
+    url = url.replace("{tmp}", str(tmp_path))
+    kind = {"sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql"}[
+        url.split(":", 1)[0]
+    ]
+    source = Source.objects.create(name="Own", kind=kind, url=url)
+    for key, value in own.items():
+        monkeypatch.setitem(connection.settings_dict, key, value.replace("{tmp}", str(tmp_path)))
+
+    if not refused:
+        assert source_url_parse(url).url
+        return
+    with pytest.raises(SourceUrlError) as caught:
+        source_url_parse(url)
+    assert "CohortSync's own database" in caught.value.message
+    with pytest.raises(SourceError) as at_use:
+        with source_query(source, sql="SELECT session_key AS distinct_id FROM django_session"):
+            pass
+    assert at_use.value.code == "invalid_url"
+
+
 def test_a_form_with_errors_never_shows_the_pasted_password_again(admin_client) -> None:
     add = admin_client.post(reverse("admin:sources_source_add"), {
         "name": "App", "url": "postgres://reader:hunter2@db.internal/app?sslmode=require", "options": "{not json",
