@@ -8,8 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from alerts.delivery import background_wait, deliveries_send
 from alerts.models import AlertDelivery, AlertRule
 from alerts.webhooks import AlertSendError, webhook_post
 from tests.alerts.listener import SECRET_PATH, WebhookListener
+from tests.bad_input.listeners import Listener, Send
 from tests.factories import AlertRuleFactory
 
 pytestmark = pytest.mark.django_db
@@ -34,57 +33,12 @@ TIMEOUT = 1.0
 SECRET_QUERY = "token=q-secret-7781"
 
 
-class ScriptedEndpoint:
-    """A raw TCP endpoint that reads a request and then plays `answer(send)`: for answers
-    no well-behaved HTTP server would give (a byte at a time, a body without end)."""
-
-    def __init__(self, answer: Callable[[Callable[[bytes], None]], None]) -> None:
-        self._answer = answer
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))
-        self._socket.listen(4)
-        self._socket.settimeout(0.05)
-        self.stopped = threading.Event()
-        self.requests: list[bytes] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._socket.getsockname()[1]}{SECRET_PATH}?{SECRET_QUERY}"
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                connection, _ = self._socket.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            connection.settimeout(0.5)
-            try:
-                self.requests.append(connection.recv(65536))
-
-                def send(data: bytes, connection: socket.socket = connection) -> None:
-                    if self.stopped.is_set():
-                        raise OSError("stopped")
-                    connection.sendall(data)
-
-                self._answer(send)
-            except OSError:
-                pass  # the client gave up: what these tests want
-            finally:
-                connection.close()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self._socket.close()
-        self._thread.join(5)
+def _url(endpoint: Listener) -> str:
+    return f"http://127.0.0.1:{endpoint.port}{SECRET_PATH}?{SECRET_QUERY}"
 
 
 def _trickle(head: bytes, drip: bytes, *, every: float = 0.2, seconds: float = 20) -> Callable[..., None]:
-    def answer(send: Callable[[bytes], None]) -> None:
+    def answer(send: Send) -> None:
         send(head)
         until = time.monotonic() + seconds
         while time.monotonic() < until:
@@ -95,7 +49,7 @@ def _trickle(head: bytes, drip: bytes, *, every: float = 0.2, seconds: float = 2
 
 
 def _endless(head: bytes) -> Callable[..., None]:
-    def answer(send: Callable[[bytes], None]) -> None:
+    def answer(send: Send) -> None:
         send(head)
         block = b"x" * 65536
         for _ in range(100_000):  # 6.5 GB at most, if nobody stops reading
@@ -115,26 +69,26 @@ SLOW_ANSWERS = {
 
 
 @pytest.fixture
-def scripted() -> Iterator[Callable[..., ScriptedEndpoint]]:
-    started: list[ScriptedEndpoint] = []
+def scripted() -> Iterator[Callable[..., Listener]]:
+    started: list[Listener] = []
 
-    def start(answer: Callable[..., None]) -> ScriptedEndpoint:
-        started.append(ScriptedEndpoint(answer))
+    def start(answer: Callable[[Send], None]) -> Listener:
+        started.append(Listener(answer))
         return started[-1]
 
     yield start
     for endpoint in started:
-        endpoint.stop()
+        endpoint.close()
 
 
 @pytest.mark.parametrize("answer", SLOW_ANSWERS.values(), ids=SLOW_ANSWERS.keys())
-def test_a_webhook_that_never_finishes_answering_costs_one_timeout(scripted: Callable[..., ScriptedEndpoint],
+def test_a_webhook_that_never_finishes_answering_costs_one_timeout(scripted: Callable[..., Listener],
                                                                     answer: Callable[..., None]) -> None:
     endpoint = scripted(answer)
     started = time.monotonic()
     outcome: AlertSendError | None = None
     try:
-        webhook_post(endpoint.url, {"event": "test"}, timeout=TIMEOUT)
+        webhook_post(_url(endpoint), {"event": "test"}, timeout=TIMEOUT)
     except AlertSendError as exc:
         outcome = exc
     elapsed = time.monotonic() - started
@@ -143,7 +97,7 @@ def test_a_webhook_that_never_finishes_answering_costs_one_timeout(scripted: Cal
     # else is an error naming the host. Either way within about one timeout, not the 20 s
     # (or gigabytes) the endpoint would take.
     assert elapsed < 4 * TIMEOUT, f"held for {elapsed:.1f} s"
-    assert endpoint.requests
+    assert endpoint.received
     if outcome is not None:
         assert "127.0.0.1" in outcome.message
         assert "q-secret-7781" not in outcome.message and "xoxb" not in outcome.message
@@ -158,39 +112,39 @@ def test_a_webhook_that_never_finishes_answering_costs_one_timeout(scripted: Cal
         (b"\xff\xfe not utf-8", "not utf-8"),
     ],
 )
-def test_an_error_answer_that_echoes_the_secret_is_scrubbed(scripted: Callable[..., ScriptedEndpoint],
+def test_an_error_answer_that_echoes_the_secret_is_scrubbed(scripted: Callable[..., Listener],
                                                             body: bytes, shown: str) -> None:
-    def answer(send: Callable[[bytes], None]) -> None:
+    def answer(send: Send) -> None:
         send(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     endpoint = scripted(answer)
     with pytest.raises(AlertSendError) as caught:
-        webhook_post(endpoint.url, {"event": "test"}, timeout=TIMEOUT)
+        webhook_post(_url(endpoint), {"event": "test"}, timeout=TIMEOUT)
     assert shown in caught.value.message
     assert caught.value.permanent
     for secret in ("xoxb-very-secret-token-42", "q-secret-7781", SECRET_PATH):
         assert secret not in caught.value.message
 
 
-def test_a_redirect_to_the_secret_names_only_its_host(scripted: Callable[..., ScriptedEndpoint]) -> None:
-    def answer(send: Callable[[bytes], None]) -> None:
+def test_a_redirect_to_the_secret_names_only_its_host(scripted: Callable[..., Listener]) -> None:
+    def answer(send: Send) -> None:
         send(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://evil.example.net:8443/steal?u="
              + SECRET_PATH.encode() + b"\r\nContent-Length: 0\r\n\r\n")
 
     endpoint = scripted(answer)
     with pytest.raises(AlertSendError) as caught:
-        webhook_post(endpoint.url, {"event": "test"}, timeout=TIMEOUT)
+        webhook_post(_url(endpoint), {"event": "test"}, timeout=TIMEOUT)
     assert "redirecting to evil.example.net:8443" in caught.value.message
     assert "steal" not in caught.value.message and "xoxb" not in caught.value.message
-    assert len(endpoint.requests) == 1
+    assert len(endpoint.received) == 1
 
 
 def test_a_slow_webhook_is_recorded_failed_and_retried_and_the_url_is_nowhere(
-    scripted: Callable[..., ScriptedEndpoint], settings: Any, caplog: pytest.LogCaptureFixture, admin_client: Any,
+    scripted: Callable[..., Listener], settings: Any, caplog: pytest.LogCaptureFixture, admin_client: Any,
 ) -> None:
     settings.COHORTSYNC_ALERT_TIMEOUT_SECONDS = TIMEOUT
     endpoint = scripted(SLOW_ANSWERS["headers a byte at a time"])
-    rule = AlertRuleFactory(name="Slow hook", webhook_url=endpoint.url)
+    rule = AlertRuleFactory(name="Slow hook", webhook_url=_url(endpoint))
     delivery = AlertDelivery.objects.create(rule=rule, event="test", payload={"event": "test", "message": "hi"})
 
     with caplog.at_level("DEBUG"):
