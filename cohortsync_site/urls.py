@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from api.views import endpoint_not_found_view
+from health.views import healthz
 
 admin.site.site_header = "CohortSync"
 admin.site.site_title = "CohortSync"
@@ -13,4 +14,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("api.urls")),
     re_path(r"^api/", endpoint_not_found_view),
+    path("healthz", healthz, name="healthz"),
 ]
