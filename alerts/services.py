@@ -18,7 +18,12 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from alerts.delivery import background_start, deliveries_send, deliveries_send_after_commit
+from alerts.delivery import (
+    background_start,
+    deliveries_retry_due,
+    deliveries_send,
+    deliveries_send_after_commit,
+)
 from alerts.messages import alert_payload, run_message, stale_message, test_payload
 from alerts.models import (
     PROBLEM_CONDITIONS,
@@ -114,16 +119,23 @@ def alerts_stale_check_and_send() -> dict[str, int]:
 def alerts_stale_check_from_dashboard() -> None:
     """Run the stale check from a web process (an admin page load), at most once a minute
     across processes, in a thread: a stopped task cluster runs no schedule, so this is how
-    its silence gets noticed. The page never waits for it."""
+    its silence gets noticed. Deliveries due for a retry are sent too: their retry
+    schedule stopped with the cluster. The page never waits for it."""
     if not cache.add(DASHBOARD_CHECK_KEY, 1, DASHBOARD_CHECK_SECONDS):
         return
     watched = AlertRule.objects.filter(enabled=True).values_list("events", flat=True)
-    if not any(AlertEvent.STALE in (events or []) for events in watched):
-        return  # nothing to check: no thread
+    stale_watched = any(AlertEvent.STALE in (events or []) for events in watched)
+    retries_due = AlertDelivery.objects.filter(
+        status=AlertDelivery.Status.PENDING, next_attempt_at__lte=timezone.now()
+    ).exists()
+    if not stale_watched and not retries_due:
+        return  # nothing to do: no thread
 
     def check() -> None:
         try:
-            deliveries_send(alerts_stale_check())
+            if stale_watched:
+                deliveries_send(alerts_stale_check())
+            deliveries_retry_due()
         except Exception as exc:
             logger.error("The stale check from the dashboard failed (%s)", type(exc).__name__, exc_info=True)
         finally:

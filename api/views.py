@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from api.models import ApiToken
 from api.services import api_token_authenticate, profiles_ingest
+from cohorts.importing import ProfileRowError, profile_row_normalize
 from cohorts.services import profiles_delete
 
 MAX_RECORDS = 10_000
@@ -76,17 +77,37 @@ def _loads(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def _body_stream(request: HttpRequest, limit: int) -> Any:
+    """What to read the body from. A chunked body has no Content-Length: Django then reads
+    nothing, so a server that de-chunks (gunicorn says so with wsgi.input_terminated) is
+    read directly, up to the limit; any other server's chunked body is refused rather than
+    taken for an empty one."""
+    if request.META.get("CONTENT_LENGTH") or not request.META.get("HTTP_TRANSFER_ENCODING"):
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise _too_large(limit)
+        return request
+    if request.META.get("wsgi.input_terminated"):
+        return request.META["wsgi.input"]
+    raise BadBody(
+        411,
+        "The body was sent chunked (Transfer-Encoding) without a Content-Length, which this "
+        "server cannot read: send a Content-Length header (curl --data-binary @file does).",
+    )
+
+
+def _too_large(limit: int) -> BadBody:
+    return BadBody(413, f"The body is larger than {limit:,} bytes: send at most {MAX_RECORDS:,} profiles per request.")
+
+
 def _body_text(request: HttpRequest) -> str:
     limit = int(getattr(settings, "COHORTSYNC_API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise BadBody(413, f"The body is larger than {limit:,} bytes: send at most {MAX_RECORDS:,} profiles per request.")
-    raw = request.read(limit + 1)
+    raw = _body_stream(request, limit).read(limit + 1)
     if len(raw) > limit:
-        raise BadBody(413, f"The body is larger than {limit:,} bytes: send at most {MAX_RECORDS:,} profiles per request.")
+        raise _too_large(limit)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -111,7 +132,9 @@ def _records(request: HttpRequest) -> list[Any]:
     if content_type in NDJSON_TYPES:
         records: list[Any] = []
         errors: list[str] = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Only \n ends a line: str.splitlines() would also split at U+2028, U+0085 and other
+        # characters that JSON allows unescaped inside a string.
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             if len(records) >= MAX_RECORDS:
@@ -171,6 +194,23 @@ def profiles_view(request: HttpRequest) -> JsonResponse:
 
 @_endpoint("DELETE", "Use DELETE to delete a profile.")
 def profile_view(request: HttpRequest, distinct_id: str) -> JsonResponse:
+    not_found = _error(404, f"No profile has the distinct_id {distinct_id!r}.")
+    try:
+        # An id no profile can have (a NUL, too long) is not looked up: PostgreSQL refuses
+        # a NUL in a query parameter.
+        profile_row_normalize(distinct_id=distinct_id, properties={}, line=0)
+    except ProfileRowError:
+        return not_found
     if not profiles_delete(distinct_ids=[distinct_id]):
-        return _error(404, f"No profile has the distinct_id {distinct_id!r}.")
+        return not_found
     return JsonResponse({"deleted": 1, "distinct_id": distinct_id})
+
+
+@csrf_exempt
+def endpoint_not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other path under /api/: a JSON answer a client can read, not the admin's 404 page."""
+    return _error(
+        404,
+        f"No such endpoint: {request.method} {request.path}. The API has POST /api/v1/profiles "
+        "(no trailing slash) and DELETE /api/v1/profiles/<distinct_id>.",
+    )

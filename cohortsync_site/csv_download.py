@@ -8,8 +8,11 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-# Cells a spreadsheet would evaluate as a formula when the file is opened (CSV injection).
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Cells a spreadsheet would evaluate as a formula when the file is opened (CSV injection):
+# the ASCII signs, the full-width forms some locales accept, and either after whitespace
+# or a line break that an import trims.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_LEADING_SPACE = " \t\r\n\u00a0\u3000"
 
 
 class _Echo:
@@ -20,7 +23,10 @@ class _Echo:
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+    """The cell as a spreadsheet shows it as text: a leading ' when it would be a formula."""
+    if isinstance(value, str) and (
+        value.lstrip(_LEADING_SPACE).startswith(_FORMULA_PREFIXES) or value[:1] in ("\t", "\r")
+    ):
         return f"'{value}"
     return value
 

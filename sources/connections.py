@@ -21,6 +21,7 @@ per read means no setting ever leaks from one read into the next.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 import urllib.parse
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import connection as own_connection
+from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -59,6 +62,14 @@ KIND_DRIVERS: dict[str, str] = {
     SourceKind.MYSQL: "mysql+pymysql",
     SourceKind.SQLITE: "sqlite+pysqlite",
 }
+# Query parameters that carry the password itself: moved into the encrypted field like one
+# in the user-info part.
+PASSWORD_PARAMETERS = ("password", "passwd")
+# Any other parameter named like a secret would be stored and shown in clear: refused.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
+_SECRET_PARAMETER_VALUE = re.compile(
+    r"([?&][^=&#]*(?:pass|secret|token|credential)[^=&#]*=)[^&#]*", re.IGNORECASE
+)
 ACCEPTED_DRIVERS = {
     SourceKind.POSTGRESQL: {"psycopg"},
     SourceKind.MYSQL: {"pymysql"},
@@ -140,17 +151,86 @@ def source_url_parse(raw: str) -> ParsedSourceUrl:
             raise SourceUrlError("A SQLite source needs a file: sqlite:////absolute/path/app.db.")
     elif not url.host:
         raise SourceUrlError(f"The URL names no host: e.g. {scheme}://user@db.internal/app.")
+    elif "@" in url.host:
+        # postgres://user:p@ss@db/app: the parser ends the password at the first @ and
+        # the rest of it would be kept, in clear, as part of the host.
+        raise SourceUrlError(
+            "The URL has more than one @: percent-encode an @ inside the password (%40), or "
+            "leave the password out of the URL and enter it in the Password field."
+        )
+    password, query = _password_from_query(url.password or "", dict(url.query))
     clean = URL.create(
         scheme.lower(),
         username=url.username,
         host=url.host,
         port=url.port,
         database=url.database,
-        query=url.query,
+        query=query,
     )
-    return ParsedSourceUrl(
-        kind=kind, url=clean.render_as_string(hide_password=False), password=url.password or ""
-    )
+    rendered = clean.render_as_string(hide_password=False)
+    if is_own_database(kind, rendered):
+        raise SourceUrlError(OWN_DATABASE_MESSAGE)
+    return ParsedSourceUrl(kind=kind, url=rendered, password=password)
+
+
+OWN_DATABASE_MESSAGE = (
+    "This is CohortSync's own database: a source reads your application's database, never "
+    "CohortSync's, which holds its sessions, tokens and encrypted secrets."
+)
+_LOOPBACK_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+_ENGINE_KINDS = {"sqlite3": SourceKind.SQLITE, "postgresql": SourceKind.POSTGRESQL, "mysql": SourceKind.MYSQL}
+_DEFAULT_PORTS = {SourceKind.POSTGRESQL: 5432, SourceKind.MYSQL: 3306}
+
+
+def is_own_database(kind: str, url: str) -> bool:
+    """Whether a source URL names the database CohortSync itself runs on (the same file, or
+    the same database on the same server, loopback names taken as one)."""
+    own = own_connection.settings_dict
+    if _ENGINE_KINDS.get(str(own.get("ENGINE", "")).rsplit(".", 1)[-1]) != kind:
+        return False
+    if kind == SourceKind.SQLITE:
+        return sqlite_path(url).resolve() == Path(str(own.get("NAME") or "")).resolve()
+    parsed = make_url(url)
+    host, own_host = (parsed.host or "").lower(), str(own.get("HOST") or "").lower()
+    same_host = host == own_host or {host, own_host} <= _LOOPBACK_HOSTS
+    default_port = _DEFAULT_PORTS[kind]
+    same_port = (parsed.port or default_port) == int(own.get("PORT") or default_port)
+    return same_host and same_port and parsed.database == own.get("NAME")
+
+
+def _password_from_query(password: str, query: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The password given as ?password= (libpq) or ?passwd= (PyMySQL) is moved out of the
+    URL like one before the @; other secret-looking parameters are refused."""
+    kept: dict[str, Any] = {}
+    for key, value in query.items():
+        if key.lower() in PASSWORD_PARAMETERS:
+            if not isinstance(value, str) or (password and value != password):
+                raise SourceUrlError(
+                    "The URL gives the password more than once: keep one (or enter it in the "
+                    "Password field)."
+                )
+            password = value
+        elif _SECRET_PARAMETER.search(key):
+            raise SourceUrlError(
+                f"The URL's '{key}' parameter looks like a secret, and the URL is stored and "
+                "shown in clear: remove it. Only the password is kept secret (in the URL or "
+                "the Password field)."
+            )
+        else:
+            kept[key] = value
+    return password, kept
+
+
+def source_url_redacted(raw: str) -> str:
+    """The URL as typed with whatever could be a password taken out, for showing it back
+    (a form with errors); it need not be a valid URL."""
+    text = (raw or "").strip()
+    scheme, separator, rest = text.partition("://")
+    if separator and "@" in rest:
+        user_info, host_and_rest = rest[: rest.rfind("@")], rest[rest.rfind("@") + 1 :]
+        user = user_info.split(":", 1)[0]
+        text = f"{scheme}://{user}@{host_and_rest}"
+    return _SECRET_PARAMETER_VALUE.sub(r"\1", text)
 
 
 def sqlite_path(url: str) -> Path:
@@ -178,9 +258,20 @@ class _Deadline:
         return bool(self.at) and time.monotonic() > self.at
 
 
+def _sqlite_text(raw: bytes) -> str | bytes:
+    """SQLite TEXT as str; text that is not UTF-8 (SQLite stores whatever it is given) stays
+    bytes, so its row is rejected with a reason instead of the whole read failing."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
 def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
     kind = source.kind
     timeout = source.statement_timeout_seconds
+    if is_own_database(kind, source.url):  # saved before this check, or by hand
+        raise SourceError(OWN_DATABASE_MESSAGE, code="invalid_url")
     if kind == SourceKind.SQLITE:
         path = sqlite_path(source.url)
         if not path.is_file():
@@ -190,6 +281,7 @@ def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
             uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
             connection = sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_SECONDS)
             connection.execute("PRAGMA query_only = ON")
+            connection.text_factory = _sqlite_text
             connection.set_progress_handler(lambda: 1 if deadline.passed() else 0, SQLITE_PROGRESS_STEPS)
             return connection
 
@@ -199,19 +291,59 @@ def _engine(source: SourceSettings, deadline: _Deadline) -> Engine:
     if source.password:
         url = url.set(password=source.password)
     if kind == SourceKind.POSTGRESQL:
-        startup = (
-            f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)} "
-            "-c TimeZone=UTC"
-        )
-        return create_engine(
-            url,
-            poolclass=NullPool,
-            connect_args={
-                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-                "options": startup,
-                "application_name": "cohortsync",
-            },
-        )
+        return _postgresql_engine(url, timeout)
+    return _mysql_engine(url, timeout)
+
+
+# PostgreSQL dates and timestamps may be 'infinity' or '-infinity', which Python's datetime
+# cannot hold: psycopg raised on the first such row and the whole read failed. They are read
+# as that text instead (a property "infinity"; never a high-water mark).
+INFINITE_TIMES = ("infinity", "-infinity")
+_INFINITE_TIMES_BYTES = tuple(text.encode() for text in INFINITE_TIMES)
+
+
+def _infinity_tolerant(base: type[Any]) -> type[Any]:
+    class InfinityTolerantLoader(base):  # type: ignore[misc, valid-type]
+        def load(self, data: Any) -> Any:
+            text = bytes(data)
+            if text in _INFINITE_TIMES_BYTES:
+                return text.decode()
+            return super().load(data)
+
+    return InfinityTolerantLoader
+
+
+_TIME_LOADERS = {
+    "timestamptz": _infinity_tolerant(TimestamptzLoader),
+    "timestamp": _infinity_tolerant(TimestampLoader),
+    "date": _infinity_tolerant(DateLoader),
+}
+
+
+def _infinity_as_text(dbapi_connection: Any, _record: Any) -> None:
+    for type_name, loader in _TIME_LOADERS.items():
+        dbapi_connection.adapters.register_loader(type_name, loader)
+
+
+def _postgresql_engine(url: URL, timeout: float) -> Engine:
+    startup = (
+        f"-c default_transaction_read_only=on -c statement_timeout={int(timeout * 1000)} "
+        "-c TimeZone=UTC"
+    )
+    engine = create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": startup,
+            "application_name": "cohortsync",
+        },
+    )
+    event.listen(engine, "connect", _infinity_as_text)
+    return engine
+
+
+def _mysql_engine(url: URL, timeout: float) -> Engine:
     engine = create_engine(
         url,
         poolclass=NullPool,

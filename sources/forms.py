@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from cohorts.forms import PrettyJSONField
-from sources.connections import SourceUrlError, source_url_parse
+from sources.connections import SourceUrlError, source_url_parse, source_url_redacted
 from sources.models import ProfileImport, Source
 from sources.validation import (
     SettingError,
@@ -37,9 +37,27 @@ class SourceForm(forms.ModelForm):
         model = Source
         fields = ("name", "url", "options")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A form with errors shows the URL again: never with the password pasted into it.
+        # The URL as typed is kept for cleaning only.
+        self._typed_url = ""
+        if self.is_bound and self.add_prefix("url") in self.data:
+            self._typed_url = self.data.get(self.add_prefix("url")) or ""
+            self.data = self.data.copy()
+            self.data[self.add_prefix("url")] = source_url_redacted(self._typed_url)
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self._errors and source_url_redacted(self._typed_url) != self._typed_url.strip():
+            self._errors.setdefault("url", self.error_class()).append(
+                "The password was taken out of the URL shown here: enter it again (in the URL "
+                "or in the Password field)."
+            )
+
     def clean_url(self) -> str:
         try:
-            parsed = source_url_parse(self.cleaned_data.get("url") or "")
+            parsed = source_url_parse(self._typed_url)
         except SourceUrlError as exc:
             raise forms.ValidationError(exc.message) from None
         self.parsed_url = parsed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,7 +36,7 @@ from cohorts.importing import (
     profiles_upsert,
 )
 from cohorts.services import profiles_delete
-from sources.connections import SourceError, source_query
+from sources.connections import INFINITE_TIMES, SourceError, source_query
 from sources.models import ImportedProfile, ImportRun, ImportRunStatus, ProfileImport, SourceKind
 from sources.values import ValueConversionError, property_value
 
@@ -83,7 +84,12 @@ class _Highest:
         self.value: Any = None
 
     def observe(self, value: Any) -> None:
-        if value is None:
+        # NULL, NaN and the infinities (PostgreSQL sorts NaN above every number, so a NaN
+        # mark would make every later run read only NaN rows; 'infinity' timestamps are read
+        # as text): not a position to resume from.
+        if value is None or isinstance(value, float | Decimal) and not _finite(value):
+            return
+        if isinstance(value, str) and value in INFINITE_TIMES:
             return
         if isinstance(value, bool) or not isinstance(
             value, dt.date | int | float | Decimal | str
@@ -102,6 +108,10 @@ class _Highest:
                 f"and {value!r}), e.g. timestamps with and without a time zone.",
                 code="invalid_incremental_column",
             ) from None
+
+
+def _finite(value: float | Decimal) -> bool:
+    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
 
 
 # --- Columns ---------------------------------------------------------------------------------
@@ -169,8 +179,16 @@ class _SeenIds:
         self.run = run
         self.pending: list[str] = []
 
-    def add(self, distinct_id: str) -> None:
-        self.pending.append(distinct_id)
+    def add_storable(self, distinct_id: Any, number: int) -> None:
+        """Remember the id as profiles store it, whatever the row's properties hold (a
+        row rejected for a bad value still says the profile exists). An id no profile can
+        have (NULL, a NUL character, too long) is not remembered: PostgreSQL would refuse
+        to store it, and there is no profile of that id to keep."""
+        try:
+            row = profile_row_normalize(distinct_id=distinct_id, properties={}, line=number)
+        except ProfileRowError:
+            return
+        self.pending.append(row.distinct_id)
 
     def flush(self) -> None:
         if not self.pending:
@@ -181,7 +199,6 @@ class _SeenIds:
                     profile_import=self.profile_import, distinct_id=d, last_run_id=self.run.pk
                 )
                 for d in dict.fromkeys(self.pending)
-                if 0 < len(d) <= 255
             ],
             batch_size=1000,
             update_conflicts=True,
@@ -214,8 +231,8 @@ def _rows(
             except ValueConversionError as exc:
                 report.reject(number, f"distinct_id: {exc}")
                 continue
-            if seen is not None and distinct_id is not None:
-                seen.add(str(distinct_id).strip())
+            if seen is not None:
+                seen.add_storable(distinct_id, number)
             properties: dict[str, Any] = {}
             try:
                 for index, name in layout.properties:

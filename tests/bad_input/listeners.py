@@ -1,21 +1,28 @@
-"""Loopback servers for the URL and redirect corpora: one that must receive nothing, and one
-that answers scripted responses (a redirect, a token) over real HTTP."""
+"""Loopback servers for the URL and redirect corpora: one that must receive nothing (or
+answers in raw bytes no HTTP server would send), and one that answers scripted responses (a
+redirect, a token) over real HTTP."""
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Send = Callable[[bytes], None]
 
 
 class Listener:
     """A plain TCP listener on 127.0.0.1 that records every connection and what it received.
 
-    Hostile URLs point at it: a test passes only if it received nothing at all.
+    Hostile URLs point at it: a test passes only if it received nothing at all. With
+    `answer`, each connection is then answered by `answer(send)`, in raw bytes (a byte at a
+    time, a body without end); `send` raises OSError once the listener is closing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[Send], None] | None = None) -> None:
+        self._answer = answer
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -42,12 +49,19 @@ class Listener:
             connection.settimeout(0.5)
             try:
                 data = connection.recv(65536)
+                with self._lock:
+                    self.received[index] = data
+                if self._answer is not None:
+                    self._answer(lambda chunk, to=connection: self._send(to, chunk))
             except OSError:
-                data = b""
+                pass  # nothing received, or the client gave up on the answer
             finally:
                 connection.close()
-            with self._lock:
-                self.received[index] = data
+
+    def _send(self, connection: socket.socket, chunk: bytes) -> None:
+        if self._stopping.is_set():
+            raise OSError("the listener is closing")
+        connection.sendall(chunk)
 
     @property
     def connections(self) -> int:
