@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from django.db.models import CharField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
@@ -107,3 +108,16 @@ def run_failed_user_count(run: SyncRun) -> int:
 
 def runs_for_sync(sync: Sync) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(sync_id=sync.pk).order_by("-created_at", "-id")
+
+
+def synced_remote_ids(*, sync_id: int, identities: Iterable[str]) -> dict[str, str]:
+    """identity -> the destination's own id the synced state keeps for it, where it has one
+    (connectors with `uses_remote_ids` report them)."""
+    wanted = list(identities)
+    if not wanted:
+        return {}
+    return dict(
+        SyncedMember.objects.filter(sync_id=sync_id, identity_value__in=wanted)
+        .exclude(remote_id="")
+        .values_list("identity_value", "remote_id")
+    )

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from cohorts.models import Cohort
 from destinations.models import Destination
+from syncs import codes
 from syncs.errors import SyncRunConflict, SyncRunStateError
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 from syncs.run_events import run_finished_notify
@@ -174,7 +175,7 @@ def sync_run_scheduled_fire(*, sync_id: int) -> SyncRun | None:
             status=RunStatus.SKIPPED,
             started_at=now,
             finished_at=now,
-            error_code="previous_run_active",
+            error_code=codes.PREVIOUS_RUN_ACTIVE,
             error_message=f"Previous run #{active.pk if active else '?'} still {state}; this "
             "scheduled run was skipped. The next scheduled run picks up all changes.",
         )
@@ -197,7 +198,7 @@ def sync_run_cancel(*, run: SyncRun, requested_by: Any) -> SyncRun:
         finished_at=now,
         cancel_requested_at=now,
         cancelled_by=who,
-        error_code="cancelled",
+        error_code=codes.CANCELLED,
         error_message=f"Cancelled{who_text} before anything was sent.",
     )
     if cancelled:
@@ -227,7 +228,7 @@ def sync_run_reject(*, run: SyncRun, rejected_by: Any) -> SyncRun:
         finished_at=now,
         cancel_requested_at=now,
         cancelled_by=who,
-        error_code="rejected",
+        error_code=codes.REJECTED,
         error_message=f"Rejected{f' by {who}' if who else ''}: the {run.planned_removes:,} removals "
         f"and {run.planned_adds:,} additions it held were not sent.",
     )
@@ -336,7 +337,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
         if SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             finished_at=now,
-            error_code="worker_lost",
+            error_code=codes.WORKER_LOST,
             error_message=f"The worker stopped while running this run (no sign of life since "
             f"{since}): it was probably killed, restarted or timed out. Users acknowledged "
             "before that are kept; the next run sends the rest.",
@@ -348,7 +349,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
         if SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.FAILED,
             finished_at=now,
-            error_code="not_picked_up",
+            error_code=codes.NOT_PICKED_UP,
             error_message=f"No worker picked up this run within {minutes} minutes. Check that the "
             "task cluster (`manage.py qcluster`) is running. Nothing was sent.",
         ):

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from alerts.models import AlertEvent, AlertRule
 from cohorts.models import Cohort, Profile, StaticMembership
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from syncs.models import Sync, SyncedMember, SyncFailure, SyncRun
 
 
@@ -61,7 +61,7 @@ class DestinationFactory(factory.django.DjangoModelFactory):
         model = Destination
 
     name = factory.Sequence(lambda n: f"Destination {n}")
-    kind = DestinationKind.SFMC_DATA_EXTENSION
+    kind = "sfmc_data_extension"
     subdomain = "mc-test-tenant"
     client_id = "client-id"
     client_secret = "s3cret-value"
@@ -70,13 +70,13 @@ class DestinationFactory(factory.django.DjangoModelFactory):
 
     class Params:
         contacts = factory.Trait(
-            kind=DestinationKind.SFMC_CONTACTS,
+            kind="sfmc_contacts",
             data_extension_key="",
             key_column="",
             attribute_set="Email Demographics",
         )
         marketo = factory.Trait(
-            kind=DestinationKind.MARKETO,
+            kind="marketo",
             subdomain="",
             data_extension_key="",
             key_column="",

@@ -37,7 +37,8 @@ from destinations.errors import (
 )
 from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
 from destinations.marketo import messages
-from destinations.validation import SettingError, normalize_marketo_base_url
+from destinations.marketo.settings import normalize_marketo_base_url
+from destinations.validation import SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> Ra
 
 class ImportQueueFullError(RateLimitedError):
     """Marketo's bulk import queue (10 jobs per instance, shared) is full (1016)."""
+
+    default_code = "import_queue_full"
 
 
 def _quota_zone() -> dt.tzinfo:
@@ -413,12 +416,18 @@ class MarketoClient:
             for r in reasons if isinstance(r, dict)
         ]}
 
-    def bulk_import_create(self, *, csv_bytes: bytes, lookup_field: str = "email") -> int:
-        """Queue a CSV bulk import; returns its batch id. Raises ImportQueueFullError (1016)."""
+    def bulk_import_create(
+        self, *, csv_bytes: bytes, lookup_field: str = "email", list_id: int | None = None
+    ) -> int:
+        """Queue a CSV bulk import (its rows also added to static list `list_id`, when
+        given); returns its batch id. Raises ImportQueueFullError (1016)."""
+        params: dict[str, Any] = {"format": "csv", "lookupField": lookup_field}
+        if list_id is not None:
+            params["listId"] = int(list_id)
         response = self.call(
             "POST",
             "/bulk/v1/leads.json",
-            params={"format": "csv", "lookupField": lookup_field},
+            params=params,
             files={"file": ("leads.csv", csv_bytes, "text/csv")},
         )
         answer, result = self._result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
@@ -448,10 +457,6 @@ class MarketoClient:
         as failed (the file lists the original columns plus 'Import Failure Reason')."""
         return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/failures.json", rows=rows,
                               purpose=f"read the failed rows of bulk import {int(batch_id)}")
-
-    def bulk_import_warnings(self, *, batch_id: int, rows: int) -> dict[str, str]:
-        return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/warnings.json", rows=rows,
-                              purpose=f"read the rows with warnings of bulk import {int(batch_id)}")
 
     def _row_file(self, path: str, *, rows: int, purpose: str) -> dict[str, str]:
         response = self.call("GET", path)

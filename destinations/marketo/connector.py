@@ -1,10 +1,6 @@
-"""MarketoConnector: a cohort is one Boolean custom lead field, set true/false by email.
-
-Members get true, leavers false; leads missing in Marketo are created (createOrUpdate with
-lookupField=email). Small runs use the sync endpoint (300 leads per call); runs above
-options.bulk_threshold go through bulk import, which is what keeps a 30M-profile cohort
-within Marketo's daily API quota.
-"""
+"""The Marketo connectors: what the Marketo kinds share (MarketoInstanceConnector), and the
+`marketo` kind's MarketoConnector (a cohort is one Boolean custom lead field, set true/false
+by email)."""
 
 from __future__ import annotations
 
@@ -17,26 +13,28 @@ from urllib.parse import urlsplit
 
 from destinations.base import (
     ConnectionReport,
+    Connector,
     DestinationConfig,
     FieldInfo,
     MembershipChange,
+    PlainIdentity,
     PushOutcome,
+    SendPlan,
     SyncTarget,
+    UnitKind,
 )
 from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, TargetValidationError
 from destinations.marketo import bulk, messages
 from destinations.marketo.client import MarketoClient
+from destinations.marketo.settings import MarketoOptions
 
-DEFAULT_CALLS_PER_20S = 50
-DEFAULT_MAX_CONCURRENCY = 5
-DEFAULT_BATCH_SIZE = 300
-DEFAULT_BULK_THRESHOLD = 50_000
 MAX_SYNC_BATCH = 300
 # Marketo imports two files at once per instance and queues ten. Two importing plus two
 # queued behind them keep both import slots busy (the next file starts the moment one
 # finishes, not when we notice) and leave six queue places to other integrations.
 MAX_PARALLEL_IMPORTS = 4
 MAX_EMAIL_LENGTH = 254
+INVALID_EMAIL = "invalid_email"
 
 _DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 # Characters that mean a pasted display name or a list ("Ann <ann@x.com>", "a@x.com; b@y.com").
@@ -53,9 +51,12 @@ _PLAINLY_VALID_EMAIL = re.compile(
 # The addresses normalize_identity returns unchanged, for PostgreSQL: _PLAINLY_VALID_EMAIL
 # without upper case (lower() would change it) and anchored. The engine takes such values
 # as they are in the database; everything else goes through normalize_identity.
-PLAIN_EMAIL_PATTERN = (
-    r"^[!#-'*+/-9=?^-~-]+(?:\.[!#-'*+/-9=?^-~-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
+PLAIN_EMAIL = PlainIdentity(
+    pattern=(
+        r"^[!#-'*+/-9=?^-~-]+(?:\.[!#-'*+/-9=?^-~-]+)*"
+        r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
+    ),
+    max_length=MAX_EMAIL_LENGTH,
 )
 
 
@@ -82,15 +83,17 @@ def email_problem(email: str) -> str:
     return ""
 
 
-def _email_refusal(email: str) -> str:
+def email_refusal(email: str) -> str:
+    """Why a (lower-cased) email is not sent, as a user's failure message, or ""."""
     problem = email_problem(email)
     return f"Not sent to Marketo: {problem}." if problem else ""
 
 
-class MarketoConnector:
-    kind = "marketo"
-    plain_identity_pattern = PLAIN_EMAIL_PATTERN
-    plain_identity_max_length = MAX_EMAIL_LENGTH
+class MarketoInstanceConnector(Connector):
+    """What the Marketo kinds share: a client for one instance, emails as identities, and
+    how a run is sent (the sync endpoint, or bulk import above bulk_threshold)."""
+
+    plain_identity = PLAIN_EMAIL
 
     def __init__(
         self,
@@ -100,38 +103,74 @@ class MarketoConnector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        options = dict(config.options or {})
-        self._max_concurrency = int(options.get("max_concurrency") or DEFAULT_MAX_CONCURRENCY)
-        self._sync_batch = min(MAX_SYNC_BATCH, int(options.get("batch_size") or DEFAULT_BATCH_SIZE))
-        self._bulk_threshold = int(options.get("bulk_threshold") or DEFAULT_BULK_THRESHOLD)
+        self.options = MarketoOptions.of(config.options)
+        self._sync_batch = min(MAX_SYNC_BATCH, self.options.batch_size)
         self._sleep = sleep
         self._clock = clock
         self.client = MarketoClient(
-            base_url=config.base_url,
+            base_url=config.setting("base_url"),
             client_id=config.client_id,
             client_secret=config.client_secret,
-            calls_per_20s=int(options.get("calls_per_20s") or DEFAULT_CALLS_PER_20S),
-            max_concurrency=self._max_concurrency,
+            calls_per_20s=self.options.calls_per_20s,
+            max_concurrency=self.options.max_concurrency,
             sleep=sleep,
             clock=clock,
         )
-        self._rest_names: dict[str, str] = {}
-        self._bulk_mode = False
-        self._import_slots = threading.BoundedSemaphore(MAX_PARALLEL_IMPORTS)
-        self._lock = threading.Lock()
-        self._resolve_lock = threading.Lock()
 
     @property
     def api_calls(self) -> int:
         return self.client.api_calls
 
-    @property
-    def max_concurrency(self) -> int:
-        # In bulk mode only MAX_PARALLEL_IMPORTS pushes make progress at once; more in
-        # flight would only hold whole import files of users in memory while they wait.
-        if self._bulk_mode:
-            return min(self._max_concurrency, MAX_PARALLEL_IMPORTS)
-        return self._max_concurrency
+    def normalize_identity(self, raw_value: Any) -> str:
+        email = "" if raw_value is None else str(raw_value).strip().lower()
+        problem = email_problem(email)
+        if problem:
+            raise InvalidIdentityError(f"Not sent to Marketo: {problem}.", code=INVALID_EMAIL)
+        return email
+
+    def send_plan(self, total_changes: int) -> SendPlan:
+        """The sync endpoint (batch_size leads per call) up to bulk_threshold changes; above
+        it, bulk import files, of which only MAX_PARALLEL_IMPORTS make progress at once
+        (more in flight would only hold whole files of users in memory while they wait)."""
+        if total_changes > self.options.bulk_threshold:
+            return SendPlan(
+                UnitKind.FILES,
+                batch_size=bulk.rows_per_file(),
+                concurrency=min(self.options.max_concurrency, MAX_PARALLEL_IMPORTS),
+            )
+        return SendPlan(UnitKind.BATCHES, batch_size=self._sync_batch, concurrency=self.options.max_concurrency)
+
+    def _import(self, content: bytes, *, list_id: int | None = None) -> list[PushOutcome]:
+        """Import one CSV file; outcomes for the rows Marketo refused (the rest imported)."""
+        refused = bulk.bulk_import_file(
+            client=self.client, content=content, list_id=list_id, sleep=self._sleep, clock=self._clock
+        )
+        return [
+            PushOutcome(email, ok=False, code=row.code, message=row.message, retriable=row.retriable)
+            for email, row in refused.items()
+        ]
+
+
+class MarketoConnector(MarketoInstanceConnector):
+    """The `marketo` kind: one Boolean custom lead field per cohort.
+
+    Members get true, leavers false; leads missing in Marketo are created (createOrUpdate
+    with lookupField=email). Small runs use the sync endpoint (300 leads per call); runs
+    above options.bulk_threshold go through bulk import, which is what keeps a
+    30M-profile cohort within Marketo's daily API quota.
+    """
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config, sleep=sleep, clock=clock)
+        self._rest_names: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
 
     # --- connection and fields ----------------------------------------------------------
 
@@ -213,30 +252,7 @@ class MarketoConnector:
                 known = self._rest_names.get(target.field)
             return known or self.validate_target(target)
 
-    # --- identities and batches -----------------------------------------------------------
-
-    def normalize_identity(self, raw_value: Any) -> str:
-        email = "" if raw_value is None else str(raw_value).strip().lower()
-        problem = email_problem(email)
-        if problem:
-            raise InvalidIdentityError(
-                f"Not sent to Marketo: {problem}.", code="invalid_email"
-            )
-        return email
-
-    @property
-    def size_threshold(self) -> int:
-        """batch_size() is the same for every run above this size (files), and for every
-        run at or below it (the sync endpoint)."""
-        return self._bulk_threshold
-
-    def batch_size(self, total_changes: int) -> int:
-        if total_changes > self._bulk_threshold:
-            self._bulk_mode = True
-            return bulk.rows_per_file()
-        return self._sync_batch
-
-    # --- push -----------------------------------------------------------------------------
+    # --- batches: the sync endpoint ---------------------------------------------------------
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         if not changes:
@@ -249,20 +265,16 @@ class MarketoConnector:
         invalid: dict[int, str] = {}
         for index, change in enumerate(changes):
             email = str(change.identity or "").strip().lower()
-            problem = email_problem(email)
-            if problem:
-                invalid[index] = f"Not sent to Marketo: {problem}."
+            refusal = email_refusal(email)
+            if refusal:
+                invalid[index] = refusal
                 continue
             values[email] = values.get(email, False) or change.is_member
-        records = list(values.items())
-        use_bulk = len(records) > self._bulk_threshold or (
-            self._bulk_mode and len(records) > self._sync_batch
-        )
-        results = self._push_bulk(field, records) if use_bulk else self._push_sync(field, records)
+        results = self._push_sync(field, list(values.items()))
         outcomes = []
         for index, change in enumerate(changes):
             if index in invalid:
-                outcomes.append(PushOutcome(change.identity, ok=False, code="invalid_email",
+                outcomes.append(PushOutcome(change.identity, ok=False, code=INVALID_EMAIL,
                                             message=invalid[index]))
                 continue
             email = str(change.identity).strip().lower()
@@ -275,40 +287,6 @@ class MarketoConnector:
                                         message=message, retriable=row.retriable))
         return outcomes
 
-    # --- bulk files filled by the engine -------------------------------------------------
-
-    def bulk_file(self, target: SyncTarget) -> bulk.CsvFile | None:
-        """An empty import file for a run in bulk mode (None otherwise): the engine adds
-        the run's changes to it row by row until it is full, then hands it to
-        bulk_file_push. Nothing per user is kept but the CSV bytes."""
-        if not self._bulk_mode:
-            return None
-        return bulk.CsvFile(field=self._rest_field(target), check=_email_refusal)
-
-    def bulk_file_push(self, target: SyncTarget, file: bulk.CsvFile) -> list[PushOutcome]:
-        """Import one file; returns outcomes only for the users that failed (every other
-        row of the file was acknowledged)."""
-        failed = [
-            PushOutcome(email, ok=False, code="invalid_email", message=message)
-            for email, message in file.invalid
-        ]
-        if file.rows:
-            with self._import_slots:
-                refused = bulk.bulk_import_file(
-                    client=self.client, content=file.take(), sleep=self._sleep, clock=self._clock
-                )
-            failed += [
-                PushOutcome(email, ok=False, code=row.code, message=row.message, retriable=row.retriable)
-                for email, row in refused.items()
-            ]
-        return failed
-
-    def _push_bulk(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
-        with self._import_slots:
-            return bulk.bulk_import_run(
-                client=self.client, field=field, records=records, sleep=self._sleep, clock=self._clock
-            )
-
     def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
         outcomes: dict[str, bulk.RowOutcome] = {}
         for start in range(0, len(records), self._sync_batch):
@@ -320,6 +298,24 @@ class MarketoConnector:
             for (email, _), result in zip(chunk, results, strict=True):
                 outcomes[email] = _record_outcome(result, field)
         return outcomes
+
+    # --- files: bulk import, filled by the engine -------------------------------------------
+
+    def new_file(self, target: SyncTarget) -> bulk.CsvFile:
+        """An empty import file: the engine adds the run's changes to it until it is full,
+        then hands it to push_file. Nothing per user is kept but the CSV bytes."""
+        return bulk.CsvFile(field=self._rest_field(target), check=email_refusal)
+
+    def push_file(self, target: SyncTarget, file: bulk.CsvFile) -> list[PushOutcome]:  # type: ignore[override]
+        """Import one file; returns outcomes only for the users that failed (every other
+        row of the file was acknowledged)."""
+        failed = [
+            PushOutcome(email, ok=False, code=INVALID_EMAIL, message=message)
+            for email, message in file.invalid
+        ]
+        if file.rows:
+            failed += self._import(file.take())
+        return failed
 
 
 def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:

@@ -1,4 +1,5 @@
-"""Validate sync entries into plans: references, frozen fields, one field per destination."""
+"""Validate sync entries into plans: references, frozen fields, one field per destination,
+and (for kinds that ask for it) a target that exists in the destination."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cohorts.models import Cohort
+from destinations.base import Connector, DestinationConfig, SyncTarget
+from destinations.encryption import SecretDecryptionError
+from destinations.errors import DestinationError
+from destinations.kinds import kind_spec, kind_specs
+from destinations.kindspec import UnknownKindError
 from destinations.models import Destination
+from destinations.registry import connector_build, connector_for
 from syncs.config_as_code.checks import (
     MAX_INTERVAL_MINUTES,
     SYNC_KEYS,
@@ -17,15 +24,17 @@ from syncs.config_as_code.checks import (
     text_value,
     unknown_keys,
 )
-from syncs.config_as_code.plans import Plan, SyncPlan
+from syncs.config_as_code.plans import DestinationPlan, Plan, SyncPlan
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
 from syncs.options import sync_option_problems
 from syncs.selectors import sync_is_frozen
 
 
 def plan_syncs(
-    entries: list[Any], sections: dict[str, list[Any]], plan: Plan, sink: list[str]
+    entries: list[Any], sections: dict[str, list[Any]], plan: Plan, sink: list[str], *, check_targets: bool = True
 ) -> None:
+    """`check_targets`: ask the destination whether the targets of new or re-targeted syncs
+    exist, for kinds whose spec says so (seed_demo applies before the sandbox runs)."""
     seen: dict[str, int] = {}
     references = _References(
         destination_kinds={p.name: p.values["kind"] for p in plan.destinations},
@@ -44,6 +53,8 @@ def plan_syncs(
         if sync_plan is not None and not errors.count:
             plan.syncs.append(sync_plan)
     _check_unique_fields(plan.syncs, sink, positions=seen)
+    if check_targets and not sink:
+        _check_targets(plan, sink, positions=seen)
 
 
 @dataclass
@@ -72,12 +83,14 @@ def _plan_sync(
                              required_message="is required: the name of the destination.")
     target_field = text_value(
         entry, "field", errors, max_length=max_length_of(Sync, "target_field"), required=True,
-        required_message="is required: the data extension column, contact attribute or "
-        "Marketo field that holds the membership.",
+        required_message="is required: where the destination holds the membership. "
+        + " ".join(spec.target_help for spec in kind_specs()),
     )
+    existing = Sync.objects.select_related("cohort", "destination").filter(name=name).first()
+    kind = _resolve_destination_kind(destination_name, references, errors)
     identity = text_value(
         entry, "identity_property", errors, max_length=max_length_of(Sync, "identity_property"),
-        default="$email", required=True,
+        default=_default_identity(existing, kind), required=True,
         required_message=f'must name a profile property such as "$email", or "{DISTINCT_ID_IDENTITY}".',
     )
     mode = entry.get("mode", Sync.Mode.DYNAMIC)
@@ -102,7 +115,6 @@ def _plan_sync(
     if not isinstance(enabled, bool):
         errors.add("enabled", f"must be true or false, not {json_type(enabled)}.")
 
-    kind = _resolve_destination_kind(destination_name, references, errors)
     if (
         cohort_name
         and cohort_name not in references.cohorts
@@ -122,7 +134,6 @@ def _plan_sync(
         "enabled": enabled,
         "options": options,
     }
-    existing = Sync.objects.select_related("cohort", "destination").filter(name=name).first()
     sync_plan = SyncPlan(
         name=name,
         existing=existing,
@@ -145,6 +156,18 @@ def _plan_sync(
     return sync_plan
 
 
+def _default_identity(existing: Sync | None, kind: str | None) -> str:
+    """An omitted identity_property: the sync's current one, else the kind's default for new
+    syncs (kept as it is, an omitted value never re-targets a sync)."""
+    if existing is not None:
+        return existing.identity_property
+    try:
+        return kind_spec(kind).default_identity
+    except UnknownKindError:
+        # No destination to take it from (its own error says why): the model's default.
+        return str(Sync._meta.get_field("identity_property").default)
+
+
 def _resolve_destination_kind(
     destination_name: str | None, references: _References, errors: EntryErrors
 ) -> str | None:
@@ -160,6 +183,12 @@ def _resolve_destination_kind(
             "destination",
             f'no destination named "{destination_name}" in this document or the database.',
         )
+        return None
+    try:
+        kind_spec(kind)
+    except UnknownKindError as exc:
+        errors.add("destination", f'"{destination_name}" cannot be used: {exc}')
+        return None
     return kind
 
 
@@ -210,3 +239,54 @@ def _check_unique_fields(
             f'"{key[1]}" on destination "{key[0]}" is already used by sync "{owner}". A field '
             "holds the membership of one cohort only: use another field.",
         )
+
+
+def _check_targets(plan: Plan, sink: list[str], *, positions: dict[str, int]) -> None:
+    """Syncs that are new or change their target, to a kind whose target must exist
+    (KindSpec.target_checked_on_apply): the destination is asked, and a missing target is
+    an error naming it, so nothing is written."""
+    planned_destinations = {p.name: p for p in plan.destinations}
+    connectors: dict[str, Connector] = {}
+    for sync_plan in plan.syncs:
+        if sync_plan.existing is not None and not {"target_field", "destination"} & set(sync_plan.changed):
+            continue
+        errors = EntryErrors(sink, "syncs", positions[sync_plan.name])
+        errors.name = sync_plan.name
+        try:
+            connector = connectors.get(sync_plan.destination_name)
+            if connector is None:
+                connector = _connector(sync_plan.destination_name, planned_destinations)
+                if connector is None:
+                    continue
+                connectors[sync_plan.destination_name] = connector
+            connector.validate_target(SyncTarget(
+                field=sync_plan.values["target_field"],
+                identity_property=sync_plan.values["identity_property"],
+                options=sync_plan.values["options"],
+            ))
+        except (DestinationError, SecretDecryptionError) as exc:
+            errors.add("field", f'cannot be checked in "{sync_plan.destination_name}": {exc}')
+
+
+def _connector(name: str, planned: dict[str, DestinationPlan]) -> Connector | None:
+    """A connector for the destination as it will be after applying, when its kind checks
+    targets on apply; None otherwise."""
+    destination_plan = planned.get(name)
+    if destination_plan is None:
+        destination = Destination.objects.filter(name=name).first()
+        if destination is None or not kind_spec(destination.kind).target_checked_on_apply:
+            return None
+        return connector_for(destination)
+    values = destination_plan.values
+    spec = kind_spec(values["kind"])
+    if not spec.target_checked_on_apply:
+        return None
+    existing = destination_plan.existing
+    secret = destination_plan.secret if destination_plan.secret is not None else (
+        existing.client_secret if existing is not None else ""
+    )
+    return connector_build(DestinationConfig(
+        kind=spec.kind, name=name, client_id=values.get("client_id", ""), client_secret=secret,
+        settings={setting: values.get(setting, "") for setting in spec.setting_names},
+        options=spec.options.of(values.get("options") or {}),
+    ))

@@ -4,7 +4,7 @@ Planning a million members must not build a million Python objects: the cohort i
 into a temporary table inside the database, joined to SyncedMember on the way; only
 members whose raw identity is not in the synced state (in a steady state, the churn) are
 read by Python, normalised, and written back. The diff is then a pair of set operations in
-the database, written to a changes table the push loop reads in keyset pages. A first
+the database, written to a changes table the send loop reads in keyset pages. A first
 export fills the changes table one chunk of profiles at a time while the push reads it
 (see planning). Temporary tables belong to the connection, so two workers planning at
 once never see each other's rows; they are dropped when the run ends (and with the
@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
+from destinations.base import PlainIdentity
 from syncs.models import SyncedMember, SyncFailure
 
 RAW_TABLE = "cohortsync_plan_raw"
 NORMALISED_TABLE = "cohortsync_plan_normalised"
 CHANGES_TABLE = "cohortsync_plan_changes"
-# The identities of one pushed range that failed, so the rest of the range is acknowledged
-# in one statement.
+# The identities of one sent file's range that failed, so the rest of the range is
+# acknowledged in one statement (syncs.engine.ledger).
 FAILED_TABLE = "cohortsync_plan_failed"
 # Acknowledged members no longer in the cohort, before the churn is taken out (PostgreSQL).
 GONE_TABLE = "cohortsync_plan_gone"
@@ -45,8 +46,12 @@ class StagedChange:
     profile_id: int | None
 
 
-def _q(name: str) -> str:
+def quoted(name: str) -> str:
+    """A table name quoted for SQL (the ledger writes from these tables too)."""
     return connection.ops.quote_name(name)
+
+
+_q = quoted
 
 
 def _is_postgres() -> bool:
@@ -106,16 +111,6 @@ def staging_drop() -> None:
     with connection.cursor() as cursor:
         for table in TABLES:
             cursor.execute(f"DROP TABLE IF EXISTS {_q(table)}")
-
-
-@dataclass(frozen=True)
-class PlainIdentity:
-    """A connector's description of raw values that are already their own normalised
-    identity (a PostgreSQL regular expression, anchored, and a maximum length): those are
-    taken as they are in the database instead of going through Python one by one."""
-
-    pattern: str
-    max_length: int
 
 
 def plain_identity_supported() -> bool:
@@ -499,20 +494,3 @@ def staging_range_failed(*, first_seq: int, last_seq: int) -> list[StagedChange]
             StagedChange(seq=seq, identity=identity, is_member=bool(is_member), profile_id=profile_id)
             for seq, identity, is_member, profile_id in cursor.fetchall()
         ]
-
-
-def staging_range_acknowledge(*, sync_id: int, first_seq: int, last_seq: int, now: Any) -> None:
-    """Move the synced state of every change in the range whose identity is not marked
-    failed, in one statement (the plan holds each identity once)."""
-    synced = _q(SyncedMember._meta.db_table)
-    changes, failed = _q(CHANGES_TABLE), _q(FAILED_TABLE)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {synced} (sync_id, identity_value, is_member, acknowledged_at) "
-            f"SELECT %s, c.identity, c.is_member, %s FROM {changes} c "
-            "WHERE c.seq BETWEEN %s AND %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {failed} f WHERE f.identity = c.identity) "
-            "ON CONFLICT (sync_id, identity_value) DO UPDATE SET "
-            "is_member = excluded.is_member, acknowledged_at = excluded.acknowledged_at",
-            [sync_id, now, first_seq, last_seq],
-        )

@@ -132,3 +132,12 @@ def test_needs_add_and_run_permissions(cohorts):
 
     both = staff_client(["syncs.add_sync", "syncs.run_sync", "syncs.view_sync"])
     assert both.get(URL, {"cohorts": pro.pk}).status_code == 200
+
+
+def test_an_empty_identity_takes_the_destination_kinds_default(admin_client, cohorts, fake):
+    pro, _ = cohorts
+    destination = DestinationFactory(name="SFMC prod")
+
+    admin_client.post(URL, post_data([pro], destination, identity_property=""))
+
+    assert Sync.objects.get(cohort=pro).identity_property == "$distinct_id"
