@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
@@ -121,8 +122,9 @@ class CohortAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "definition", "updated_at")
     list_filter = ("kind",)
     search_fields = ("name", "description")
-    actions = ["export_to"]
-    readonly_fields = ("listed_ids", "member_count", "members_preview", "created_at", "updated_at")
+    actions = ["export_to", "refresh_now"]
+    readonly_fields = ("listed_ids", "member_count", "members_preview", "refresh_status", "created_at",
+                       "updated_at")
     change_form_template = "admin/cohorts/cohort/change_form.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Cohort | None = None) -> list[Any]:
@@ -134,6 +136,16 @@ class CohortAdmin(admin.ModelAdmin):
                     "classes": ("kind-rules",),
                     "description": "Used when the kind is “Rules over profile properties”.",
                     "fields": ("rules",),
+                },
+            ),
+            (
+                "SQL query",
+                {
+                    "classes": ("kind-sql",),
+                    "description": "Used when the kind is “SQL query over a source”. The query "
+                    "returns distinct ids; they are read again before every run of a sync that "
+                    "uses the cohort, and by “Refresh now”.",
+                    "fields": ("source", "sql") + (("refresh_status",) if obj else ()),
                 },
             ),
             (
@@ -157,13 +169,18 @@ class CohortAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cohort]:
         # Listing counts only the cheap part (listed ids); evaluating every rules cohort
         # against a million profiles per page view would make the list unusable.
-        return super().get_queryset(request).annotate(listed_count=Count("static_memberships"))
+        return super().get_queryset(request).select_related("source").annotate(
+            listed_count=Count("static_memberships")
+        )
 
     @admin.display(description="Definition")
     def definition(self, obj: Cohort) -> str:
         if obj.kind == Cohort.Kind.STATIC:
             count = getattr(obj, "listed_count", None)
             return f"{count:,} listed ids" if count is not None else "static list"
+        if obj.kind == Cohort.Kind.SQL:
+            count = getattr(obj, "listed_count", None)
+            return f"SQL on {obj.source}: {count:,} ids at the last refresh" if count is not None else "SQL"
         if not obj.rules:
             return "no rules yet"
         conditions = _count_conditions(obj.rules)
@@ -214,12 +231,43 @@ class CohortAdmin(admin.ModelAdmin):
             len(preview),
         )
 
+    @admin.display(description="Last refresh")
+    def refresh_status(self, obj: Cohort) -> str:
+        if obj.refresh_error:
+            return f"Failed: {obj.refresh_error}"
+        if obj.refreshed_at is None:
+            return "Never refreshed: run “Refresh now”, or a sync of it."
+        return f"{timezone.localtime(obj.refreshed_at):%Y-%m-%d %H:%M:%S %Z}"
+
     def save_model(self, request: HttpRequest, obj: Cohort, form: CohortForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
         ids = form.static_member_ids()
         if ids is not None:
             count = cohort_static_members_replace(cohort=obj, distinct_ids=ids)
             self.message_user(request, f"The static list of “{obj}” now has {count:,} distinct ids.")
+        if obj.kind == Cohort.Kind.SQL and (not change or {"kind", "source", "sql"} & set(form.changed_data)):
+            self._refresh_and_report(request, obj)
+
+    @admin.action(description="Refresh now (SQL cohorts)", permissions=["change"])
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Cohort]) -> None:
+        others = queryset.exclude(kind=Cohort.Kind.SQL).count()
+        if others:
+            self.message_user(request, f"{others} selected cohort(s) are not SQL cohorts: nothing to refresh.",
+                              messages.WARNING)
+        for cohort in queryset.filter(kind=Cohort.Kind.SQL):
+            self._refresh_and_report(request, cohort)
+
+    def _refresh_and_report(self, request: HttpRequest, cohort: Cohort) -> None:
+        from sources.connections import SourceError
+        from sources.services import cohort_refresh
+
+        try:
+            count = cohort_refresh(cohort=cohort)
+        except SourceError as exc:
+            self.message_user(request, f"“{cohort}” could not be refreshed: {exc.message}", messages.ERROR)
+            return
+        self.message_user(request, f"“{cohort}” refreshed: its query returned {count:,} distinct ids.",
+                          messages.SUCCESS)
 
     @admin.action(description="Export to…")
     def export_to(self, request: HttpRequest, queryset: QuerySet[Cohort]) -> HttpResponse | None:

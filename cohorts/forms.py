@@ -102,9 +102,17 @@ class CohortForm(forms.ModelForm):
         label="Remove every listed id", required=False
     )
 
+    sql = forms.CharField(
+        label="SQL",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 90, "class": "vLargeTextField", "spellcheck": "false",
+                                     "placeholder": "SELECT id AS distinct_id FROM accounts WHERE plan = 'team'"}),
+        help_text=Cohort._meta.get_field("sql").help_text,
+    )
+
     class Meta:
         model = Cohort
-        fields = ("name", "kind", "description", "rules")
+        fields = ("name", "kind", "description", "rules", "source", "sql")
 
     def clean_rules(self) -> Any:
         rules = self.cleaned_data.get("rules")
@@ -145,13 +153,27 @@ class CohortForm(forms.ModelForm):
                     "rules",
                     'A rules cohort needs rules. To include every profile, use {"all": []}.',
                 )
+        if kind != Cohort.Kind.STATIC:
             for name in given:
                 self.add_error(name, "Listed members apply only to static cohorts.")
+        if kind == Cohort.Kind.SQL:
+            self._clean_sql(cleaned)
         if len(given) > 1:
             raise forms.ValidationError(
                 "Give the new member list one way only: typed, uploaded, or cleared."
             )
         return cleaned
+
+    def _clean_sql(self, cleaned: dict[str, Any]) -> None:
+        # Local import: sources depends on cohorts for its import row path.
+        from sources.validation import SettingError, sql_clean
+
+        if not cleaned.get("source") and "source" not in self.errors:
+            self.add_error("source", "An SQL cohort needs the source its query runs on.")
+        try:
+            cleaned["sql"] = sql_clean(cleaned.get("sql") or "")
+        except SettingError as exc:
+            self.add_error("sql", str(exc))
 
     def static_member_ids(self) -> Iterator[str] | None:
         """The replacement list, streamed; None when the list should stay as it is."""

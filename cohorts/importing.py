@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import queue
 import threading
@@ -43,6 +44,7 @@ ANALYZE_AFTER_ROWS = 50_000
 MAX_REJECT_DETAILS = 1000
 MAX_DISTINCT_ID_LENGTH = Profile._meta.get_field("distinct_id").max_length or 255
 DISTINCT_ID_COLUMNS = ("distinct_id", "$distinct_id")
+MAX_JSON_DEPTH = 32
 
 
 class ImportFileError(Exception):
@@ -85,11 +87,20 @@ class ImportReport:
 
 
 @dataclass
-class _Row:
+class ProfileRow:
+    """A row ready to write: properties to merge into the stored ones, keys to remove."""
+
     line: int
     distinct_id: str
     properties: dict[str, Any]
     removals: set[str]
+
+
+_Row = ProfileRow
+
+
+class ProfileRowError(ValueError):
+    """The row cannot be imported; str() is the reason, without the line number."""
 
 
 # --- Public service ----------------------------------------------------------------------
@@ -122,6 +133,63 @@ def profiles_import(
             handle.close()
     name = str(getattr(source, "name", "") or "")
     return _import_stream(source, name, file_format, batch_size, on_progress)
+
+
+def profile_row_normalize(*, distinct_id: Any, properties: Any, line: int) -> ProfileRow:
+    """Check one record from any producer (JSON Lines files, source imports, the ingestion
+    API) and return it ready to write, or raise ProfileRowError with the reason.
+
+    `distinct_id` is text (surrounding spaces dropped) or a whole number; `properties` a
+    JSON object, where a property set to None is removed from the stored profile.
+    """
+    if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
+        distinct_id = str(distinct_id)
+    if not isinstance(distinct_id, str):
+        raise ProfileRowError("distinct_id is missing or is not text")
+    distinct_id = distinct_id.strip()
+    problem = _distinct_id_problem(distinct_id)
+    if problem:
+        raise ProfileRowError(problem)
+    if not isinstance(properties, dict):
+        raise ProfileRowError('"properties" must be a JSON object')
+    problem = _stored_json_problem(properties)
+    if problem:
+        raise ProfileRowError(problem)
+    removals = {key for key, value in properties.items() if value is None}
+    kept = {key: value for key, value in properties.items() if value is not None}
+    return ProfileRow(line=line, distinct_id=distinct_id, properties=kept, removals=removals)
+
+
+def profiles_upsert(
+    *,
+    rows: Iterable[ProfileRow],
+    report: ImportReport,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_progress: Callable[[ImportReport], None] | None = None,
+    read_ahead: bool = False,
+) -> ImportReport:
+    """Merge rows into profiles in set-based batches (one transaction each), counting
+    created / updated / unchanged in `report`: the one write path of every import.
+
+    `read_ahead`: produce rows in a thread that stays up to two batches ahead of the
+    writes (the rows' producer must then be usable from another thread).
+    """
+    writer = _BatchWriter(report)
+    batched = _batches(rows, batch_size)
+    # Reading and parsing (Python) run in a thread ahead of the writes (the database), so
+    # the two overlap: at a million rows each was about half of a file import's time.
+    batches = 0
+    for batch, merged in _read_ahead(batched) if read_ahead else batched:
+        report.updated += merged
+        writer.write(batch)
+        batches += 1
+        if on_progress:
+            on_progress(report)
+    if on_progress and not batches:
+        on_progress(report)
+    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
+        statistics_refresh(Profile)
+    return report
 
 
 def cohort_static_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]) -> int:
@@ -177,21 +245,9 @@ def _import_stream(
     chosen = file_format or _infer_format(name, lines)
     report = ImportReport(file_format=chosen)
     rows = _csv_rows(lines, report) if chosen == "csv" else _jsonl_rows(lines, report)
-    writer = _BatchWriter(report)
-    # Reading and parsing (Python) run in a thread ahead of the writes (the database), so
-    # the two overlap: at a million rows each was about half of the import's time.
-    batches = 0
-    for batch, merged in _read_ahead(_batches(rows, batch_size)):
-        report.updated += merged
-        writer.write(batch)
-        batches += 1
-        if on_progress:
-            on_progress(report)
-    if on_progress and not batches:
-        on_progress(report)
-    if report.created + report.updated >= ANALYZE_AFTER_ROWS:
-        statistics_refresh(Profile)
-    return report
+    return profiles_upsert(
+        rows=rows, report=report, batch_size=batch_size, on_progress=on_progress, read_ahead=True
+    )
 
 
 def _batches(rows: Iterable[_Row], batch_size: int) -> Iterator[tuple[list[_Row], int]]:
@@ -402,27 +458,17 @@ def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
                 f"unexpected key {unexpected[0]!r}: put profile properties inside \"properties\"",
             )
             continue
-        raw_id = record.get("distinct_id")
-        if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-            raw_id = str(raw_id)
-        if not isinstance(raw_id, str):
-            report.reject(number, "distinct_id is missing or is not text")
-            continue
-        distinct_id = raw_id.strip()
-        problem = _distinct_id_problem(distinct_id)
-        if problem:
-            report.reject(number, problem)
-            continue
-        properties = record.get("properties", {})
-        if not isinstance(properties, dict):
-            report.reject(number, '"properties" must be a JSON object')
-            continue
         if "\\u0000" in text:
             report.reject(number, "the line contains a NUL character (\\u0000)")
             continue
-        removals = {key for key, value in properties.items() if value is None}
-        kept = {key: value for key, value in properties.items() if value is not None}
-        yield _Row(line=number, distinct_id=distinct_id, properties=kept, removals=removals)
+        try:
+            yield profile_row_normalize(
+                distinct_id=record.get("distinct_id"),
+                properties=record.get("properties", {}),
+                line=number,
+            )
+        except ProfileRowError as exc:
+            report.reject(number, str(exc))
 
 
 def _distinct_id_problem(distinct_id: str) -> str | None:
@@ -432,6 +478,30 @@ def _distinct_id_problem(distinct_id: str) -> str | None:
         return f"distinct_id is longer than {MAX_DISTINCT_ID_LENGTH} characters"
     if "\x00" in distinct_id:
         return "distinct_id contains a NUL byte"
+    return None
+
+
+def _stored_json_problem(value: Any, depth: int = 0) -> str | None:
+    """What in a properties object PostgreSQL's jsonb would refuse (a NUL, a lone surrogate,
+    a non-finite number) or Python could not encode (very deep nesting), or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a value contains a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a value contains a lone surrogate, which is not Unicode text"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "a value is NaN or Infinity, which JSON cannot store"
+    elif isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            return f"a value is nested more than {MAX_JSON_DEPTH} levels deep"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            problem = _stored_json_problem(key, depth) if isinstance(key, str) else None
+            problem = problem or _stored_json_problem(item, depth + 1)
+            if problem:
+                return problem
     return None
 
 

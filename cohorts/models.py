@@ -24,11 +24,13 @@ class Profile(models.Model):
 
 
 class Cohort(models.Model):
-    """A set of profiles, defined by rules over properties or as a static list of ids."""
+    """A set of profiles, defined by rules over properties, as a static list of ids, or by
+    a query over a source whose distinct ids are stored like a static list's."""
 
     class Kind(models.TextChoices):
         RULES = "rules", "Rules over profile properties"
         STATIC = "static", "Static list of distinct ids"
+        SQL = "sql", "SQL query over a source"
 
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -39,6 +41,26 @@ class Cohort(models.Model):
         help_text='Nested groups, e.g. {"all": [{"property": "plan", "op": "eq", "value": "pro"}, '
         '{"any": [...]}]}. Ops: eq, neq, in, not_in, contains, gt, gte, lt, lte, is_set, '
         "is_not_set, within_last_days, more_than_days_ago.",
+    )
+    source = models.ForeignKey(
+        "sources.Source",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="cohorts",
+        help_text="SQL cohorts: the database the query runs on.",
+    )
+    sql = models.TextField(
+        blank=True,
+        default="",
+        help_text="SQL cohorts: one SELECT returning a distinct_id column (or a single column "
+        "of ids). Refreshed before every run of a sync that uses the cohort.",
+    )
+    refreshed_at = models.DateTimeField(
+        null=True, blank=True, help_text="SQL cohorts: when the members were last read."
+    )
+    refresh_error = models.TextField(
+        blank=True, default="", help_text="SQL cohorts: why the last refresh failed."
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -51,7 +73,7 @@ class Cohort(models.Model):
 
 
 class StaticMembership(models.Model):
-    """One distinct id listed in a static cohort.
+    """One distinct id listed in a static cohort (or returned by an SQL cohort's query).
 
     Keyed by distinct_id rather than by profile so a list can name users before their
     profiles are imported; they become members once the profile exists.

@@ -12,19 +12,21 @@ from cohorts.models import Cohort, Profile, StaticMembership
 from cohorts.rules import rules_to_q
 
 PREVIEW_LIMIT = 50
+# Kinds whose members are the distinct ids stored in StaticMembership.
+LISTED_KINDS = (Cohort.Kind.STATIC, Cohort.Kind.SQL)
 EMAIL_PROPERTY = "$email"
 
 
 def cohort_members(cohort: Cohort) -> QuerySet[Profile]:
     """The cohort's current members, evaluated in the database.
 
-    Static cohorts: profiles whose distinct id is listed (ids without a profile yet are not
-    members). Rules cohorts: profiles matching the rules; a rules cohort whose rules are
+    Static and SQL cohorts: profiles whose distinct id is listed (ids without a profile yet
+    are not members; an SQL cohort's list is what its last refresh read). Rules cohorts: profiles matching the rules; a rules cohort whose rules are
     empty has no members, so a half-configured cohort can never export everyone
     (``{"all": []}`` is the explicit way to say "every profile").
     Raises cohorts.rules.RuleError if stored rules are invalid.
     """
-    if cohort.kind == Cohort.Kind.STATIC:
+    if cohort.kind in LISTED_KINDS:
         listed = StaticMembership.objects.filter(cohort_id=cohort.pk).values("distinct_id")
         return Profile.objects.filter(distinct_id__in=listed)
     if not cohort.rules:

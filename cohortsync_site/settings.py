@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "destinations",
     "syncs",
     "alerts",
+    "sources",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -152,6 +154,12 @@ COHORTSYNC_STALE_RUN_MINUTES = env.int("COHORTSYNC_STALE_RUN_MINUTES", default=1
 COHORTSYNC_SKIP_ROWS_PER_RUN = env.int("COHORTSYNC_SKIP_ROWS_PER_RUN", default=1000)
 # How long to poll one SFMC asynchronous upsert before reporting its rows as retriable.
 COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS = env.float("COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS", default=900.0)
+# How long a scheduled sync waits for a running profile import before planning without it.
+COHORTSYNC_IMPORT_WAIT_SECONDS = env.float("COHORTSYNC_IMPORT_WAIT_SECONDS", default=600.0)
+# The largest body POST /api/v1/profiles accepts (10,000 profiles of about 3 KB).
+COHORTSYNC_API_MAX_BODY_BYTES = env.int("COHORTSYNC_API_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# seed_demo's stand-in for the customer's application database (SQLite).
+COHORTSYNC_DEMO_APP_DB = Path(env.str("COHORTSYNC_DEMO_APP_DB", default=str(VAR_DIR / "demo-app.sqlite3")))
 
 # --- Alerts -------------------------------------------------------------------------------
 # Absolute address of this instance, for links in alerts (the run's admin page).

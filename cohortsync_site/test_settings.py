@@ -1,6 +1,7 @@
 """Test settings: tasks run synchronously, fast hashing, an in-process cache."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
@@ -9,6 +10,8 @@ os.environ.setdefault(
     "FIELD_ENCRYPTION_KEYS",
     "dGVzdC1rZXktb25lLXRlc3Qta2V5LW9uZS10ZXN0LWs=,dGVzdC1rZXktdHdvLXRlc3Qta2V5LXR3by10ZXN0LWs=",
 )
+
+from pathlib import Path  # noqa: E402
 
 from .settings import *  # noqa: E402,F403
 from .settings import Q_CLUSTER  # noqa: E402
@@ -26,3 +29,5 @@ COHORTSYNC_ALLOWED_API_HOSTS = ["127.0.0.1", "localhost"]
 COHORTSYNC_ALLOWED_ALERT_HOSTS = ["127.0.0.1", "localhost"]
 COHORTSYNC_BASE_URL = "https://cohortsync.example.com"
 COHORTSYNC_EMAIL_CONFIGURED = True
+# seed_demo's application database: never the developer's own demo file.
+COHORTSYNC_DEMO_APP_DB = Path(tempfile.mkdtemp(prefix="cohortsync-test-")) / "demo-app.sqlite3"

@@ -6,20 +6,27 @@ from functools import partial
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.text import Truncator
 
 from destinations.models import Destination
-from syncs import admin_display, admin_views, services
+from syncs import admin_display, admin_lists, admin_views, services
 from syncs.admin_display import (
     LargeTablePaginator,
-    run_counts_summary,
     run_duration_display,
     status_badge,
     syncs_for_listing,
@@ -77,13 +84,13 @@ class AuditTrailAdmin(admin.ModelAdmin):
 @admin.register(Sync)
 class SyncAdmin(admin.ModelAdmin):
     form = SyncAdminForm
+    # Sized for 1280 px (see admin_lists): enabled is said by the schedule, cohort and
+    # destination share a column.
     list_display = (
         "name",
-        "cohort",
-        "destination",
-        "target_field",
-        "mode",
-        "enabled",
+        "route",
+        "target_field_cell",
+        "mode_cell",
         "last_run",
         "next_run_due",
     )
@@ -164,9 +171,23 @@ class SyncAdmin(admin.ModelAdmin):
                            change: bool = False, form_url: str = "", obj: Sync | None = None):  # type: ignore[no-untyped-def]
         context["can_run_sync"] = bool(obj and obj.pk and self.has_run_sync_permission(request))
         context["target_fields_url"] = reverse("admin:syncs_sync_target_fields")
+        if obj is not None and obj.pk:
+            context["run_history"] = admin_display.sync_history(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- Columns -----------------------------------------------------------------------
+
+    @admin.display(description="Cohort → destination", ordering="cohort__name")
+    def route(self, obj: Sync) -> str:
+        return admin_lists.one_line(f"{obj.cohort.name} → {obj.destination.name}")
+
+    @admin.display(description="Target field", ordering="target_field")
+    def target_field_cell(self, obj: Sync) -> str:
+        return admin_lists.one_line(obj.target_field)
+
+    @admin.display(description="Mode", ordering="mode")
+    def mode_cell(self, obj: Sync) -> str:
+        return "Dynamic" if obj.mode == Sync.Mode.DYNAMIC else "One-time"
 
     @admin.display(description="Last run", ordering="last_run_at")
     def last_run(self, obj: Sync) -> str:
@@ -256,23 +277,24 @@ class SyncAdmin(admin.ModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(AuditTrailAdmin):
+    # Sized for 1280 px (see admin_lists): the sync's name under the run's number, the
+    # trigger under the time it was created.
     list_display = (
-        "id",
-        "sync",
+        "run",
         "status_badge",
-        "trigger",
-        "triggered_by",
-        "created_at",
+        "created",
         "duration",
         "adds",
         "removes",
-        "skipped_users",
-        "api_calls",
+        "skipped",
+        "api_calls_count",
     )
-    list_display_links = ("id", "status_badge")
+    list_display_links = ("run",)
     list_filter = ("status", "trigger", "sync", "is_dry_run")
     list_select_related = ("sync", "triggered_by")
-    search_fields = ("sync__name",)
+    # A number is also a run id (get_search_results); alone, it opens that run.
+    search_fields = ("sync__name", "sync__destination__name")
+    search_help_text = "A run number, or part of a sync's or destination's name."
     date_hierarchy = "created_at"
     actions = ["retry_failed_users", "cancel_run", "approve_guarded_run", "reject_guarded_run"]
     change_form_template = "admin/syncs/syncrun/change_form.html"
@@ -291,21 +313,54 @@ class SyncRunAdmin(AuditTrailAdmin):
     def has_manage_run_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("syncs.manage_run")
 
+    @admin.display(description="Run", ordering="id")
+    def run(self, obj: SyncRun) -> str:
+        return admin_lists.run_cell(obj)
+
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj: SyncRun) -> str:
         return status_badge(obj)
+
+    @admin.display(description="Created at", ordering="created_at")
+    def created(self, obj: SyncRun) -> str:
+        return format_html("{}{}", admin_lists.compact_time(obj.created_at), admin_lists.trigger_cell(obj))
 
     @admin.display(description="Duration")
     def duration(self, obj: SyncRun) -> str:
         return run_duration_display(obj)
 
-    @admin.display(description="Adds ✓/✗")
+    @admin.display(description="Adds")
     def adds(self, obj: SyncRun) -> str:
-        return run_counts_summary(obj.succeeded_adds, obj.failed_adds)
+        return admin_lists.count_cell(obj, operation="adds")
 
-    @admin.display(description="Removes ✓/✗")
+    @admin.display(description="Removes")
     def removes(self, obj: SyncRun) -> str:
-        return run_counts_summary(obj.succeeded_removes, obj.failed_removes)
+        return admin_lists.count_cell(obj, operation="removes")
+
+    @admin.display(description="Skipped", ordering="skipped_users")
+    def skipped(self, obj: SyncRun) -> str:
+        return admin_lists.number(obj.skipped_users)
+
+    @admin.display(description="API calls", ordering="api_calls")
+    def api_calls_count(self, obj: SyncRun) -> str:
+        return admin_lists.number(obj.api_calls)
+
+    # --- Search: a run number finds that run -------------------------------------------
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[SyncRun],
+                           search_term: str) -> tuple[QuerySet[SyncRun], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        run_id = admin_display.run_id_searched(search_term)
+        if run_id is not None:
+            results = results | queryset.filter(pk=run_id)
+        return results, may_have_duplicates
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        run_id = admin_display.run_id_searched(request.GET.get(SEARCH_VAR, ""))
+        if (run_id is not None and request.method == "GET" and IS_POPUP_VAR not in request.GET
+                and self.get_queryset(request).filter(pk=run_id).exists()):
+            return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[run_id]))
+        return super().changelist_view(request, extra_context)
 
     # --- Actions -----------------------------------------------------------------------
 
@@ -342,6 +397,8 @@ class SyncRunAdmin(AuditTrailAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("<path:object_id>/failures.csv", wrap(self.failures_csv_view), name=f"{prefix}_failures_csv"),
+            path("<path:object_id>/plan.csv", wrap(self.plan_csv_view), name=f"{prefix}_plan_csv"),
+            path("<path:object_id>/progress/", wrap(self.progress_view), name=f"{prefix}_progress"),
             path("<path:object_id>/retry/", wrap(self.retry_view), name=f"{prefix}_retry"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{prefix}_cancel"),
             path("<path:object_id>/approve/", wrap(self.approve_view), name=f"{prefix}_approve"),
@@ -354,6 +411,24 @@ class SyncRunAdmin(AuditTrailAdmin):
         if not self.has_view_permission(request, run):
             raise PermissionDenied
         return admin_views.failures_csv(run)
+
+    def _viewable_run(self, request: HttpRequest, object_id: str) -> SyncRun:
+        """The run, if the user may view runs and this one: 403 before anything is looked
+        up, 404 for an id that is no run (malformed ones included)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = self.get_object(request, unquote(object_id))
+        if run is None:
+            raise Http404("No such run.")
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        return run
+
+    def plan_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.run_plan_csv(self._viewable_run(request, object_id))
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return admin_views.run_progress_json(self._viewable_run(request, object_id))
 
     def _managed_run(self, request: HttpRequest, object_id: str) -> QuerySet[SyncRun]:
         run = get_object_or_404(self.get_queryset(request), pk=object_id)
@@ -405,22 +480,22 @@ class FailureCodeFilter(admin.SimpleListFilter):
 
 @admin.register(SyncFailure)
 class SyncFailureAdmin(AuditTrailAdmin):
+    # Sized for 1280 px (see admin_lists): the distinct id under the identity, the code under
+    # the operation, the message on one line, linked to the failure's page where it is shown
+    # whole (with the time; the run's number says when).
     list_display = (
-        "id",
         "run_link",
-        "identity_value",
-        "distinct_id",
-        "operation",
-        "code",
-        "short_message",
+        "identity",
+        "operation_cell",
+        "message_cell",
         "retriable",
-        "created_at",
     )
-    list_display_links = ("id",)
+    list_display_links = None
     list_filter = ("operation", "retriable", FailureCodeFilter)
-    # Exact matches only: they use the index; a substring search would scan millions of rows.
-    search_fields = ("identity_value__exact", "distinct_id__exact")
-    search_help_text = "Exact identity (e.g. an email) or distinct id."
+    # Exact matches only, across runs: each has its index; a substring search would scan
+    # millions of rows.
+    search_fields = ("identity_value__exact", "distinct_id__exact", "code__exact")
+    search_help_text = "Exact identity (e.g. an email), distinct id or error code, in every run."
     list_select_related = ("run", "run__sync")
     ordering = ("-id",)
     show_full_result_count = False
@@ -454,9 +529,16 @@ class SyncFailureAdmin(AuditTrailAdmin):
 
     @admin.display(description="Run", ordering="run_id")
     def run_link(self, obj: SyncFailure) -> str:
-        url = reverse("admin:syncs_syncrun_change", args=[obj.run_id])
-        return format_html('<a href="{}">#{} {}</a>', url, obj.run_id, obj.run.sync.name)
+        return admin_lists.run_link_cell(obj.run, is_dry_run=obj.run.is_dry_run)
+
+    @admin.display(description="Identity", ordering="identity_value")
+    def identity(self, obj: SyncFailure) -> str:
+        return admin_lists.failure_identity_cell(obj)
+
+    @admin.display(description="Operation · code", ordering="code")
+    def operation_cell(self, obj: SyncFailure) -> str:
+        return admin_lists.failure_operation_cell(obj)
 
     @admin.display(description="Message")
-    def short_message(self, obj: SyncFailure) -> str:
-        return Truncator(obj.message).chars(120)
+    def message_cell(self, obj: SyncFailure) -> str:
+        return admin_lists.failure_message_cell(obj)

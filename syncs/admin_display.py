@@ -18,12 +18,28 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from syncs.admin_charts import (
+    changes_chart,
+    chart_legend,
+    members_chart,
+    members_sparkline,
+    run_markers,
+)
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
-from syncs.selectors import sync_acknowledged_member_count, sync_schedules_next_run
+from syncs.selectors import (
+    RECENT_RUNS,
+    run_failures,
+    run_plan_is_recorded,
+    run_progress,
+    sync_acknowledged_member_count,
+    sync_schedules_next_run,
+    syncs_recent_runs,
+)
 
 FAILURES_PAGE_SIZE = 50
 DASHBOARD_LIMIT = 50
-RUN_PAGE_REFRESH_SECONDS = 5
+# The run page polls its progress this often while the run is queued or running.
+RUN_PROGRESS_POLL_SECONDS = 2
 # Failure codes offered in the filter: read from the newest rows only, never the whole table.
 RECENT_CODES_WINDOW = 5000
 PLAN_SAMPLE_SHOWN = 50
@@ -45,21 +61,32 @@ STATUS_STYLE = {
 # --- Small displays ----------------------------------------------------------------------
 
 
-def status_badge(run: SyncRun | None = None, *, status: str = "") -> str:
+# Labels short enough for a list column; the full label is the badge's title.
+SHORT_STATUS_LABELS = {RunStatus.SKIPPED: "Skipped"}
+
+
+def status_badge(run: SyncRun | None = None, *, status: str = "", dry_run: bool | None = None) -> str:
+    """The status as a coloured badge; a dry run says so next to it (it sent nothing)."""
     status = run.status if run is not None else status
+    dry_run = run.is_dry_run if run is not None and dry_run is None else bool(dry_run)
     try:
         label = RunStatus(status).label
     except ValueError:
         label = status
     foreground, background = STATUS_STYLE.get(status, ("#4a5568", "#edf2f7"))
-    return format_html(
-        '<span class="run-status run-status-{}" style="color:{};background:{};padding:1px 7px;'
+    badge = format_html(
+        '<span class="run-status run-status-{}" title="{}" style="color:{};background:{};padding:1px 7px;'
         'border-radius:9px;white-space:nowrap;font-weight:600">{}</span>',
         status,
+        label,
         foreground,
         background,
-        label,
+        SHORT_STATUS_LABELS.get(status, label),
     )
+    if dry_run:
+        return format_html('{} <span class="run-dry" title="{}">dry run</span>', badge,
+                           "A dry run only plans: nothing was sent.")
+    return badge
 
 
 def run_duration_display(run: SyncRun) -> str:
@@ -83,16 +110,42 @@ def _seconds_display(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def run_counts_summary(succeeded: int, failed: int) -> str:
-    return f"{succeeded:,} ✓ / {failed:,} ✗"
-
-
 def _when(moment: dt.datetime | None) -> str:
     if moment is None:
         return "—"
-    if moment <= timezone.now():
-        return f"{timesince(moment, depth=1)} ago"
-    return f"in {timesince(timezone.now(), moment, depth=1)}"
+    now = timezone.now()
+    if abs((now - moment).total_seconds()) < 60:
+        return "just now" if moment <= now else "in under a minute"
+    if moment <= now:
+        return f"{timesince(moment, now, depth=1)} ago"
+    return f"in {timesince(now, moment, depth=1)}"
+
+
+def interval_words(minutes: int) -> str:
+    """"every 15 minutes", "every 2 hours", "every day"."""
+    for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):
+        if minutes % size == 0:
+            count = minutes // size
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {minutes} minutes"
+
+
+def schedule_words(sync: Sync) -> str:
+    """The schedule as a person says it: "Every 15 minutes", "One-time export"."""
+    if sync.mode != Sync.Mode.DYNAMIC:
+        return "One-time export: no schedule"
+    every = interval_words(sync.effective_interval_minutes)
+    if not sync.enabled:
+        return f"Disabled (was {every})"
+    return every[0].upper() + every[1:]
+
+
+def run_id_searched(search: str) -> int | None:
+    """The run id a search is, when it is one: "1234" or "#1234"."""
+    text = search.strip().removeprefix("#").strip()
+    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
+        return int(text)
+    return None
 
 
 # --- Sync listing ------------------------------------------------------------------------
@@ -121,6 +174,7 @@ def syncs_for_listing(queryset: QuerySet[Sync] | None = None) -> QuerySet[Sync]:
             last_run_status=Subquery(last_run.values("status")[:1]),
             last_run_at=Subquery(last_run.values("created_at")[:1]),
             last_run_finished_at=Subquery(last_run.values("finished_at")[:1]),
+            last_run_is_dry=Subquery(last_run.values("is_dry_run")[:1]),
             awaiting_run_id=Subquery(waiting.values("pk")[:1]),
             awaiting_planned_removes=Subquery(waiting.values("planned_removes")[:1]),
             next_run_at=sync_schedules_next_run(),
@@ -134,28 +188,33 @@ def last_run_link(sync: Sync, *, with_counts: bool = False) -> str:
         return "Never run"
     url = reverse("admin:syncs_syncrun_change", args=[run_id])
     moment = getattr(sync, "last_run_finished_at", None) or getattr(sync, "last_run_at", None)
-    badge = status_badge(status=sync.last_run_status)  # type: ignore[attr-defined]
+    badge = status_badge(status=sync.last_run_status, dry_run=getattr(sync, "last_run_is_dry", False))  # type: ignore[attr-defined]
     if not with_counts:
         return format_html('<a href="{}">{}</a> {}', url, badge, _when(moment))
     return format_html('<a href="{}">Run #{}</a> {} {}', url, run_id, badge, _when(moment))
 
 
 def next_run_display(sync: Sync) -> str:
-    if sync.mode != Sync.Mode.DYNAMIC:
-        return "—"
-    if not sync.enabled:
-        return "— (disabled)"
+    """The schedule and the next run in words: "Every 15 minutes · next in 4 minutes". A
+    schedule just created is due at once, so it says "due now", never "0 minutes ago"."""
+    schedule = schedule_words(sync)
+    if sync.mode != Sync.Mode.DYNAMIC or not sync.enabled:
+        return format_html('<span class="sync-schedule">{}</span>', schedule)
     next_run = getattr(sync, "next_run_at", None)
     if next_run is None:
-        return "Not scheduled"
-    overdue = sync_overdue_by(sync)
-    if overdue is not None:
-        return format_html(
-            '<span style="color:#9b1c1c" title="The task cluster may not be running">'
-            "Overdue since {}</span>",
+        when = format_html("{}", "not scheduled")
+    elif sync_overdue_by(sync) is not None:
+        when = format_html(
+            '<span class="sync-overdue" style="color:#9b1c1c" title="The task cluster may not be '
+            'running">overdue since {}</span>',
             _when(next_run),
         )
-    return _when(next_run)
+    elif next_run <= timezone.now():
+        when = format_html("{}", "due now")
+    else:
+        when = format_html("next {}", _when(next_run))
+    return format_html('<span class="sync-schedule">{}</span> · <span class="sync-next-run">{}</span>',
+                       schedule, when)
 
 
 def sync_overdue_by(sync: Sync) -> dt.timedelta | None:
@@ -192,11 +251,33 @@ def frozen_note(sync: Sync) -> str:
     )
 
 
+# --- Sync page: run history -------------------------------------------------------------
+
+# The sync page's charts go further back than the dashboard's strip of markers.
+SYNC_PAGE_CHART_RUNS = 100
+
+
+def sync_history(sync: Sync) -> dict[str, Any]:
+    """The sync page's history: the last runs as markers, acknowledged members after each
+    run and the users each run added, removed and failed (two queries)."""
+    points = syncs_recent_runs(sync_ids=[sync.pk], limit=SYNC_PAGE_CHART_RUNS).get(sync.pk, [])
+    recent = points[-RECENT_RUNS:]
+    return {
+        "markers": run_markers(recent),
+        "shown": len(recent),
+        "members_chart": members_chart(points),
+        "changes_chart": changes_chart(points),
+        "legend": chart_legend(),
+        "runs_url": reverse("admin:syncs_syncrun_changelist") + f"?sync__id__exact={sync.pk}",
+    }
+
+
 # --- Run detail page ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CountsRow:
+    key: str  # "adds" or "removes": the run's counters are planned_<key>, ...
     label: str
     planned: int
     attempted: int
@@ -244,9 +325,19 @@ def page_number(raw: str | None) -> int:
         return 1
 
 
-def run_failures_page(run: SyncRun, *, query: str, page: int) -> tuple[list[SyncFailure], bool]:
-    """One page of a run's failures and whether another follows: LIMIT+1, never COUNT(*)."""
-    failures = SyncFailure.objects.filter(run=run).order_by("id")
+REJECTED_OPERATIONS = (SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE)
+# Rejections read at most to find a run's skipped users when its counter says it has none
+# (runs from before the counter was kept on failed validations).
+SKIPS_UNCOUNTED_SCAN = 10_000
+
+
+def run_failures_page(
+    run: SyncRun, *, query: str, page: int, skipped: bool = False
+) -> tuple[list[SyncFailure], bool]:
+    """One page of a run's users rejected by the destination (or, with `skipped`, skipped
+    before sending) and whether another page follows: LIMIT+1, never COUNT(*)."""
+    operations = (SyncFailure.Operation.SKIP,) if skipped else REJECTED_OPERATIONS
+    failures = run_failures(run).filter(operation__in=operations)
     query = query.strip()
     if query:
         failures = failures.filter(
@@ -257,37 +348,129 @@ def run_failures_page(run: SyncRun, *, query: str, page: int) -> tuple[list[Sync
     return rows[:FAILURES_PAGE_SIZE], len(rows) > FAILURES_PAGE_SIZE
 
 
-def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
-    query = request.GET.get("q", "")
-    page = page_number(request.GET.get("page"))
-    failures, has_next = run_failures_page(run, query=query, page=page)
+@dataclass(frozen=True)
+class FailureGroup:
+    """Rejected or skipped users of a run: a counted, paged, searchable table."""
+
+    key: str
+    title: str
+    count: int
+    # When not every user of the group has a row (skips are capped per run).
+    note: str
+    rows: list[SyncFailure]
+    page: int
+    previous_url: str
+    next_url: str
+    empty_text: str
+
+
+def _failure_groups(request: HttpRequest, run: SyncRun, query: str) -> list[FailureGroup]:
+    """Users the destination rejected first (what needs fixing), then users skipped before
+    sending (no or invalid identity), each with its own count and pages."""
     base = reverse("admin:syncs_syncrun_change", args=[run.pk])
+    pages = {"page": page_number(request.GET.get("page")),
+             "skipped_page": page_number(request.GET.get("skipped_page"))}
 
-    def page_url(number: int) -> str:
-        return f"{base}?{urlencode({'q': query, 'page': number} if query else {'page': number})}"
+    def url(param: str, number: int) -> str:
+        params = {**({"q": query} if query else {}), **pages, param: number}
+        return f"{base}?{urlencode({k: v for k, v in params.items() if v != 1 or k == 'q'})}#failures"
 
+    recorded = (run.plan_sample or {}).get("skipped_recorded") if isinstance(run.plan_sample, dict) else None
+    skip_note = ""
+    if isinstance(recorded, int) and recorded < run.skipped_users:
+        skip_note = f"The first {recorded:,} are listed: skipped users get a row each up to a limit per run."
+    # A run whose counter says it skipped nobody is not searched for skipped rows when it
+    # has many rejections: those would all be read to find none.
+    look_for_skips = run.skipped_users > 0 or run.failed_adds + run.failed_removes <= SKIPS_UNCOUNTED_SCAN
+    groups = []
+    for key, param, title, count, skipped, empty in (
+        ("rejected", "page", "Rejected by the destination", run.failed_adds + run.failed_removes, False,
+         "No user was rejected."),
+        ("skipped", "skipped_page", "Skipped before sending (no or invalid identity)", run.skipped_users, True,
+         "No user was skipped."),
+    ):
+        page = pages[param]
+        rows, has_next = [], False
+        if look_for_skips or not skipped:
+            rows, has_next = run_failures_page(run, query=query, page=page, skipped=skipped)
+        groups.append(FailureGroup(
+            key=key, title=title, count=count, note=skip_note if skipped else "", rows=rows, page=page,
+            previous_url=url(param, page - 1) if page > 1 else "",
+            next_url=url(param, page + 1) if has_next else "",
+            empty_text=f"No {'skipped user' if skipped else 'rejection'} matches “{query}”." if query else empty,
+        ))
+    return groups
+
+
+def run_progress_payload(run: SyncRun) -> dict[str, Any]:
+    """What the run page's progress bar shows, as JSON: counters and timings only, never an
+    identity, so it can be polled while the run works."""
+    progress = run_progress(run)
+    if progress.planned:
+        summary = (
+            f"{progress.attempted:,} of {progress.planned:,} planned users attempted "
+            f"({progress.fraction:.0%})"
+        )
+    elif progress.is_live:
+        summary = "Planning: counting the users to add and remove…"
+    else:
+        summary = "Nothing to send: no user was planned."
+    if run.is_dry_run and not progress.is_live:
+        summary = f"Dry run: {progress.planned:,} users planned, nothing sent."
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "status_html": str(status_badge(run)),
+        "is_live": progress.is_live,
+        "is_dry_run": run.is_dry_run,
+        "planned": progress.planned,
+        "attempted": progress.attempted,
+        "succeeded": progress.succeeded,
+        "failed": progress.failed,
+        "skipped": progress.skipped,
+        "api_calls": progress.api_calls,
+        "percent": round(progress.fraction * 100, 1),
+        "rate_per_second": None if progress.rate_per_second is None else round(progress.rate_per_second, 1),
+        "eta_seconds": None if progress.eta_seconds is None else round(progress.eta_seconds),
+        "summary": summary,
+        "rate_text": "" if progress.rate_per_second is None else f"{progress.rate_per_second:,.0f} users/s",
+        "eta_text": "" if progress.eta_seconds is None else f"about {_seconds_display(progress.eta_seconds)} left",
+        "duration": run_duration_display(run),
+        "counts": {
+            name: getattr(run, name)
+            for name in ("planned_adds", "attempted_adds", "succeeded_adds", "failed_adds", "planned_removes",
+                         "attempted_removes", "succeeded_removes", "failed_removes", "skipped_users", "api_calls")
+        },
+    }
+
+
+def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
+    query = request.GET.get("q", "").strip()
     is_live = run.status in ACTIVE_RUN_STATUSES
     return {
         "run": run,
         "run_badge": status_badge(run),
         "run_duration": run_duration_display(run),
         "counts": [
-            CountsRow("Add (set member)", run.planned_adds, run.attempted_adds,
+            CountsRow("adds", "Add (set member)", run.planned_adds, run.attempted_adds,
                       run.succeeded_adds, run.failed_adds),
-            CountsRow("Remove (set not member)", run.planned_removes, run.attempted_removes,
+            CountsRow("removes", "Remove (set not member)", run.planned_removes, run.attempted_removes,
                       run.succeeded_removes, run.failed_removes),
         ],
+        "progress": run_progress_payload(run),
+        "progress_url": reverse("admin:syncs_syncrun_progress", args=[run.pk]),
+        "progress_poll_seconds": RUN_PROGRESS_POLL_SECONDS,
         "plan": plan_sample_rows(run),
-        "failures": failures,
+        "plan_csv_url": reverse("admin:syncs_syncrun_plan_csv", args=[run.pk]),
+        "plan_recorded": run_plan_is_recorded(run),
+        "failure_groups": _failure_groups(request, run, query),
         "failures_query": query,
-        "failures_page": page,
-        "failures_previous_url": page_url(page - 1) if page > 1 else "",
-        "failures_next_url": page_url(page + 1) if has_next else "",
         "failures_recorded": run.failed_adds + run.failed_removes + run.skipped_users,
         "failures_csv_url": reverse("admin:syncs_syncrun_failures_csv", args=[run.pk]),
         "failures_changelist_url": reverse("admin:syncs_syncfailure_changelist")
         + f"?run__id__exact={run.pk}",
-        "refresh_seconds": RUN_PAGE_REFRESH_SECONDS if is_live else 0,
+        "is_live": is_live,
         # A run awaiting approval is rejected instead (recorded as such).
         "can_cancel": run.status in ACTIVE_RUN_STATUSES,
         "can_approve": run.status == RunStatus.AWAITING_APPROVAL,
@@ -336,6 +519,9 @@ class DashboardRow:
     last_run: str
     next_run: str
     warning: str
+    # The last runs as coloured markers, and the acknowledged members after each.
+    history: str = ""
+    members_trend: str = ""
 
 
 def _dashboard_warning(sync: Sync) -> str:
@@ -367,14 +553,18 @@ def dashboard_rows(limit: int = DASHBOARD_LIMIT) -> tuple[list[DashboardRow], in
     )
     syncs = list(syncs_for_listing().order_by(attention_first, "name")[: limit + 1])
     more = max(0, len(syncs) - limit)
+    syncs = syncs[:limit]
+    history = syncs_recent_runs(sync_ids=[sync.pk for sync in syncs])
     rows = [
         DashboardRow(
             sync=sync,
             last_run=last_run_link(sync),
             next_run=next_run_display(sync),
             warning=_dashboard_warning(sync),
+            history=run_markers(history.get(sync.pk, [])),
+            members_trend=members_sparkline(history.get(sync.pk, [])),
         )
-        for sync in syncs[:limit]
+        for sync in syncs
     ]
     rows.sort(key=lambda row: (not row.warning,))
     return rows, more

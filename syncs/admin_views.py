@@ -28,9 +28,10 @@ from cohortsync_site.csv_download import csv_download
 from destinations.models import Destination
 from destinations.services import destination_target_fields
 from syncs import services
-from syncs.admin_display import plan_sample_rows
+from syncs.admin_display import plan_sample_rows, run_progress_payload
 from syncs.forms import ExportCohortsForm
-from syncs.models import RunStatus, Sync, SyncFailure, SyncRun
+from syncs.models import RunStatus, Sync, SyncRun
+from syncs.selectors import run_failures, run_planned_users
 
 if TYPE_CHECKING:
     pass
@@ -336,9 +337,30 @@ FAILURE_CSV_COLUMNS = (
 
 def failures_csv(run: SyncRun) -> StreamingHttpResponse:
     """Every failure of the run, streamed: memory stays flat whatever the run's size."""
-    rows = SyncFailure.objects.filter(run=run).order_by("id").values_list(*FAILURE_CSV_COLUMNS)
+    rows = run_failures(run).values_list(*FAILURE_CSV_COLUMNS)
     return csv_download(
         filename=f"run-{run.pk}-failures.csv",
         header=["run", *FAILURE_CSV_COLUMNS],
         rows=([run.pk, *row[:-1], row[-1].isoformat()] for row in rows.iterator(chunk_size=2000)),
     )
+
+
+# --- A run's plan and progress -------------------------------------------------------------
+
+PLAN_CSV_COLUMNS = ("run", "operation", "identity", "distinct_id")
+
+
+def run_plan_csv(run: SyncRun) -> StreamingHttpResponse:
+    """Every user the run planned to add or remove, each once, dry runs alike; streamed
+    from the packed plan one chunk at a time, so memory stays flat at a million users."""
+    kind = "dry-run-plan" if run.is_dry_run else "plan"
+    return csv_download(
+        filename=f"run-{run.pk}-{kind}.csv",
+        header=PLAN_CSV_COLUMNS,
+        rows=((run.pk, user.operation, user.identity, user.distinct_id) for user in run_planned_users(run)),
+    )
+
+
+def run_progress_json(run: SyncRun) -> JsonResponse:
+    # Never cached: admin_view adds Cache-Control: no-store.
+    return JsonResponse(run_progress_payload(run))

@@ -8,8 +8,9 @@ pass the destinations' own codes through).
 from __future__ import annotations
 
 # --- Run codes (SyncRun.error_code) ------------------------------------------------------------
-# The cohort's rules could not be evaluated.
+# The cohort's rules could not be evaluated; an SQL cohort could not be read from its source.
 INVALID_RULES = "invalid_rules"
+COHORT_REFRESH_FAILED = "cohort_refresh_failed"
 # Every member was skipped: nothing identifies any of them in the destination.
 NO_IDENTITIES = "no_identities"
 # The run would remove too many acknowledged members: it waits for approval.

@@ -17,7 +17,15 @@ from cohorts.models import Cohort
 from destinations.models import Destination
 from syncs import codes
 from syncs.errors import SyncRunConflict, SyncRunStateError
-from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.models import (
+    ACTIVE_RUN_STATUSES,
+    RunPlanChunk,
+    RunStatus,
+    Sync,
+    SyncedMember,
+    SyncFailure,
+    SyncRun,
+)
 from syncs.run_events import run_finished_notify
 from syncs.schedules import (
     SYNC_SCHEDULE_FUNC,
@@ -156,6 +164,11 @@ def sync_run_scheduled_fire(*, sync_id: int) -> SyncRun | None:
     if sync.mode != Sync.Mode.DYNAMIC or not sync.enabled:
         sync_schedule_update(sync=sync)
         return None
+    # Scheduled imports feed the profiles every cohort is made of: one that is due (or
+    # running) now goes first, so this run plans on fresh profiles (sources.services).
+    from sources.services import imports_due_run_before_sync
+
+    imports_due_run_before_sync()
     try:
         run = sync_run_create(sync=sync, trigger=SyncRun.Trigger.SCHEDULE)
     except SyncRunConflict as conflict:
@@ -363,7 +376,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
 
 
 def sync_runs_prune(*, older_than_days: int | None = None) -> int:
-    """Delete finished runs (and their failures) older than the retention; each sync's last
+    """Delete finished runs (and their failures and plans) older than the retention; each sync's last
     run, and any run still active or awaiting approval, is kept. Returns runs deleted."""
     days = settings.COHORTSYNC_RUN_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - dt.timedelta(days=days)
@@ -379,8 +392,10 @@ def sync_runs_prune(*, older_than_days: int | None = None) -> int:
         if not ids:
             return deleted
         with transaction.atomic():
-            # Failures first, one DELETE per chunk, so the cascade has nothing left to load.
+            # Failures and plans first, one DELETE per chunk, so the cascade has nothing left
+            # to load.
             SyncFailure.objects.filter(run_id__in=ids).delete()
+            RunPlanChunk.objects.filter(run_id__in=ids).delete()
             _, per_model = SyncRun.objects.filter(pk__in=ids).delete()
             deleted += per_model.get(SyncRun._meta.label, 0)
 

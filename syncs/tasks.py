@@ -33,7 +33,10 @@ def run_scheduled_sync(sync_id: int) -> dict[str, Any]:
 
 
 def prune_runs() -> dict[str, Any]:
-    return {"deleted_runs": sync_runs_prune(), "deleted_orphan_state": synced_state_orphans_delete()}
+    from sources.services import import_runs_prune
+
+    return {"deleted_runs": sync_runs_prune(), "deleted_orphan_state": synced_state_orphans_delete(),
+            "deleted_import_runs": import_runs_prune()}
 
 
 def reap_stale_runs() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from alerts.models import AlertEvent, AlertRule
 from cohorts.models import Cohort, Profile, StaticMembership
 from destinations.models import Destination
+from sources.models import ProfileImport, Source, SourceKind
 from syncs.models import Sync, SyncedMember, SyncFailure, SyncRun
 
 
@@ -139,3 +140,31 @@ class AlertRuleFactory(factory.django.DjangoModelFactory):
 
     class Params:
         email = factory.Trait(channel=AlertRule.Channel.EMAIL, webhook_url="", email_to=["ops@example.com"])
+
+
+class SourceFactory(factory.django.DjangoModelFactory):
+    """A SQLite source by default; tests point `url` at a real application database."""
+
+    class Meta:
+        model = Source
+
+    name = factory.Sequence(lambda n: f"Source {n}")
+    kind = SourceKind.SQLITE
+    url = "sqlite:////tmp/cohortsync-missing.sqlite3"
+    options = factory.LazyFunction(dict)
+
+
+class ProfileImportFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ProfileImport
+
+    name = factory.Sequence(lambda n: f"Import {n}")
+    source = factory.SubFactory(SourceFactory)
+    sql = "SELECT id AS distinct_id, email AS \"$email\", plan FROM users"
+
+
+class SqlCohortFactory(CohortFactory):
+    kind = Cohort.Kind.SQL
+    rules = None
+    source = factory.SubFactory(SourceFactory)
+    sql = "SELECT id AS distinct_id FROM users WHERE plan = 'pro'"

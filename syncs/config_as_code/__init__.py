@@ -21,6 +21,11 @@ from alerts.config_as_code import plan_alerts
 from syncs.config_as_code.checks import SECTIONS, json_type
 from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
 from syncs.config_as_code.report import ApplyReport, EntryChange
+from syncs.config_as_code.source_plans import (
+    import_schedules_update,
+    plan_profile_imports,
+    plan_sources,
+)
 from syncs.config_as_code.sync_plans import plan_syncs
 from syncs.config_as_code.writing import plan_changes, plan_write, schedules_update
 
@@ -51,8 +56,15 @@ def config_apply(
     try:
         with transaction.atomic():
             plan = Plan()
+            plan.sources = plan_sources(sections["sources"], environ, report.errors)
+            # Named in the document but invalid: their own errors say why, not "not found".
+            invalid_sources = frozenset(_names(sections["sources"]) - {p.name for p in plan.sources})
             plan_destinations(sections["destinations"], environ, plan, report.errors)
-            plan_cohorts(sections["cohorts"], plan, report.errors)
+            plan_cohorts(sections["cohorts"], plan, report.errors, invalid_sources=invalid_sources)
+            plan.profile_imports = plan_profile_imports(
+                sections["profile_imports"], report.errors,
+                source_names={p.name for p in plan.sources}, invalid_sources=set(invalid_sources),
+            )
             plan_syncs(sections["syncs"], sections, plan, report.errors, check_targets=check_targets)
             plan.alerts = plan_alerts(
                 sections["alerts"], environ, sink=report.errors,
@@ -66,6 +78,10 @@ def config_apply(
                 if changed_sync_ids:
                     transaction.on_commit(
                         lambda: schedules_update(changed_sync_ids, report.warnings)
+                    )
+                if plan.written_import_ids:
+                    transaction.on_commit(
+                        lambda: import_schedules_update(plan.written_import_ids, report.warnings)
                     )
     except _Rollback:
         report.changes = []

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models
 
-SECTIONS = ("destinations", "cohorts", "syncs", "alerts")
+SECTIONS = ("sources", "profile_imports", "destinations", "cohorts", "syncs", "alerts")
 # A month: a longer interval is almost certainly a unit mistake (hours or seconds).
 MAX_INTERVAL_MINUTES = 43_200
 MEMBERSHIP_CHUNK = 500
@@ -15,7 +15,7 @@ MEMBERSHIP_CHUNK = 500
 # What every destination entry takes; the settings of its kind come from the kind's spec
 # (destinations.kinds). Anything else is an error, so a typo never silently does nothing.
 DESTINATION_COMMON = ("name", "kind", "client_id", "client_secret", "options")
-COHORT_KEYS = ("name", "description", "rules", "members")
+COHORT_KEYS = ("name", "description", "rules", "members", "source", "sql")
 SYNC_KEYS = (
     "name",
     "cohort",

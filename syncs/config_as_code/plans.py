@@ -13,6 +13,8 @@ from destinations.kinds import all_setting_names, kind_names, kind_spec
 from destinations.kindspec import KindSpec, SettingField, UnknownKindError
 from destinations.models import Destination
 from destinations.validation import SettingError, setting_clean, validate_destination_options
+from sources.validation import SettingError as SourceSettingError
+from sources.validation import sql_clean
 from syncs.config_as_code.checks import (
     COHORT_KEYS,
     DESTINATION_COMMON,
@@ -23,6 +25,11 @@ from syncs.config_as_code.checks import (
     resolve_secret,
     text_value,
     unknown_keys,
+)
+from syncs.config_as_code.source_plans import (
+    ProfileImportPlan,
+    SourcePlan,
+    source_reference_problem,
 )
 from syncs.models import Sync
 
@@ -43,7 +50,8 @@ class CohortPlan:
     name: str
     existing: Cohort | None
     values: dict[str, Any]
-    members: list[str] | None  # None: a rules cohort
+    members: list[str] | None  # None: a rules or SQL cohort
+    source_name: str | None = None  # SQL cohorts: the source its query runs on
     members_to_add: list[str] = field(default_factory=list)
     members_to_remove: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
@@ -61,10 +69,14 @@ class SyncPlan:
 
 @dataclass
 class Plan:
+    sources: list[SourcePlan] = field(default_factory=list)
+    profile_imports: list[ProfileImportPlan] = field(default_factory=list)
     destinations: list[DestinationPlan] = field(default_factory=list)
     cohorts: list[CohortPlan] = field(default_factory=list)
     syncs: list[SyncPlan] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)  # alerts.config_as_code.AlertPlan
+    # Filled by writing: the imports whose schedule may have changed.
+    written_import_ids: list[int] = field(default_factory=list)
 
 
 
@@ -194,54 +206,71 @@ def _secret_differs(existing: Destination, secret: str) -> bool:
 # --- Cohorts -----------------------------------------------------------------------------
 
 
-def plan_cohorts(entries: list[Any], plan: Plan, sink: list[str]) -> None:
+def plan_cohorts(
+    entries: list[Any], plan: Plan, sink: list[str], *, invalid_sources: frozenset[str] = frozenset()
+) -> None:
     seen: dict[str, int] = {}
+    source_names = {p.name for p in plan.sources}
     for index, entry in enumerate(entries):
         errors = EntryErrors(sink, "cohorts", index)
         name = entry_name(entry, errors, Cohort, seen)
         if name is None:
             continue
-        cohort_plan = _plan_cohort(entry, name, errors)
+        cohort_plan = _plan_cohort(entry, name, errors, source_names, invalid_sources)
         if cohort_plan is not None and not errors.count:
             plan.cohorts.append(cohort_plan)
 
 
-def _plan_cohort(entry: dict[str, Any], name: str, errors: EntryErrors) -> CohortPlan | None:
+def _plan_cohort(
+    entry: dict[str, Any], name: str, errors: EntryErrors, source_names: set[str], invalid_sources: frozenset[str]
+) -> CohortPlan | None:
     for key in unknown_keys(entry, COHORT_KEYS):
         errors.add(key, f"unknown key. A cohort takes: {', '.join(COHORT_KEYS)}.")
     description = text_value(entry, "description", errors, max_length=None)
     has_rules = entry.get("rules") is not None
     has_members = entry.get("members") is not None
-    if has_rules == has_members:
+    has_sql = entry.get("sql") is not None
+    if has_rules + has_members + has_sql != 1:
         errors.add(
             "rules",
-            'give exactly one of "rules" (a rule group such as {"all": [...]}) or "members" '
-            "(a list of distinct ids for a static list).",
+            'give exactly one of "rules" (a rule group such as {"all": [...]}), "members" '
+            '(a list of distinct ids for a static list) or "sql" with "source" (a query '
+            "returning distinct ids).",
         )
         return None
     members: list[str] | None = None
+    sql, source_name = "", None
     if has_rules:
         try:
             validate_rules(entry["rules"])
         except RuleError as exc:
             errors.add("rules", str(exc))
-    else:
+    elif has_members:
         members = _clean_members(entry["members"], errors)
+    else:
+        sql, source_name = _clean_sql_cohort(entry, errors, source_names, invalid_sources)
+    if entry.get("source") is not None and not has_sql:
+        errors.add("source", 'applies to SQL cohorts only (with "sql"); remove it.')
     if errors.count:
         return None
 
-    kind = Cohort.Kind.RULES if has_rules else Cohort.Kind.STATIC
+    kind = Cohort.Kind.RULES if has_rules else Cohort.Kind.STATIC if has_members else Cohort.Kind.SQL
     values = {
         "description": description or "",
         "kind": kind,
         "rules": entry["rules"] if has_rules else None,
+        "sql": sql,
     }
-    existing = Cohort.objects.filter(name=name).first()
-    cohort_plan = CohortPlan(name=name, existing=existing, values=values, members=members)
+    existing = Cohort.objects.select_related("source").filter(name=name).first()
+    cohort_plan = CohortPlan(name=name, existing=existing, values=values, members=members, source_name=source_name)
     current: set[str] = set()
     if existing is not None:
         cohort_plan.changed = [k for k, v in values.items() if getattr(existing, k) != v]
-        current = set(existing.static_memberships.values_list("distinct_id", flat=True))
+        if (existing.source.name if existing.source else None) != source_name:
+            cohort_plan.changed.append("source")
+        # An SQL cohort's list is what its query returned: apply leaves it to the refresh.
+        if kind != Cohort.Kind.SQL:
+            current = set(existing.static_memberships.values_list("distinct_id", flat=True))
     wanted = set(members or ())
     cohort_plan.members_to_add = sorted(wanted - current)
     cohort_plan.members_to_remove = sorted(current - wanted)
@@ -250,6 +279,25 @@ def _plan_cohort(entry: dict[str, Any], name: str, errors: EntryErrors) -> Cohor
             f"members +{len(cohort_plan.members_to_add)} -{len(cohort_plan.members_to_remove)}"
         )
     return cohort_plan
+
+
+def _clean_sql_cohort(
+    entry: dict[str, Any], errors: EntryErrors, source_names: set[str], invalid_sources: frozenset[str]
+) -> tuple[str, str | None]:
+    sql = ""
+    try:
+        sql = sql_clean(entry["sql"])
+    except SourceSettingError as exc:
+        errors.add("sql", str(exc))
+    source_name = entry.get("source")
+    if not isinstance(source_name, str) or not source_name.strip():
+        errors.add("source", 'is required with "sql": the name of the source the query runs on.')
+        return sql, None
+    source_name = source_name.strip()
+    problem = source_reference_problem(source_name, document=source_names, invalid=set(invalid_sources))
+    if problem:
+        errors.add("source", problem)
+    return sql, source_name
 
 
 def _clean_members(value: Any, errors: EntryErrors) -> list[str] | None:

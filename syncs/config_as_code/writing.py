@@ -11,9 +11,11 @@ from django.db import models
 from alerts.config_as_code import alert_plan_write
 from cohorts.models import Cohort, StaticMembership
 from destinations.models import Destination
+from sources.models import Source
 from syncs.config_as_code.checks import MEMBERSHIP_CHUNK
 from syncs.config_as_code.plans import CohortPlan, DestinationPlan, Plan, SyncPlan
 from syncs.config_as_code.report import EntryChange
+from syncs.config_as_code.source_plans import write_profile_imports, write_sources
 from syncs.models import Sync
 
 logger = logging.getLogger(__name__)
@@ -22,6 +24,8 @@ logger = logging.getLogger(__name__)
 def plan_changes(plan: Plan) -> list[EntryChange]:
     changes: list[EntryChange] = []
     groups: list[tuple[str, list[Any]]] = [
+        ("sources", plan.sources),
+        ("profile_imports", plan.profile_imports),
         ("destinations", plan.destinations),
         ("cohorts", plan.cohorts),
         ("syncs", plan.syncs),
@@ -41,8 +45,10 @@ def plan_changes(plan: Plan) -> list[EntryChange]:
 
 def plan_write(plan: Plan) -> list[int]:
     """Write every planned change; returns the ids of syncs whose schedule may have changed."""
+    sources = write_sources(plan.sources)
     destinations = {p.name: _write_destination(p) for p in plan.destinations}
-    cohorts = {p.name: _write_cohort(p) for p in plan.cohorts}
+    cohorts = {p.name: _write_cohort(p, sources) for p in plan.cohorts}
+    plan.written_import_ids = write_profile_imports(plan.profile_imports, sources)
     changed_sync_ids = []
     for sync_plan in plan.syncs:
         if sync_plan.existing is not None and not sync_plan.changed:
@@ -82,16 +88,20 @@ def _write_destination(destination_plan: DestinationPlan) -> Destination:
     return existing
 
 
-def _write_cohort(cohort_plan: CohortPlan) -> Cohort:
+def _write_cohort(cohort_plan: CohortPlan, sources: dict[str, Source]) -> Cohort:
     cohort = cohort_plan.existing
+    source = None
+    if cohort_plan.source_name:
+        source = sources.get(cohort_plan.source_name) or Source.objects.get(name=cohort_plan.source_name)
     if cohort is None:
-        cohort = Cohort.objects.create(name=cohort_plan.name, **cohort_plan.values)
+        cohort = Cohort.objects.create(name=cohort_plan.name, source=source, **cohort_plan.values)
     else:
+        cohort.source = source
         fields = [f for f in cohort_plan.changed if f in cohort_plan.values]
-        if fields:
+        if fields or "source" in cohort_plan.changed:
             for key in fields:
                 setattr(cohort, key, cohort_plan.values[key])
-            _save_changed(cohort, fields)
+            _save_changed(cohort, [*fields, *(["source"] if "source" in cohort_plan.changed else [])])
     for chunk in _chunks(cohort_plan.members_to_remove):
         StaticMembership.objects.filter(cohort=cohort, distinct_id__in=chunk).delete()
     StaticMembership.objects.bulk_create(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import Combinable
 from django.utils import timezone
 
 from cohorts.models import Profile
@@ -159,15 +160,24 @@ class RunLedger:
         again."""
         SyncFailure.objects.filter(run_id=self.run.pk).delete()
 
-    def planned(self, plan: Plan, *, sample: dict[str, Any] | None = None, final: bool = False) -> None:
-        """The plan's counts (a streamed plan's grow while it is sent). `final`: the counts
-        the guard and the preview are read from, with the run's heartbeat."""
-        values: dict[str, Any] = {"planned_adds": plan.adds, "skipped_users": plan.skipped}
-        if final:
-            values |= {"planned_removes": plan.removes, "heartbeat_at": timezone.now(), **self._calls()}
+    def planned(
+        self, plan: Plan, *, sample: dict[str, Any] | None = None, acknowledged_members: int | None = None
+    ) -> None:
+        """The plan's counts (a streamed plan's grow while it is sent), its sample, and the
+        sync's acknowledged members before sending (moved by what the run acknowledges when
+        it finishes)."""
+        values: dict[str, Any] = {
+            "planned_adds": plan.adds, "planned_removes": plan.removes, "skipped_users": plan.skipped,
+        }
         if sample is not None:
-            values["plan_sample"] = sample
+            values |= {"plan_sample": sample, "heartbeat_at": timezone.now(), **self._calls()}
+        if acknowledged_members is not None:
+            values["acknowledged_members"] = acknowledged_members
         self._update(**values)
+
+    def plan_record(self, plan: Plan) -> None:
+        """Keep what was planned since the last call in the run's plan record, for its CSV."""
+        plan.recorded_seq = staging.staging_plan_record(run_id=self.run.pk, after_seq=plan.recorded_seq)
 
     def skips_record(self, skipped: list[tuple[int, Any, str, str]]) -> None:
         """Rows for members skipped while planning: (profile id, raw identity, code, message)."""
@@ -202,9 +212,20 @@ class RunLedger:
             heartbeat_at=now,
             error_code=self.scrub(code)[:MAX_CODE_LENGTH],
             error_message=self.scrub(message),
+            acknowledged_members=self._acknowledged_members_at_end(),
             **self._calls(),
         )
         run_finished_notify(run_id=self.run.pk, status=status)
+
+    def _acknowledged_members_at_end(self) -> int | Combinable:
+        """The sync's acknowledged members once the run ends (the trend on the sync page),
+        without counting a million rows again: the guard's count when the run was planned,
+        plus the adds and minus the removes the run acknowledged, since every planned add was
+        not a member and every planned remove was. A full resync re-sends members, so it
+        counts. Stays empty for a run that ended before it was planned."""
+        if self.run.is_full_resync:
+            return SyncedMember.objects.filter(sync_id=self.run.sync_id, is_member=True).count()
+        return F("acknowledged_members") + F("succeeded_adds") - F("succeeded_removes")
 
     def await_approval(self, reason: str) -> None:
         """The removal guard holds the run: nothing was sent."""

@@ -66,6 +66,8 @@ class Plan:
     # `unplanned_at_most` changes are still to come.
     rest: Callable[[], bool] | None = None
     unplanned_at_most: int = 0
+    # The last change kept in the run's plan record (RunLedger.plan_record).
+    recorded_seq: int = 0
 
     @property
     def total(self) -> int:
@@ -247,6 +249,7 @@ def plan_build(
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
+    ledger.plan_record(plan)
     ledger.skips_record(skipped)
     plan.skipped_recorded = len(skipped)
     _sample(plan)
@@ -313,6 +316,7 @@ class _FirstExportChunks:
             heartbeat_every=self._heartbeat_every,
         )
         plan.adds += staging.staging_normalised_adds()
+        self._ledger.plan_record(plan)
         self._ledger.skips_record(skipped)
         plan.skipped_recorded += len(skipped)
         self._note_unplanned()

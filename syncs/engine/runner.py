@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 
+from cohorts.models import Cohort
 from cohorts.rules import RuleError
 from cohortsync_site.database import statistics_refresh
 from destinations.base import Connector, SyncTarget
@@ -71,6 +72,10 @@ def run_execute(*, run_id: int) -> SyncRun:
 
 def _execute(run: SyncRun, ledger: RunLedger) -> None:
     sync = run.sync
+    refresh_error = _sql_cohort_refresh(sync)
+    if refresh_error:
+        ledger.finish(RunStatus.FAILED, code=codes.COHORT_REFRESH_FAILED, message=refresh_error)
+        return
     try:
         connector = connector_for(sync.destination)
     except DestinationError as exc:
@@ -113,6 +118,9 @@ def _execute(run: SyncRun, ledger: RunLedger) -> None:
             try:
                 validating.result()
             except DestinationError as exc:
+                if rule_error is None:
+                    # The plan was made (and its skipped users recorded): its counts stand.
+                    ledger.planned(plan)
                 ledger.finish(RunStatus.FAILED, code=exc.stored_code, message=f"{exc.message} Nothing was sent.")
                 return
     if rule_error is not None:
@@ -128,7 +136,8 @@ def _execute(run: SyncRun, ledger: RunLedger) -> None:
             "ratio": verdict.ratio,
             "reason": verdict.reason,
         }
-    ledger.planned(plan, sample=sample, final=True)
+    # Before sending; the ledger moves the acknowledged members by what the run acknowledged.
+    ledger.planned(plan, sample=sample, acknowledged_members=verdict.acknowledged)
     if plan.members and plan.skipped >= plan.members:
         ledger.finish(RunStatus.FAILED, code=codes.NO_IDENTITIES, message=_no_identities_message(sync, plan))
         return
@@ -155,6 +164,25 @@ def _execute(run: SyncRun, ledger: RunLedger) -> None:
     if totals.succeeded >= ANALYZE_AFTER_ACKNOWLEDGED:
         statistics_refresh(SyncedMember)
     ledger.finish_sent(planned=plan.total, plan_complete=plan.complete)
+
+
+def _sql_cohort_refresh(sync: Sync) -> str:
+    """An SQL cohort reads its members from its source before every run; why it could not
+    (the run then fails and sends nothing), or ""."""
+    cohort = sync.cohort
+    if cohort.kind != Cohort.Kind.SQL:
+        return ""
+    from sources.connections import SourceError
+    from sources.services import cohort_refresh
+
+    try:
+        cohort_refresh(cohort=cohort)
+    except SourceError as exc:
+        return (
+            f"The SQL cohort '{cohort.name}' could not be refreshed from its source: "
+            f"{exc.message} Nothing was sent."
+        )
+    return ""
 
 
 def _no_identities_message(sync: Sync, plan: Plan) -> str:

@@ -140,6 +140,9 @@ def test_approve_shows_a_confirmation_first(admin_client, guarded_run, fake):
     assert "<strong>6</strong> users would be removed" in page
     assert "gone3@example.com" in page
     assert 'name="post" value="yes"' in page
+    # Beyond the sample, every user of the plan is one click away.
+    plan_csv = reverse("admin:syncs_syncrun_plan_csv", args=[guarded_run.pk])
+    assert f'<a href="{plan_csv}">Download every user of the plan (CSV)</a>' in page
     guarded_run.refresh_from_db()
     assert guarded_run.status == RunStatus.AWAITING_APPROVAL
     assert fake.pushed == []

@@ -46,4 +46,4 @@ def test_export_to_marketo_sandbox(admin_client, sandbox, django_capture_on_comm
     assert sandbox.sandboxes.marketo.lead("free@example.com") is None
 
     page = admin_client.get(reverse("admin:syncs_syncrun_change", args=[run.pk])).content.decode()
-    assert "Succeeded" in page and "No failed or skipped users." in page
+    assert "Succeeded" in page and "No user was rejected." in page and "No user was skipped." in page

@@ -58,7 +58,7 @@ def test_prune_runs_command_takes_days() -> None:
 
     call_command("prune_runs", "--days", "5", stdout=out)
 
-    assert "Deleted 1 run(s) older than 5 days." in out.getvalue()
+    assert "Deleted 1 run(s) and 0 import run(s) older than 5 days." in out.getvalue()
     assert SyncRun.objects.count() == 1
 
 

@@ -85,7 +85,7 @@ def test_seed_twice_duplicates_nothing_and_resets_the_password():
 
     assert [m.objects.count() for m in (Profile, Cohort, StaticMembership, Destination, Sync)] == counts
     assert dict(Profile.objects.values_list("distinct_id", "properties")) == properties
-    assert "0 created, 0 updated, 12 unchanged." in second
+    assert "0 created, 0 updated, 16 unchanged." in second
     second_password = printed_password(second)
     assert second_password != first_password
     assert authenticate(username="admin", password=second_password) is not None

@@ -90,7 +90,7 @@ def test_a_fire_for_a_disabled_or_deleted_sync_cleans_up_its_schedule(fake: Fake
 
 
 def test_prune_task_returns_a_count() -> None:
-    assert prune_runs() == {"deleted_runs": 0, "deleted_orphan_state": 0}
+    assert prune_runs() == {"deleted_runs": 0, "deleted_orphan_state": 0, "deleted_import_runs": 0}
 
 
 def test_execute_task_for_a_deleted_run_is_a_no_op() -> None:

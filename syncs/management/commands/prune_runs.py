@@ -7,13 +7,15 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from sources.services import import_runs_prune
 from syncs.services import sync_runs_prune
 
 
 class Command(BaseCommand):
     help = (
         "Delete runs (and their per-user failures) older than the retention "
-        "(COHORTSYNC_RUN_RETENTION_DAYS, default 30). Each sync's last run is always kept."
+        "(COHORTSYNC_RUN_RETENTION_DAYS, default 30), and old profile import runs. Each "
+        "sync's and each import's last run is always kept."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -25,4 +27,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be 0 or more.")
         effective = settings.COHORTSYNC_RUN_RETENTION_DAYS if days is None else days
         deleted = sync_runs_prune(older_than_days=days)
-        self.stdout.write(f"Deleted {deleted} run(s) older than {effective} days.")
+        imports = import_runs_prune(older_than_days=days)
+        self.stdout.write(
+            f"Deleted {deleted} run(s) and {imports} import run(s) older than {effective} days."
+        )

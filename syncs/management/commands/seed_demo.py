@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from cohorts.models import Profile
 from destinations.kinds import kind_spec
+from sources.demo import application_database_ensure
 from syncs.config_as_code import config_apply
 
 DEMO_CONFIG = Path(settings.BASE_DIR) / "docs" / "examples" / "demo.json"
@@ -79,15 +80,18 @@ def demo_profile(index: int, *, today: dt.date) -> tuple[str, dict[str, Any]]:
 
 
 def _profiles(count: int, today: dt.date) -> Iterator[Profile]:
-    for index in range(count):
-        distinct_id, properties = demo_profile(index, today=today)
+    for distinct_id, properties in _users(count, today):
         yield Profile(distinct_id=distinct_id, properties=properties)
 
 
-def demo_document(sandbox_url: str) -> dict[str, Any]:
+def demo_document(sandbox_url: str, app_database: Path | None = None) -> dict[str, Any]:
     """docs/examples/demo.json with its destinations pointed at `sandbox_url` (each kind's
-    spec says which setting holds its emulator's URL)."""
+    spec says which setting holds its emulator's URL) and its source at the demo
+    application database."""
     document = json.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
+    path = Path(app_database or settings.COHORTSYNC_DEMO_APP_DB).resolve()
+    for source in document.get("sources", []):
+        source["url"] = f"sqlite:///{path}"
     base = sandbox_url.rstrip("/")
     for destination in document["destinations"]:
         sandbox = kind_spec(destination["kind"]).sandbox
@@ -98,7 +102,8 @@ def demo_document(sandbox_url: str) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Load demo data: profiles, cohorts, one destination of each kind pointing at the "
-        "sandbox emulators, a sync for each, and an 'admin' superuser with a new password. "
+        "sandbox emulators, a sync for each, a SQLite application database with a scheduled "
+        "import and an SQL cohort, and an 'admin' superuser with a new password. "
         "Safe to run again: nothing is duplicated."
     )
 
@@ -132,9 +137,12 @@ class Command(BaseCommand):
                 unique_fields=["distinct_id"],
                 update_fields=["properties"],
             )
+            app_database = Path(settings.COHORTSYNC_DEMO_APP_DB).resolve()
+            application_database_ensure(path=app_database, users=_users(profiles, today))
             # The sandbox is not running yet (`make demo` starts it afterwards): the targets
             # the demo names exist in it by construction.
-            report = config_apply(document=demo_document(sandbox_url), environ=environ, check_targets=False)
+            report = config_apply(document=demo_document(sandbox_url, app_database), environ=environ,
+                                  check_targets=False)
             if not report.ok:
                 transaction.set_rollback(True)
                 raise CommandError(
@@ -143,6 +151,7 @@ class Command(BaseCommand):
                     + "\nIf the sandbox URL is refused, add its host:port to "
                     "COHORTSYNC_ALLOWED_API_HOSTS (`make demo` writes it to .env)."
                 )
+            _application_feeds_start(app_database)
             password = _reset_admin()
 
         self.stdout.write(f"{profiles} demo profiles ({DISTINCT_ID_FORMAT.format(0)} ...).")
@@ -161,9 +170,33 @@ class Command(BaseCommand):
             "  3. Open the run: counts, and each user skipped or failed (missing or invalid emails).\n"
             f"  4. See what the emulators received: {sandbox_url.rstrip('/')}/sfmc/_sandbox/state "
             f"and {sandbox_url.rstrip('/')}/marketo/_sandbox/state\n"
+            "  5. Nobody uploads anything: the demo application database changes every minute, "
+            "the import \"Application users\" reads it (Sources and scheduled imports > Import "
+            "runs) and the dynamic syncs follow.\n"
             "  Or from the shell: manage.py run_sync \"Pro users → SFMC data extension\" "
             "--inline --json"
         )
+
+
+def _users(count: int, today: dt.date) -> Iterator[tuple[str, dict[str, Any]]]:
+    for index in range(count):
+        yield demo_profile(index, today=today)
+
+
+def _application_feeds_start(app_database: Path) -> None:
+    """The demo's application database keeps changing (a demo-only schedule), its import
+    reads it every minute from scratch after a re-seed, and its SQL cohort is read now so
+    the admin shows members at once."""
+    from cohorts.models import Cohort
+    from sources.demo import application_tick_schedule
+    from sources.models import ProfileImport
+    from sources.services import cohort_refresh
+
+    # Profiles were just reset to the seeded values: the next import run reads every row.
+    ProfileImport.objects.filter(source__url=f"sqlite:///{app_database}").update(high_water_mark=None)
+    for cohort in Cohort.objects.filter(kind=Cohort.Kind.SQL, source__url=f"sqlite:///{app_database}"):
+        cohort_refresh(cohort=cohort)
+    application_tick_schedule(path=app_database)
 
 
 def _reset_admin() -> str:
