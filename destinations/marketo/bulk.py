@@ -69,7 +69,7 @@ class CsvFile:
         self._max_bytes = max_bytes or MAX_FILE_BYTES
         self._check = check
         self._body: io.BytesIO | None = io.BytesIO()
-        self._body.write(_csv_line(["email", field]))
+        self._body.write(csv_line(["email", field]))
         self.rows = 0
         self.invalid: list[tuple[str, str]] = []
 
@@ -93,7 +93,7 @@ class CsvFile:
                 taken += 1
                 continue
             value = "true" if is_member else "false"
-            line = f"{email},{value}\r\n".encode() if _NEEDS_QUOTING.isdisjoint(email) else _csv_line([email, value])
+            line = f"{email},{value}\r\n".encode() if _NEEDS_QUOTING.isdisjoint(email) else csv_line([email, value])
             if written and size + len(line) > limit:
                 break
             lines.append(line)
@@ -136,7 +136,8 @@ def bulk_import_file(
     }
 
 
-def _csv_line(values: list[str]) -> bytes:
+def csv_line(values: list[str]) -> bytes:
+    """One CSV line as bulk import reads it (RFC 4180 quoting, CRLF)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerow(values)
     return buffer.getvalue().encode("utf-8")

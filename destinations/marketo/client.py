@@ -364,10 +364,12 @@ class MarketoClient:
         """Marketo's words for a message: without the secret or any token (destinations.scrubbing)."""
         return scrubbing.scrub(text, (self._client_secret,))
 
-    # --- endpoints ----------------------------------------------------------------------
+    # --- endpoints (kinds beside this client call() Marketo's other endpoints and read the
+    # answers with result() and record_scrubbed()) ----------------------------------------
 
-    def _result(self, response: requests.Response, purpose: str, *, advice: str = "") -> tuple[Answer, list[Any]]:
-        """The `result` array of a successful envelope ({"success": true, "result": [...]})."""
+    def result(self, response: requests.Response, purpose: str, *, advice: str = "") -> tuple[Answer, list[Any]]:
+        """The `result` array of a successful envelope ({"success": true, "result": [...]}),
+        for the answer to a call() made for `purpose`; anything else is an unexpected answer."""
         answer = Answer(response, "Marketo", purpose, advice=advice)
         body = answer.object()
         if body.get("success") is not True:
@@ -380,7 +382,7 @@ class MarketoClient:
     def describe_leads(self) -> list[dict[str, Any]]:
         """Lead fields from describe.json: [{displayName, dataType, rest: {name, readOnly}}...]."""
         response = self.call("GET", "/rest/v1/leads/describe.json")
-        answer, result = self._result(response, "read the lead fields (describe)", advice=(
+        answer, result = self.result(response, "read the lead fields (describe)", advice=(
             "Check that the base URL is the REST endpoint from Admin > Web Services."
         ))
         return answer.objects(result, "result")
@@ -397,13 +399,15 @@ class MarketoClient:
             "/rest/v1/leads.json",
             json={"action": "createOrUpdate", "lookupField": lookup_field, "input": records},
         )
-        answer, result = self._result(response, "create or update leads", advice=NOT_WRITTEN)
+        answer, result = self.result(response, "create or update leads", advice=NOT_WRITTEN)
         if len(result) != len(records):
             # Results map to input by position only: with another count none can be trusted.
             raise answer.unexpected(f"{len(result)} results for {len(records)} leads")
-        return [self._scrubbed_result(item) for item in result]
+        return [self.record_scrubbed(item) for item in result]
 
-    def _scrubbed_result(self, item: Any) -> dict[str, Any]:
+    def record_scrubbed(self, item: Any) -> dict[str, Any]:
+        """One per-record result with its reasons (codes and messages) scrubbed; {} for an
+        entry that is not an object."""
         if not isinstance(item, dict):
             return {}
         reasons = item.get("reasons") or item.get("reason") or []
@@ -430,7 +434,7 @@ class MarketoClient:
             params=params,
             files={"file": ("leads.csv", csv_bytes, "text/csv")},
         )
-        answer, result = self._result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
+        answer, result = self.result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
         batch_id = answer.objects(result, "result")[0].get("batchId") if result else None
         if isinstance(batch_id, bool) or not isinstance(batch_id, int):
             raise answer.unexpected("without the number 'batchId'")
@@ -440,7 +444,7 @@ class MarketoClient:
         """result[0] of the status call: `status` is one of IMPORT_STATES, and a Complete
         import has its numOfRowsFailed and numOfRowsWithWarning counts; `message` is scrubbed."""
         response = self.call("GET", f"/bulk/v1/leads/batch/{int(batch_id)}.json")
-        answer, result = self._result(
+        answer, result = self.result(
             response, f"read the status of bulk import {int(batch_id)}", advice=NOT_WRITTEN
         )
         status = answer.objects(result, "result")[0] if result else None

@@ -9,7 +9,7 @@ from typing import Any
 from cohorts.models import Cohort
 from destinations.base import Connector, DestinationConfig, SyncTarget
 from destinations.encryption import SecretDecryptionError
-from destinations.errors import DestinationError
+from destinations.errors import DestinationError, TargetValidationError
 from destinations.kinds import kind_spec, kind_specs
 from destinations.kindspec import UnknownKindError
 from destinations.models import Destination
@@ -264,8 +264,10 @@ def _check_targets(plan: Plan, sink: list[str], *, positions: dict[str, int]) ->
                 identity_property=sync_plan.values["identity_property"],
                 options=sync_plan.values["options"],
             ))
+        except TargetValidationError as exc:
+            errors.add("field", f'refused by "{sync_plan.destination_name}": {exc.message}')
         except (DestinationError, SecretDecryptionError) as exc:
-            errors.add("field", f'cannot be checked in "{sync_plan.destination_name}": {exc}')
+            errors.add("field", f'could not be checked in "{sync_plan.destination_name}": {exc}')
 
 
 def _connector(name: str, planned: dict[str, DestinationPlan]) -> Connector | None:
