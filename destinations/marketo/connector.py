@@ -258,37 +258,13 @@ class MarketoConnector(MarketoInstanceConnector):
         if not changes:
             return []
         field = self._rest_field(target)
-        # One record per email: Marketo's behaviour for an email twice in one call is
-        # undocumented, and two upserts racing on one email can create duplicate leads.
-        # Two users sharing an email share one lead, so a member among them wins.
-        values: dict[str, bool] = {}
-        invalid: dict[int, str] = {}
-        for index, change in enumerate(changes):
-            email = str(change.identity or "").strip().lower()
-            refusal = email_refusal(email)
-            if refusal:
-                invalid[index] = refusal
-                continue
-            values[email] = values.get(email, False) or change.is_member
-        results = self._push_sync(field, list(values.items()))
-        outcomes = []
-        for index, change in enumerate(changes):
-            if index in invalid:
-                outcomes.append(PushOutcome(change.identity, ok=False, code=INVALID_EMAIL,
-                                            message=invalid[index]))
-                continue
-            email = str(change.identity).strip().lower()
-            row = results[email]
-            message = row.message
-            if row.ok and values[email] and not change.is_member:
-                message = ("Left the cohort, but another member has the same email, so the lead "
-                           "stays true.")
-            outcomes.append(PushOutcome(change.identity, ok=row.ok, code=row.code,
-                                        message=message, retriable=row.retriable))
-        return outcomes
+        members, invalid = emails_grouped(changes)
+        results = self._push_sync(field, list(members.items()))
+        return outcomes_by_change(changes, members, invalid, results, stays=(
+            "Left the cohort, but another member has the same email, so the lead stays true."))
 
-    def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
-        outcomes: dict[str, bulk.RowOutcome] = {}
+    def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, PushOutcome]:
+        outcomes: dict[str, PushOutcome] = {}
         for start in range(0, len(records), self._sync_batch):
             chunk = records[start : start + self._sync_batch]
             # One result per lead, in input order (the client checked the count).
@@ -296,7 +272,7 @@ class MarketoConnector(MarketoInstanceConnector):
                 records=[{"email": email, field: value} for email, value in chunk]
             )
             for (email, _), result in zip(chunk, results, strict=True):
-                outcomes[email] = _record_outcome(result, field)
+                outcomes[email] = _record_outcome(email, result, field)
         return outcomes
 
     # --- files: bulk import, filled by the engine -------------------------------------------
@@ -318,14 +294,54 @@ class MarketoConnector(MarketoInstanceConnector):
         return failed
 
 
-def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:
+def emails_grouped(changes: Sequence[MembershipChange]) -> tuple[dict[str, bool], dict[int, str]]:
+    """A batch by email: email -> whether it is a member, and change index -> why its email
+    is not sent. One entry per email: Marketo's behaviour for an email twice in one call is
+    undocumented, and two upserts racing on one email can create duplicate leads. Two users
+    sharing an email share one lead, so a member among them wins."""
+    members: dict[str, bool] = {}
+    invalid: dict[int, str] = {}
+    for index, change in enumerate(changes):
+        email = str(change.identity or "").strip().lower()
+        refusal = email_refusal(email)
+        if refusal:
+            invalid[index] = refusal
+            continue
+        members[email] = members.get(email, False) or change.is_member
+    return members, invalid
+
+
+def outcomes_by_change(
+    changes: Sequence[MembershipChange],
+    members: Mapping[str, bool],
+    invalid: Mapping[int, str],
+    results: Mapping[str, PushOutcome],
+    *,
+    stays: str,
+) -> list[PushOutcome]:
+    """One outcome per change, from the results by email (emails_grouped); a leaver whose
+    email a member shares is told so (`stays`)."""
+    outcomes = []
+    for index, change in enumerate(changes):
+        if index in invalid:
+            outcomes.append(PushOutcome(change.identity, ok=False, code=INVALID_EMAIL, message=invalid[index]))
+            continue
+        email = str(change.identity).strip().lower()
+        row = results[email]
+        message = stays if row.ok and members[email] and not change.is_member else row.message
+        outcomes.append(PushOutcome(change.identity, ok=row.ok, code=row.code, message=message,
+                                    retriable=row.retriable, remote_id=row.remote_id))
+    return outcomes
+
+
+def _record_outcome(email: str, result: Mapping[str, Any], field: str) -> PushOutcome:
     """One lead's result (its reasons scrubbed by the client)."""
     status = result.get("status")
     if status in ("created", "updated"):
-        return bulk.RowOutcome(ok=True)
+        return PushOutcome(email, ok=True)
     if status != "skipped":
-        return bulk.RowOutcome(
-            ok=False, code=UNEXPECTED_RESPONSE, retriable=True,
+        return PushOutcome(
+            email, ok=False, code=UNEXPECTED_RESPONSE, retriable=True,
             message="Marketo's answer to the lead sync had no documented status (created, "
             "updated or skipped) for this lead, so it is not acknowledged; it is sent again by "
             "the next run.",
@@ -339,8 +355,8 @@ def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:
             "custom field in Admin > Field Management, or point the sync at another field.",
             code=code,
         )
-    return bulk.RowOutcome(ok=False, code=code, message=messages.record_message(code, marketo_message),
-                           retriable=messages.record_is_retriable(code))
+    return PushOutcome(email, ok=False, code=code, message=messages.record_message(code, marketo_message),
+                       retriable=messages.record_is_retriable(code))
 
 
 def _find_field(wanted: str, fields: list[FieldInfo]) -> FieldInfo | list[FieldInfo] | None:
