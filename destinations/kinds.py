@@ -19,6 +19,7 @@ REGISTERED_KINDS: tuple[str, ...] = (
     "destinations.sfmc_data_extension.spec.SPEC",
     "destinations.sfmc_contacts.spec.SPEC",
     "destinations.marketo.spec.SPEC",
+    "destinations.marketo_static_list.spec.SPEC",
 )
 
 

@@ -83,6 +83,13 @@ class DestinationFactory(factory.django.DjangoModelFactory):
             key_column="",
             base_url="https://123-ABC-456.mktorest.com",
         )
+        static_list = factory.Trait(
+            kind="marketo_static_list",
+            subdomain="",
+            data_extension_key="",
+            key_column="",
+            base_url="https://123-ABC-456.mktorest.com",
+        )
 
 
 class SyncFactory(factory.django.DjangoModelFactory):

@@ -61,6 +61,10 @@ def _identity(sync: Sync, profile: Profile) -> Any:
 def _received(sandbox: Any, sync: Sync) -> dict[str, Any]:
     """identity -> what the sandbox holds in the sync's field."""
     destination = sync.destination
+    if destination.kind == "marketo_static_list":
+        marketo = sandbox.sandboxes.marketo
+        members = marketo.list_members(sync.target_field)
+        return {lead["email"].lower(): lead["email"].lower() in members for lead in marketo.state()["leads"]}
     if destination.kind == "marketo":
         leads = sandbox.sandboxes.marketo.state()["leads"]
         return {lead["email"]: lead[sync.target_field] for lead in leads if sync.target_field in lead}
@@ -110,7 +114,7 @@ def test_the_demo_exports_every_seeded_cohort_from_the_admin(sandbox, django_cap
         # Everyone else is acknowledged, and the sandbox holds exactly them as members.
         failed_ids = {f.profile_id for f in failures}
         expected = {_identity(sync, p) for p in members if p.pk not in failed_ids}
-        if sync.destination.kind == "marketo":
+        if sync.destination.kind in ("marketo", "marketo_static_list"):
             expected = {e.lower() for e in expected}
         acknowledged = set(SyncedMember.objects.filter(sync=sync, is_member=True)
                            .values_list("identity_value", flat=True))

@@ -55,11 +55,17 @@ class Kind:
     member: Any
     exited: Any
     missing_field: str
+    # Write requests one batch of joining users takes (a static list: the leads, then the list).
+    writes_per_add_batch: int = 1
+
+    @property
+    def is_marketo(self) -> bool:
+        return self.kind in ("marketo", "marketo_static_list")
 
     def destination(self, sandbox: SandboxServer, *, secret: str = SANDBOX_SECRET, **options: Any) -> Destination:
         common = {"client_id": SANDBOX_ID, "client_secret": secret}
-        if self.kind == "marketo":
-            return DestinationFactory(marketo=True, base_url=sandbox.marketo_base_url,
+        if self.is_marketo:
+            return DestinationFactory(marketo=True, kind=self.kind, base_url=sandbox.marketo_base_url,
                                       options={"max_concurrency": 2, **options}, **common)
         options = {"requests_per_second": 1000, "max_concurrency": 2, **options}
         if self.kind == "sfmc_contacts":
@@ -70,11 +76,16 @@ class Kind:
 
     def small_batches(self) -> dict[str, Any]:
         """Destination options for two users per push, one push at a time."""
-        size = "batch_size" if self.kind == "marketo" else "rowset_batch_size"
+        size = "batch_size" if self.is_marketo else "rowset_batch_size"
         return {size: 2, "max_concurrency": 1}
 
     def written(self, sandbox: SandboxServer) -> dict[str, Any]:
         """identity -> the value the emulator holds in this kind's field."""
+        if self.kind == "marketo_static_list":
+            # Every lead the emulator has: whether it is in the list.
+            members = sandbox.sandboxes.marketo.list_members(self.field)
+            return {lead["email"]: lead["email"].lower() in members
+                    for lead in sandbox.sandboxes.marketo.state()["leads"]}
         if self.kind == "marketo":
             leads = sandbox.sandboxes.marketo.state()["leads"]
             return {lead["email"]: lead[self.field] for lead in leads if self.field in lead}
@@ -87,43 +98,47 @@ class Kind:
 
     def writes(self, sandbox: SandboxServer) -> int:
         """Write requests the emulator has received (reads for validation do not count)."""
-        if self.kind == "marketo":
+        if self.is_marketo:
             calls = sandbox.sandboxes.marketo.state()["calls"]["by_endpoint"]
-            return calls.get("POST /rest/v1/leads.json", 0) + calls.get("POST /bulk/v1/leads.json", 0)
+            labels = ("POST /rest/v1/leads.json", "POST /bulk/v1/leads.json",
+                      "POST /rest/v1/lists/{id}/leads.json", "DELETE /rest/v1/lists/{id}/leads.json")
+            return sum(calls.get(label, 0) for label in labels)
         calls = sandbox.sandboxes.sfmc.state()["calls"]["by_endpoint"]
         labels = ("PATCH /contacts/v1/contacts",) if self.kind == "sfmc_contacts" else (
             "POST /hub/v1/dataevents/{key}/rowset", "PUT /data/v1/async/dataextensions/{key}/rows")
         return sum(calls.get(label, 0) for label in labels)
 
     def reject(self, sandbox: SandboxServer, identity: str, message: str) -> None:
-        if self.kind == "marketo":
+        if self.is_marketo:
             sandbox.sandboxes.marketo.configure(reject_emails={identity: {"code": "1003", "message": message}})
         else:
             sandbox.sandboxes.sfmc.configure(reject_identities={identity: message})
 
     def clear_rejections(self, sandbox: SandboxServer) -> None:
-        if self.kind == "marketo":
+        if self.is_marketo:
             sandbox.sandboxes.marketo.configure(reject_emails={})
         else:
             sandbox.sandboxes.sfmc.configure(reject_identities={})
 
     def inject_transient_faults(self, sandbox: SandboxServer) -> None:
         """A server error and throttling on the next requests (the client must absorb them)."""
-        if self.kind == "marketo":
+        if self.is_marketo:
+            # The static list kind reads lists.json where the field kind reads describe.
+            validation = "lists.json" if self.kind == "marketo_static_list" else "describe"
             sandbox.sandboxes.marketo.configure(inject=[
                 {"code": "502", "times": 1, "path": "leads.json"},
                 {"code": "606", "times": 1, "path": "leads.json"},
-                {"code": "604", "times": 1, "path": "describe"},
+                {"code": "604", "times": 1, "path": validation},
             ])
         else:
             sandbox.sandboxes.sfmc.configure(fail_next=2, throttle_next=1)
 
     def expire_tokens(self, sandbox: SandboxServer) -> None:
-        emulator = sandbox.sandboxes.marketo if self.kind == "marketo" else sandbox.sandboxes.sfmc
+        emulator = sandbox.sandboxes.marketo if self.is_marketo else sandbox.sandboxes.sfmc
         emulator.configure(expire_tokens=True)
 
     def tokens_issued(self, sandbox: SandboxServer) -> int:
-        emulator = sandbox.sandboxes.marketo if self.kind == "marketo" else sandbox.sandboxes.sfmc
+        emulator = sandbox.sandboxes.marketo if self.is_marketo else sandbox.sandboxes.sfmc
         return emulator.state()["calls"]["tokens_issued"]
 
 
@@ -134,6 +149,9 @@ KINDS = [
          missing_field="Not_An_Attribute"),
     Kind("marketo", field="cohortProUsers", member=True, exited=False,
          missing_field="cohortDoesNotExist"),
+    # A static list: members are in it (True), leavers are leads out of it (False).
+    Kind("marketo_static_list", field="Pro users", member=True, exited=False,
+         missing_field="Pro Users", writes_per_add_batch=2),  # names match exactly, capitals included
 ]
 
 
@@ -228,7 +246,7 @@ def test_first_run_no_change_join_leave_rejection_and_retry(kind: Kind, sandbox,
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
     assert (retry.trigger, retry.retry_of_id) == (SyncRun.Trigger.RETRY, first.pk)
     assert harness.sent() == [(c, True)]
-    assert kind.writes(sandbox) == writes_before + 1
+    assert kind.writes(sandbox) == writes_before + kind.writes_per_add_batch
     assert kind.written(sandbox)[c] == kind.member
     assert synced_state(sync) == {a: True, b: True, c: True, d: True}
 
@@ -411,7 +429,7 @@ def _large_run_options(kind: Kind) -> dict[str, Any]:
     """Options that send a 6-user run the way a large run is sent (async upsert, bulk import)."""
     if kind.kind == "sfmc_data_extension":
         return {"async_threshold": 2}
-    if kind.kind == "marketo":
+    if kind.is_marketo:
         return {"bulk_threshold": 2}
     return {}
 
@@ -517,7 +535,7 @@ def test_full_resync_and_one_time_exports(kind: Kind, sandbox, harness) -> None:
 
     # A one-time export sends today's members and never clears anyone it wrote before.
     other_field = {"sfmc_data_extension": "Once_E2E", "sfmc_contacts": "Last Name",
-                   "marketo": "cohortStaticVip"}[kind.kind]
+                   "marketo": "cohortStaticVip", "marketo_static_list": "VIP customers"}[kind.kind]
     once = _sync(kind, dynamic.destination, target_field=other_field, mode=Sync.Mode.ONE_TIME)
     assert run_now(once).succeeded_adds == 3
     set_plan(profiles[0], "free")

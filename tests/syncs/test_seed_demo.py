@@ -53,6 +53,7 @@ def test_seed_creates_a_usable_demo():
     assert (de.client_id, de.client_secret) == ("sandbox-client-id", "sandbox-client-secret")
     assert by_kind["sfmc_contacts"].attribute_set == "Email Demographics"
     assert by_kind["marketo"].base_url == f"{SANDBOX_URL}/marketo"
+    assert by_kind["marketo_static_list"].base_url == f"{SANDBOX_URL}/marketo"
     assert {s.destination.kind for s in Sync.objects.select_related("destination")} == set(
         kind_names()
     )
@@ -85,7 +86,7 @@ def test_seed_twice_duplicates_nothing_and_resets_the_password():
 
     assert [m.objects.count() for m in (Profile, Cohort, StaticMembership, Destination, Sync)] == counts
     assert dict(Profile.objects.values_list("distinct_id", "properties")) == properties
-    assert "0 created, 0 updated, 16 unchanged." in second
+    assert "0 created, 0 updated, 18 unchanged." in second
     second_password = printed_password(second)
     assert second_password != first_password
     assert authenticate(username="admin", password=second_password) is not None
