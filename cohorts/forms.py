@@ -9,9 +9,11 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from cohorts.importing import MAX_DISTINCT_ID_LENGTH, distinct_ids_from_lines
+from cohorts.importing import distinct_ids_from_lines
 from cohorts.models import Cohort, Profile
+from cohorts.profile_rows import distinct_id_problem
 from cohorts.rules import RuleError, validate_rules
+from cohortsync_site.forms import JSONValueField
 
 RULES_HELP = (
     'A group <code>{"all": [...]}</code> (every condition true) or <code>{"any": [...]}</code> '
@@ -40,8 +42,8 @@ RULES_EXAMPLE = {
 }
 
 
-class PrettyJSONField(forms.JSONField):
-    """A JSON textarea that shows indented JSON and says where invalid JSON breaks."""
+class PrettyJSONField(JSONValueField):
+    """A JSON textarea that shows indented JSON."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false"}))
@@ -53,22 +55,6 @@ class PrettyJSONField(forms.JSONField):
         if value is None:
             return ""
         return json.dumps(value, indent=2, ensure_ascii=False)
-
-    def to_python(self, value: Any) -> Any:
-        if self.disabled or value in self.empty_values:
-            return super().to_python(value)
-        try:
-            return super().to_python(value)
-        except forms.ValidationError:
-            try:
-                json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise forms.ValidationError(
-                    "This is not valid JSON: %(problem)s at line %(line)s, column %(column)s.",
-                    code="invalid",
-                    params={"problem": exc.msg, "line": exc.lineno, "column": exc.colno},
-                ) from None
-            raise
 
 
 class CohortForm(forms.ModelForm):
@@ -129,14 +115,14 @@ class CohortForm(forms.ModelForm):
         if not text.strip():
             return None
         ids = list(distinct_ids_from_lines(text.splitlines()))
-        _check_lengths(ids)
+        _check_ids(ids)
         return ids
 
     def clean_members_file(self) -> UploadedFile | None:
         upload = self.cleaned_data.get("members_file")
         if upload:
             upload.seek(0)
-            _check_lengths(distinct_ids_from_lines(_lines(upload)))
+            _check_ids(distinct_ids_from_lines(_lines(upload)))
         return upload
 
     def clean(self) -> dict[str, Any]:
@@ -192,13 +178,11 @@ def _lines(upload: UploadedFile) -> Iterator[bytes]:
     return iter(upload.readline, b"")
 
 
-def _check_lengths(ids: Any) -> None:
+def _check_ids(ids: Any) -> None:
     for position, distinct_id in enumerate(ids, start=1):
-        if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
-            raise forms.ValidationError(
-                "Id number %(position)s is longer than %(limit)s characters.",
-                params={"position": position, "limit": MAX_DISTINCT_ID_LENGTH},
-            )
+        problem = distinct_id_problem(distinct_id, label=f"Id number {position}")
+        if problem:
+            raise forms.ValidationError(f"{problem}.")
 
 
 class ProfileForm(forms.ModelForm):

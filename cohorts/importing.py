@@ -18,9 +18,7 @@ import carries on; each batch commits on its own, so re-running a file after a c
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import queue
 import threading
@@ -29,12 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from cohorts.csv_records import csv_records
 from cohorts.models import Cohort, Profile, StaticMembership
+from cohorts.profile_rows import (
+    MAX_DISTINCT_ID_LENGTH,  # noqa: F401 (re-exported, part of this module's interface)
+    ProfileRow,
+    ProfileRowError,
+    distinct_id_problem,
+    profile_row_normalize,
+)
 from cohorts.rules import infer_scalar
-from cohortsync_site.database import statistics_refresh
+from cohortsync_site.database import database_error_text, statistics_refresh
+from cohortsync_site.json_values import JSONValueError, json_loads
 
 FileFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl")
@@ -42,9 +49,7 @@ DEFAULT_BATCH_SIZE = 5000
 # Imports that wrote this many profiles refresh the table's planner statistics.
 ANALYZE_AFTER_ROWS = 50_000
 MAX_REJECT_DETAILS = 1000
-MAX_DISTINCT_ID_LENGTH = Profile._meta.get_field("distinct_id").max_length or 255
 DISTINCT_ID_COLUMNS = ("distinct_id", "$distinct_id")
-MAX_JSON_DEPTH = 32
 
 
 class ImportFileError(Exception):
@@ -86,23 +91,6 @@ class ImportReport:
         )
 
 
-@dataclass
-class ProfileRow:
-    """A row ready to write: properties to merge into the stored ones, keys to remove."""
-
-    line: int
-    distinct_id: str
-    properties: dict[str, Any]
-    removals: set[str]
-
-
-_Row = ProfileRow
-
-
-class ProfileRowError(ValueError):
-    """The row cannot be imported; str() is the reason, without the line number."""
-
-
 # --- Public service ----------------------------------------------------------------------
 
 
@@ -133,31 +121,6 @@ def profiles_import(
             handle.close()
     name = str(getattr(source, "name", "") or "")
     return _import_stream(source, name, file_format, batch_size, on_progress)
-
-
-def profile_row_normalize(*, distinct_id: Any, properties: Any, line: int) -> ProfileRow:
-    """Check one record from any producer (JSON Lines files, source imports, the ingestion
-    API) and return it ready to write, or raise ProfileRowError with the reason.
-
-    `distinct_id` is text (surrounding spaces dropped) or a whole number; `properties` a
-    JSON object, where a property set to None is removed from the stored profile.
-    """
-    if isinstance(distinct_id, int) and not isinstance(distinct_id, bool):
-        distinct_id = str(distinct_id)
-    if not isinstance(distinct_id, str):
-        raise ProfileRowError("distinct_id is missing or is not text")
-    distinct_id = distinct_id.strip()
-    problem = _distinct_id_problem(distinct_id)
-    if problem:
-        raise ProfileRowError(problem)
-    if not isinstance(properties, dict):
-        raise ProfileRowError('"properties" must be a JSON object')
-    problem = _stored_json_problem(properties)
-    if problem:
-        raise ProfileRowError(problem)
-    removals = {key for key, value in properties.items() if value is None}
-    kept = {key: value for key, value in properties.items() if value is not None}
-    return ProfileRow(line=line, distinct_id=distinct_id, properties=kept, removals=removals)
 
 
 def profiles_upsert(
@@ -196,7 +159,8 @@ def cohort_static_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]
     """Replace a static cohort's list with these ids (blank lines skipped, duplicates
     collapsed) and return how many distinct ids it now lists.
 
-    Raises ValueError naming the first id that is too long; nothing changes then.
+    Raises ValueError naming the first id that cannot be stored (too long, a NUL
+    character); nothing changes then.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -206,11 +170,9 @@ def cohort_static_members_replace(*, cohort: Cohort, distinct_ids: Iterable[str]
             distinct_id = raw.strip()
             if not distinct_id:
                 continue
-            if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
-                raise ValueError(
-                    f"Line {position}: distinct id is longer than {MAX_DISTINCT_ID_LENGTH} "
-                    "characters."
-                )
+            problem = distinct_id_problem(distinct_id, label="distinct id")
+            if problem:
+                raise ValueError(f"Line {position}: {problem}.")
             batch.append(StaticMembership(cohort=cohort, distinct_id=distinct_id, added_at=now))
             if len(batch) >= DEFAULT_BATCH_SIZE:
                 StaticMembership.objects.bulk_create(batch, ignore_conflicts=True)
@@ -250,9 +212,9 @@ def _import_stream(
     )
 
 
-def _batches(rows: Iterable[_Row], batch_size: int) -> Iterator[tuple[list[_Row], int]]:
+def _batches(rows: Iterable[ProfileRow], batch_size: int) -> Iterator[tuple[list[ProfileRow], int]]:
     """(rows, how many rows were merged into an earlier row of the batch) per batch."""
-    pending: dict[str, _Row] = {}
+    pending: dict[str, ProfileRow] = {}
     merged = 0
     for row in rows:
         existing = pending.get(row.distinct_id)
@@ -342,7 +304,8 @@ class _LineReader:
             raise ImportFileError(f"The file could not be read: {exc}.") from None
         return raw.encode("utf-8") if isinstance(raw, str) else raw
 
-    def __iter__(self) -> Iterator[str]:
+    def numbered(self) -> Iterator[tuple[int, str]]:
+        """(line number, text) for each line."""
         while True:
             raw = self._peeked.pop(0) if self._peeked else self._readline()
             if not raw:
@@ -351,10 +314,10 @@ class _LineReader:
             if self.number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
-                yield raw.decode("utf-8")
+                yield self.number, raw.decode("utf-8")
             except UnicodeDecodeError:
                 self.bad_lines.add(self.number)
-                yield raw.decode("utf-8", errors="surrogateescape")
+                yield self.number, raw.decode("utf-8", errors="surrogateescape")
 
 
 def _infer_format(name: str, lines: _LineReader) -> FileFormat:
@@ -367,17 +330,21 @@ def _infer_format(name: str, lines: _LineReader) -> FileFormat:
     return "jsonl" if first.startswith(b"{") else "csv"
 
 
-def _csv_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
-    reader = csv.reader(iter(lines))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportFileError("The file is empty: expected a CSV header row.") from None
-    except csv.Error as exc:
-        raise ImportFileError(f"The CSV header row could not be parsed: {exc}.") from None
+def _csv_rows(lines: _LineReader, report: ImportReport) -> Iterator[ProfileRow]:
+    records = csv_records(lines.numbered())
+    header_record = next(records, None)
+    if header_record is None:
+        raise ImportFileError("The file is empty: expected a CSV header row.")
+    if header_record.open_quote_line is not None:
+        raise ImportFileError(
+            f"The CSV header row opens a quoted value on line {header_record.open_quote_line} "
+            "that is never closed; fix or remove the stray quote."
+        )
+    if header_record.cells is None:
+        raise ImportFileError(f"The CSV header row could not be parsed: {header_record.problem}.")
     if 1 in lines.bad_lines:
         raise ImportFileError("The header row is not valid UTF-8 text; save the file as UTF-8.")
-    columns = [name.strip() for name in header]
+    columns = [name.strip() for name in header_record.cells]
     id_positions = [i for i, name in enumerate(columns) if name.lower() in DISTINCT_ID_COLUMNS]
     if not id_positions:
         raise ImportFileError(
@@ -395,56 +362,48 @@ def _csv_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
             raise ImportFileError(f"Column {position} of the CSV header contains a NUL byte.")
     id_position = id_positions[0]
     width = len(columns)
-    last_line = reader.line_num
-    while True:
-        start = last_line + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            last_line = reader.line_num
-            report.reject(start, f"the row could not be parsed as CSV ({exc})")
+    for record in records:
+        start, cells = record.first_line, record.cells
+        if cells is None:
+            report.reject(start, record.problem or "the row could not be parsed as CSV")
             continue
-        last_line = reader.line_num
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
-        if any(number in lines.bad_lines for number in range(start, last_line + 1)):
+        if lines.bad_lines and not lines.bad_lines.isdisjoint(
+            range(start, record.last_line + 1)
+        ):
             report.reject(start, "the row is not valid UTF-8 text")
             continue
         if len(cells) > width:
             report.reject(start, f"the row has {len(cells)} values but the header has {width} columns")
-            continue
-        if any("\x00" in cell for cell in cells):
-            report.reject(start, "the row contains a NUL byte")
-            continue
-        distinct_id = cells[id_position].strip() if id_position < len(cells) else ""
-        problem = _distinct_id_problem(distinct_id)
-        if problem:
-            report.reject(start, problem)
             continue
         properties = {
             columns[i]: infer_scalar(cell)
             for i, cell in enumerate(cells)
             if i != id_position and cell != ""
         }
-        yield _Row(line=start, distinct_id=distinct_id, properties=properties, removals=set())
+        try:
+            yield profile_row_normalize(
+                distinct_id=cells[id_position] if id_position < len(cells) else "",
+                properties=properties,
+                line=start,
+            )
+        except ProfileRowError as exc:
+            report.reject(start, str(exc))
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
-    for text in lines:
-        number = lines.number
+def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[ProfileRow]:
+    for number, text in lines.numbered():
         if not text.strip():
             continue
         if number in lines.bad_lines:
             report.reject(number, "the line is not valid UTF-8 text")
             continue
         try:
-            record = json.loads(text, parse_constant=_reject_constant)
+            record = json_loads(text)
+        except JSONValueError as exc:
+            report.reject(number, f"the line {exc.problem}")
+            continue
         except ValueError as exc:
             report.reject(number, f"the line is not valid JSON ({_short(exc)})")
             continue
@@ -458,9 +417,6 @@ def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
                 f"unexpected key {unexpected[0]!r}: put profile properties inside \"properties\"",
             )
             continue
-        if "\\u0000" in text:
-            report.reject(number, "the line contains a NUL character (\\u0000)")
-            continue
         try:
             yield profile_row_normalize(
                 distinct_id=record.get("distinct_id"),
@@ -469,40 +425,6 @@ def _jsonl_rows(lines: _LineReader, report: ImportReport) -> Iterator[_Row]:
             )
         except ProfileRowError as exc:
             report.reject(number, str(exc))
-
-
-def _distinct_id_problem(distinct_id: str) -> str | None:
-    if not distinct_id:
-        return "distinct_id is empty"
-    if len(distinct_id) > MAX_DISTINCT_ID_LENGTH:
-        return f"distinct_id is longer than {MAX_DISTINCT_ID_LENGTH} characters"
-    if "\x00" in distinct_id:
-        return "distinct_id contains a NUL byte"
-    return None
-
-
-def _stored_json_problem(value: Any, depth: int = 0) -> str | None:
-    """What in a properties object PostgreSQL's jsonb would refuse (a NUL, a lone surrogate,
-    a non-finite number) or Python could not encode (very deep nesting), or None."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "a value contains a NUL character (\\u0000)"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "a value contains a lone surrogate, which is not Unicode text"
-    elif isinstance(value, float) and not math.isfinite(value):
-        return "a value is NaN or Infinity, which JSON cannot store"
-    elif isinstance(value, dict | list):
-        if depth >= MAX_JSON_DEPTH:
-            return f"a value is nested more than {MAX_JSON_DEPTH} levels deep"
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            problem = _stored_json_problem(key, depth) if isinstance(key, str) else None
-            problem = problem or _stored_json_problem(item, depth + 1)
-            if problem:
-                return problem
-    return None
 
 
 def _short(exc: Exception) -> str:
@@ -523,14 +445,30 @@ class _BatchWriter:
         self.report = report
         self.table = connection.ops.quote_name(Profile._meta.db_table)
 
-    def write(self, rows: list[_Row]) -> None:
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                self._write_postgresql(rows)
-            else:
-                self._write_generic(rows)
+    def write(self, rows: list[ProfileRow]) -> None:
+        try:
+            with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    counts = self._write_postgresql(rows)
+                else:
+                    counts = self._write_generic(rows)
+        except _ROW_REFUSALS as exc:
+            # profile_row_normalize should have refused the row already; if the database
+            # still does, find it by halving the batch so it alone is rejected and every
+            # other row of the batch is written.
+            if len(rows) == 1:
+                self.report.reject(rows[0].line, f"the database refused the row ({database_error_text(exc)})")
+                return
+            middle = len(rows) // 2
+            self.write(rows[:middle])
+            self.write(rows[middle:])
+            return
+        created, updated, unchanged = counts
+        self.report.created += created
+        self.report.updated += updated
+        self.report.unchanged += unchanged
 
-    def _write_postgresql(self, rows: list[_Row]) -> None:
+    def _write_postgresql(self, rows: list[ProfileRow]) -> tuple[int, int, int]:
         now = timezone.now()
         table = self.table
         # One JSON document per batch: a single string parameter is far cheaper for the
@@ -577,11 +515,9 @@ class _BatchWriter:
                 removed = {distinct_id for (distinct_id,) in cursor.fetchall()}
         created = sum(1 for was_created in written.values() if was_created)
         changed = (set(written) | removed) - {d for d, c in written.items() if c}
-        self.report.created += created
-        self.report.updated += len(changed)
-        self.report.unchanged += len(rows) - created - len(changed)
+        return created, len(changed), len(rows) - created - len(changed)
 
-    def _write_generic(self, rows: list[_Row]) -> None:
+    def _write_generic(self, rows: list[ProfileRow]) -> tuple[int, int, int]:
         now = timezone.now()
         stored: dict[str, dict[str, Any]] = {}
         ids = [row.distinct_id for row in rows]
@@ -593,18 +529,18 @@ class _BatchWriter:
             )
         to_write: list[tuple[str, str, Any, Any]] = []
         stamp = connection.ops.adapt_datetimefield_value(now)
+        created = updated = 0
         for row in rows:
             before = stored.get(row.distinct_id)
             if before is None:
-                self.report.created += 1
+                created += 1
                 merged = dict(row.properties)
             else:
                 merged = {k: v for k, v in before.items() if k not in row.removals}
                 merged.update(row.properties)
                 if merged == before:
-                    self.report.unchanged += 1
                     continue
-                self.report.updated += 1
+                updated += 1
             to_write.append((row.distinct_id, json.dumps(merged), stamp, stamp))
         if to_write:
             # Plain executemany: model instances and bulk_create cost more than the writes.
@@ -615,4 +551,10 @@ class _BatchWriter:
                     "properties = excluded.properties, updated_at = excluded.updated_at",
                     to_write,
                 )
+        return created, updated, len(rows) - created - updated
 
+
+# What a database (or its driver) raises for a value it cannot store: PostgreSQL's DataError
+# (NaN, NUL), SQLite's failed JSON_VALID check, text that is not encodable as UTF-8, integers
+# SQLite cannot bind.
+_ROW_REFUSALS = (DataError, IntegrityError, UnicodeEncodeError, OverflowError)

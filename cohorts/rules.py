@@ -40,6 +40,8 @@ from django.db import NotSupportedError
 from django.db.models import BooleanField, F, Func, Q
 from django.utils import timezone
 
+from cohortsync_site.json_values import JSONValueError, json_value_check
+
 DISTINCT_ID_PROPERTY = "$distinct_id"
 
 OPS = (
@@ -86,6 +88,11 @@ class RuleError(ValueError):
 
 def validate_rules(rules: Any) -> None:
     """Raise RuleError naming the first bad group or condition, or return None."""
+    try:
+        # NaN, NUL, lone surrogates, huge integers: neither database stores or binds them.
+        json_value_check(rules)
+    except JSONValueError as exc:
+        raise RuleError(f"{exc}.") from None
     if not isinstance(rules, dict) or not _group_key(rules):
         raise RuleError(
             'Rules must be a group: a JSON object like {"all": [...]} or {"any": [...]}.'

@@ -13,3 +13,10 @@ def statistics_refresh(model: type[Model]) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+
+def database_error_text(exc: BaseException) -> str:
+    """The first line of a database (or driver) error, ASCII only and short: safe to show
+    to the person whose data it refused."""
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first_line.encode("ascii", "backslashreplace").decode("ascii")[:200]

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxLengthValidator
 
+from cohortsync_site.forms import JSONValueField
 from destinations.kinds import all_settings, kind_names, kind_spec, kind_specs
 from destinations.kindspec import KindSpec, SettingField, UnknownKindError
 from destinations.models import Destination
@@ -48,7 +49,10 @@ class DestinationForm(forms.ModelForm):
         fields = ["name", "kind", *(setting.name for setting in all_settings()), "client_id", "options"]
         # URLField's own URL check runs before clean() and would reject hosts such as
         # "localhost" with a vaguer message than ours.
-        field_classes = {setting.name: forms.CharField for setting in all_settings() if setting.is_url}
+        field_classes = {
+            **{setting.name: forms.CharField for setting in all_settings() if setting.is_url},
+            "options": JSONValueField,
+        }
         labels = {"client_id": "Client id", **{setting.name: setting.label for setting in all_settings()}}
         help_texts = {setting.name: setting.help for setting in all_settings()}
 

@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from cohorts.models import Cohort
+from cohortsync_site.forms import JSONValueField
 from destinations.kinds import kind_spec, kind_specs
 from destinations.models import Destination
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
@@ -107,6 +108,7 @@ class SyncAdminForm(forms.ModelForm):
             "options",
         )
         widgets = {"target_field": TargetFieldInput()}
+        field_classes = {"options": JSONValueField}
         help_texts = {
             "target_field": TARGET_FIELD_HELP,
             "identity_property": IDENTITY_HELP,

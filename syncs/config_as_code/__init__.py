@@ -7,6 +7,11 @@ not name are left alone, nothing is ever deleted. Applying is all or nothing: ev
 validated first and every problem is reported, each naming the entry and the field; only a
 document without problems is written, in one transaction. Applying the same document twice
 writes nothing the second time (no `updated_at` bump, no re-encrypted secret).
+
+A dry run and a real run always agree: every value is checked for what the database can
+store before planning (cohortsync_site.json_values), and a dry run performs the same writes
+inside the transaction and rolls them back, so anything the database would still refuse
+shows up in the dry run too, as an error rather than a traceback.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 
 from alerts.config_as_code import plan_alerts
-from syncs.config_as_code.checks import SECTIONS, json_type
+from cohortsync_site.database import database_error_text
+from cohortsync_site.json_values import shown_text
+from syncs.config_as_code.checks import SECTIONS, json_type, sections_values_check
 from syncs.config_as_code.plans import Plan, plan_cohorts, plan_destinations
 from syncs.config_as_code.report import ApplyReport, EntryChange
 from syncs.config_as_code.source_plans import (
@@ -38,6 +45,10 @@ class _Rollback(Exception):
     """Leave the transaction without writing anything."""
 
 
+class _DryRunDone(Exception):
+    """The dry run's writes succeeded; roll them back and keep the report."""
+
+
 def config_apply(
     *, document: Any, environ: Mapping[str, str], dry_run: bool = False, check_targets: bool = True
 ) -> ApplyReport:
@@ -53,6 +64,9 @@ def config_apply(
     sections = _document_sections(document, report.errors)
     if report.errors:
         return report
+    # Entries holding a value no database can store are reported here and skipped by the
+    # planners, which would otherwise send those values to the database in their lookups.
+    sections_values_check(sections, report.errors)
     try:
         with transaction.atomic():
             plan = Plan()
@@ -73,18 +87,28 @@ def config_apply(
             if report.errors:
                 raise _Rollback
             report.changes = plan_changes(plan)
-            if not dry_run:
-                changed_sync_ids = plan_write(plan)
-                if changed_sync_ids:
-                    transaction.on_commit(
-                        lambda: schedules_update(changed_sync_ids, report.warnings)
-                    )
-                if plan.written_import_ids:
-                    transaction.on_commit(
-                        lambda: import_schedules_update(plan.written_import_ids, report.warnings)
-                    )
+            changed_sync_ids = plan_write(plan)
+            if dry_run:
+                raise _DryRunDone
+            if changed_sync_ids:
+                transaction.on_commit(lambda: schedules_update(changed_sync_ids, report.warnings))
+            if plan.written_import_ids:
+                transaction.on_commit(
+                    lambda: import_schedules_update(plan.written_import_ids, report.warnings)
+                )
+    except _DryRunDone:
+        pass
     except _Rollback:
         report.changes = []
+    except (DataError, UnicodeEncodeError, OverflowError) as exc:
+        # Every value was checked before planning; this is the database's (or its driver's)
+        # last word on one we did not foresee. Nothing was written either way.
+        logger.warning("apply: the database refused a value", exc_info=True)
+        report.changes = []
+        report.errors.append(
+            f"document: the database refused a value ({database_error_text(exc)}). Nothing "
+            "was written."
+        )
     except IntegrityError:
         # Someone else changed the same rows between our checks and our writes, or two syncs
         # swap fields in one go; either way nothing was written.
@@ -113,7 +137,7 @@ def _document_sections(document: Any, errors: list[str]) -> dict[str, list[Any]]
     for key in document:
         if key not in SECTIONS:
             errors.append(
-                f'document: unknown key "{key}" (expected {", ".join(SECTIONS)}).'
+                f"document: unknown key {shown_text(key)} (expected {', '.join(SECTIONS)})."
             )
     for name in SECTIONS:
         value = document.get(name)
@@ -122,6 +146,6 @@ def _document_sections(document: Any, errors: list[str]) -> dict[str, list[Any]]
         if not isinstance(value, list):
             errors.append(f"{name}: must be a list of objects, not {json_type(value)}.")
             continue
-        sections[name] = value
+        sections[name] = list(value)  # a copy: refused entries are replaced in it
     return sections
 

@@ -7,6 +7,13 @@ from typing import Any
 
 from django.db import models
 
+from cohortsync_site.json_values import (
+    JSONValueError,
+    json_text_problem,
+    json_value_check,
+    shown_text,
+)
+
 SECTIONS = ("sources", "profile_imports", "destinations", "cohorts", "syncs", "alerts")
 # A month: a longer interval is almost certainly a unit mistake (hours or seconds).
 MAX_INTERVAL_MINUTES = 43_200
@@ -127,9 +134,42 @@ def unknown_keys(entry: Mapping[str, Any], allowed: Iterable[str]) -> list[str]:
     allowed_set = set(allowed)
     return [key for key in entry if key not in allowed_set]
 
+
+class RefusedEntry(dict):
+    """Stands in for an entry holding a value no database can store (its errors are already
+    reported). Planners skip it through `entry_name`; it keeps the entry's name, if that is
+    fine, so a sync naming it gets no second, misleading "not found" error."""
+
+
+def sections_values_check(sections: dict[str, list[Any]], sink: list[str]) -> None:
+    """Report every field holding a value no database can store, naming entry and field,
+    and replace those entries with RefusedEntry."""
+    for section, entries in sections.items():
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            errors = EntryErrors(sink, section, index)
+            name = entry.get("name")
+            if isinstance(name, str) and json_text_problem(name) is None:
+                errors.name = name.strip()
+            for key, value in entry.items():
+                problem = json_text_problem(key) if isinstance(key, str) else "is not text"
+                if problem:
+                    errors.add(shown_text(str(key)), f"the key {problem}.")
+                    continue
+                try:
+                    json_value_check(value)
+                except JSONValueError as exc:
+                    errors.add(key, f"{exc}.")
+            if errors.count:
+                entries[index] = RefusedEntry({"name": errors.name} if errors.name else {})
+
+
 def entry_name(
     entry: Any, errors: EntryErrors, model: type[models.Model], seen: dict[str, int]
 ) -> str | None:
+    if isinstance(entry, RefusedEntry):
+        return None
     if not isinstance(entry, dict):
         errors.add("entry", f"must be an object, not {json_type(entry)}.")
         return None

@@ -161,7 +161,7 @@ def test_profiles_merge_like_imports_and_bad_records_are_rejected_by_index(token
         (4, "unexpected key 'traits': a profile takes distinct_id, properties, unset"),
         (5, 'must be an object {"distinct_id": ..., "properties": {...}, "unset": [...]}'),
         (6, "property 'plan' is both set and unset"),
-        (7, "a value contains a NUL character (\\u0000)"),
+        (7, "property bio: contains a NUL character (\\u0000); remove it"),
     ]
     assert properties("u1") == {"$email": "ana@example.com", "plan": "pro"}
     assert properties("u2") == {"$email": "ben@example.com", "score": 3.5, "tags": ["a"]}

@@ -166,9 +166,11 @@ class TestJsonLines:
         assert reasons[4] == "distinct_id is missing or is not text"
         assert reasons[5] == '"properties" must be a JSON object'
         assert reasons[6].startswith("unexpected key '$email'")
-        assert reasons[7].startswith("the line is not valid JSON")
+        assert reasons[7] == (
+            "property n: is NaN, which is not a number JSON can store; use null or leave it out"
+        )
         assert reasons[8] == "distinct_id is longer than 255 characters"
-        assert reasons[9] == "the line contains a NUL character (\\u0000)"
+        assert reasons[9] == "property a: contains a NUL character (\\u0000); remove it"
         assert reasons[11] == "distinct_id is missing or is not text"
 
 

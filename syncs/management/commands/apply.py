@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cohortsync_site.json_values import JSONValueError, json_loads
 from syncs.config_as_code import config_apply
 
 
@@ -44,7 +45,9 @@ def _read_document(path: str) -> object:
     except UnicodeDecodeError:
         raise CommandError(f"{path} is not UTF-8 text.", returncode=1) from None
     try:
-        return json.loads(text)
+        return json_loads(text)
+    except JSONValueError as exc:
+        raise CommandError(f"{path}: {exc}.", returncode=1) from None
     except json.JSONDecodeError as exc:
         raise CommandError(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
