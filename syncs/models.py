@@ -248,7 +248,7 @@ class SyncFailure(models.Model):
 
 
 class RunPlanChunk(models.Model):
-    """Part of the plan a run made: up to staging.PLAN_RECORD_ROWS users it planned to add
+    """Part of the plan a run made: up to ledger.PLAN_RECORD_ROWS users it planned to add
     (or to remove), packed in one row as JSON arrays, so the run's CSV can list every one.
 
     Packed rather than a row per user: a first export of a million members is 100 rows of

@@ -264,7 +264,7 @@ class PlannedUser:
 
 def run_planned_users(run: SyncRun) -> Iterator[PlannedUser]:
     """Every user the run planned to add or remove, each once, in plan order (within a
-    chunk of staging.PLAN_RECORD_ROWS, in no particular order). Reads one chunk at a time,
+    chunk of ledger.PLAN_RECORD_ROWS, in no particular order). Reads one chunk at a time,
     so memory stays flat whatever the plan's size."""
     chunks = (
         RunPlanChunk.objects.filter(run_id=run.pk)

@@ -39,7 +39,7 @@ from destinations.scrubbing import Scrubber
 from syncs import codes
 from syncs.engine import staging
 from syncs.engine.staging import StagedChange
-from syncs.models import RunStatus, SyncedMember, SyncFailure, SyncRun
+from syncs.models import RunPlanChunk, RunStatus, SyncedMember, SyncFailure, SyncRun
 from syncs.run_events import run_finished_notify
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 # Rows per INSERT of failure rows.
 FAILURE_ROWS_PER_INSERT = 2000
+# Users per RunPlanChunk row: ~250 KB of identities, the most the plan CSV holds at once.
+PLAN_RECORD_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,10 @@ class RunLedger:
     def __init__(self, run: SyncRun) -> None:
         self.run = run
         self.totals = SendTotals()
-        # The destination calls this run made (set once its connector exists).
+        # The destination calls this run made, and whether its connector reports remote ids
+        # (both set once the connector exists).
         self.api_calls: Callable[[], int] | None = None
+        self.keeps_remote_ids = False
         self._scrubber: Scrubber | None = None
         self._attempted: list[StagedChange] = []
         self._acknowledged: list[StagedChange] = []
@@ -177,7 +181,7 @@ class RunLedger:
 
     def plan_record(self, plan: Plan) -> None:
         """Keep what was planned since the last call in the run's plan record, for its CSV."""
-        plan.recorded_seq = staging.staging_plan_record(run_id=self.run.pk, after_seq=plan.recorded_seq)
+        plan.recorded_seq = _plan_chunks_write(run_id=self.run.pk, after_seq=plan.recorded_seq)
 
     def skips_record(self, skipped: list[tuple[int, Any, str, str]]) -> None:
         """Rows for members skipped while planning: (profile id, raw identity, code, message)."""
@@ -294,16 +298,9 @@ class RunLedger:
                                   message="The destination returned no result for this user; "
                                   "it is sent again on the next run.", retriable=True)
             paired = [(c, by_identity.get(c.identity, missing)) for c in batch]
-        acknowledged: list[StagedChange] = []
-        failed: list[tuple[StagedChange, PushOutcome]] = []
-        for change, outcome in paired:
-            if outcome.ok:
-                acknowledged.append(change)
-                if outcome.remote_id:
-                    self._remote_ids[change.identity] = outcome.remote_id
-            else:
-                failed.append((change, outcome))
-        self._collect(batch, acknowledged, failed)
+        if self.keeps_remote_ids:
+            self._remote_ids.update((c.identity, o.remote_id) for c, o in paired if o.ok and o.remote_id)
+        self._collect(batch, [c for c, o in paired if o.ok], [(c, o) for c, o in paired if not o.ok])
 
     def batch_failed(self, batch: list[StagedChange], exc: BaseException) -> None:
         outcome = failure_outcome(exc)
@@ -458,7 +455,7 @@ def _acknowledged_write(
     # last outcome wins, as it would with one statement per batch. A remote id the
     # destination did not report this time keeps the one stored.
     latest = {c.identity: c.is_member for c in acknowledged}
-    with_ids = {i: m for i, m in latest.items() if i in remote_ids}
+    with_ids = {i: m for i, m in latest.items() if i in remote_ids} if remote_ids else {}
     without_ids = {i: m for i, m in latest.items() if i not in remote_ids} if with_ids else latest
     if connection.vendor == "postgresql":
         if without_ids:
@@ -523,3 +520,28 @@ def _range_acknowledge(*, sync_id: int, first_seq: int, last_seq: int, now: dt.d
             "is_member = excluded.is_member, acknowledged_at = excluded.acknowledged_at",
             [sync_id, now, first_seq, last_seq],
         )
+
+
+def _plan_chunks_write(*, run_id: int, after_seq: int) -> int:
+    """Keep the changes planned after `after_seq` as the run's plan (RunPlanChunk), packed
+    in the database by one INSERT ... SELECT: PLAN_RECORD_ROWS users to add or to remove per
+    row, as JSON arrays. `after_seq` 0 starts the record afresh (an approved run plans
+    again). Returns the last seq recorded, the `after_seq` of the next call."""
+    chunks, changes = staging.quoted(RunPlanChunk._meta.db_table), staging.quoted(staging.CHANGES_TABLE)
+    # Both arrays of a row are built over the same rows in the same order, so they pair up.
+    packed = "json_agg" if connection.vendor == "postgresql" else "json_group_array"
+    with connection.cursor() as cursor:
+        if after_seq == 0:
+            cursor.execute(f"DELETE FROM {chunks} WHERE run_id = %s", [run_id])
+        cursor.execute(f"SELECT MAX(seq) FROM {changes}")
+        last = cursor.fetchone()[0]
+        if last is None or last <= after_seq:
+            return after_seq
+        cursor.execute(
+            f"INSERT INTO {chunks} (run_id, first_seq, is_member, users, identities, profile_ids) "
+            f"SELECT %s, MIN(seq), is_member, COUNT(*), CAST({packed}(identity) AS TEXT), "
+            f"CAST({packed}(profile_id) AS TEXT) FROM {changes} WHERE seq > %s AND seq <= %s "
+            "GROUP BY (seq - 1) / %s, is_member",
+            [run_id, after_seq, last, PLAN_RECORD_ROWS],
+        )
+    return int(last)

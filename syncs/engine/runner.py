@@ -84,6 +84,7 @@ def _execute(run: SyncRun, ledger: RunLedger) -> None:
     # Connectors may be shared (tests) or pooled later: count only this run's calls.
     baseline = connector.api_calls
     ledger.api_calls = lambda: connector.api_calls - baseline
+    ledger.keeps_remote_ids = connector.uses_remote_ids
     target = SyncTarget(
         field=sync.target_field,
         identity_property=sync.identity_property,

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from destinations.base import PlainIdentity
-from syncs.models import RunPlanChunk, SyncedMember, SyncFailure
+from syncs.models import SyncedMember, SyncFailure
 
 RAW_TABLE = "cohortsync_plan_raw"
 NORMALISED_TABLE = "cohortsync_plan_normalised"
@@ -32,8 +32,6 @@ FAILED_TABLE = "cohortsync_plan_failed"
 # Acknowledged members no longer in the cohort, before the churn is taken out (PostgreSQL).
 GONE_TABLE = "cohortsync_plan_gone"
 TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE)
-# Users per RunPlanChunk row: ~250 KB of identities, the most the plan CSV holds at once.
-PLAN_RECORD_ROWS = 10_000
 # PostgreSQL's default is 0.1 per row.
 PARALLEL_TUPLE_COST_FOR_CHURN = "0.001"
 
@@ -225,31 +223,6 @@ def _changes_insert_new(select: str) -> int:
             [True],
         )
         return max(cursor.rowcount, 0)
-
-
-def staging_plan_record(*, run_id: int, after_seq: int) -> int:
-    """Keep the changes planned after `after_seq` as the run's plan (RunPlanChunk), packed
-    in the database by one INSERT ... SELECT: PLAN_RECORD_ROWS users to add or to remove per
-    row, as JSON arrays. `after_seq` 0 starts the record afresh (an approved run plans
-    again). Returns the last seq recorded, the `after_seq` of the next call."""
-    chunks, changes = _q(RunPlanChunk._meta.db_table), _q(CHANGES_TABLE)
-    # Both arrays of a row are built over the same rows in the same order, so they pair up.
-    packed = "json_agg" if _is_postgres() else "json_group_array"
-    with connection.cursor() as cursor:
-        if after_seq == 0:
-            cursor.execute(f"DELETE FROM {chunks} WHERE run_id = %s", [run_id])
-        cursor.execute(f"SELECT MAX(seq) FROM {changes}")
-        last = cursor.fetchone()[0]
-        if last is None or last <= after_seq:
-            return after_seq
-        cursor.execute(
-            f"INSERT INTO {chunks} (run_id, first_seq, is_member, users, identities, profile_ids) "
-            f"SELECT %s, MIN(seq), is_member, COUNT(*), CAST({packed}(identity) AS TEXT), "
-            f"CAST({packed}(profile_id) AS TEXT) FROM {changes} WHERE seq > %s AND seq <= %s "
-            "GROUP BY (seq - 1) / %s, is_member",
-            [run_id, after_seq, last, PLAN_RECORD_ROWS],
-        )
-    return int(last)
 
 
 def staging_raw_missing(*, limit: int) -> tuple[int, list[int]]:

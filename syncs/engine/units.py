@@ -253,7 +253,7 @@ class FileUnits:
         )
         for rows in reads:
             pairs = [(identity, is_member) for _, identity, is_member in rows]
-            remote_ids = self._reader.remote_ids_of([identity for identity, _ in pairs]) or None
+            remote_ids = self._reader.remote_ids_of([identity for identity, _ in pairs]) if self._reader.remote_ids else None
             at = 0
             while at < len(rows):
                 taken = file.add_many(pairs[at:] if at else pairs, remote_ids)
