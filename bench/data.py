@@ -74,9 +74,9 @@ def profiles_copy(*, count: int) -> None:
     statistics_refresh(Profile)
 
 
-def memberships_churn(*, count: int, salt: str) -> tuple[int, int]:
-    """Flip `count // 2` members out of the cohort and as many non-members in, chosen
-    deterministically by `salt`. Returns (left, joined)."""
+def memberships_churn(*, count: int, salt: str, prop: str = COHORT_PROPERTY) -> tuple[int, int]:
+    """Flip `count // 2` members out of the cohort (profiles whose boolean `prop` is true)
+    and as many non-members in, chosen deterministically by `salt`. Returns (left, joined)."""
     table = connection.ops.quote_name(Profile._meta.db_table)
     half = max(1, count // 2)
     picks: dict[bool, list[int]] = {}
@@ -85,14 +85,14 @@ def memberships_churn(*, count: int, salt: str) -> tuple[int, int]:
             cursor.execute(
                 f"SELECT id FROM {table} WHERE distinct_id LIKE %s AND properties @> %s::jsonb "
                 "ORDER BY md5(distinct_id || %s) LIMIT %s",
-                [f"{PREFIX}%", json.dumps({COHORT_PROPERTY: is_member}), salt, half],
+                [f"{PREFIX}%", json.dumps({prop: is_member}), salt, half],
             )
             picks[is_member] = [row[0] for row in cursor.fetchall()]
         for was_member, ids in picks.items():
             cursor.execute(
                 f"UPDATE {table} SET properties = jsonb_set(properties, %s, %s::jsonb), "
                 "updated_at = %s WHERE id = ANY(%s)",
-                [[COHORT_PROPERTY], json.dumps(not was_member), timezone.now(), ids],
+                [[prop], json.dumps(not was_member), timezone.now(), ids],
             )
     return len(picks[True]), len(picks[False])
 

@@ -160,6 +160,11 @@ def record(result: SuiteResult, *, doc: Path = DOC) -> Path:
     ]
     for name, ok, evidence in targets(result):
         block.append(f"- {'met' if ok else '**missed**'}: {name}: {evidence}")
+    return results_append(block, doc=doc)
+
+
+def results_append(block: list[str], *, doc: Path = DOC) -> Path:
+    """Append `block` (lines) to the results section of `doc`, creating what is missing."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n## Results\n\n{RESULTS_MARK}\n"
     if RESULTS_MARK not in text:
         text = text.rstrip("\n") + f"\n\n## Results\n\n{RESULTS_MARK}\n"

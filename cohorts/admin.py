@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
@@ -17,22 +17,30 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
-from cohorts.forms import CohortForm, ProfileForm, ProfileImportForm
+from cohorts.admin_views import rules_preview_json
+from cohorts.forms import RULE_OPS, CohortForm, ProfileForm, ProfileImportForm
 from cohorts.importing import ImportFileError, cohort_static_members_replace, profiles_import
 from cohorts.models import Cohort, Profile
 from cohorts.rules import RuleError
 from cohorts.selectors import (
     EMAIL_PROPERTY,
     PREVIEW_LIMIT,
+    cohort_dynamic_sync_names,
     cohort_member_count,
     cohort_members,
     cohort_members_preview,
+    profile_property_names,
     profiles_search,
 )
 from cohortsync_site.csv_download import csv_download
+from syncs.selectors import cohort_syncs_with_counts
 
 SHOWN_REJECTS = 100
 EXPORT_URL_NAME = "admin:syncs_sync_export_cohorts"
+# Member lists show users' ids, emails and properties: seeing them takes seeing profiles.
+PROFILE_VIEW_PERMISSION = "cohorts.view_profile"
+# "Export to…" creates syncs and runs them (syncs/admin.py checks the same on its page).
+EXPORT_PERMISSIONS = ("syncs.view_sync", "syncs.add_sync", "syncs.run_sync")
 
 
 @admin.register(Profile)
@@ -42,18 +50,24 @@ class ProfileAdmin(admin.ModelAdmin):
     search_fields = ("distinct_id",)
     search_help_text = "Exact email, or a distinct id or the start of one."
     readonly_fields = ("properties_table", "created_at", "updated_at")
-    fields = ("distinct_id", "properties_table", "properties", "created_at", "updated_at")
     list_per_page = 100
     # Counting a million-row table on every search is the slowest part of the page.
     show_full_result_count = False
     change_list_template = "admin/cohorts/profile/change_list.html"
+
+    def get_fields(self, request: HttpRequest, obj: Profile | None = None) -> list[str]:
+        # The table shows what is stored; the JSON below it is how to change it. A new
+        # profile has nothing to show yet.
+        if obj is None:
+            return ["distinct_id", "properties"]
+        return ["distinct_id", "properties_table", "properties", "created_at", "updated_at"]
 
     @admin.display(description="Email")
     def email(self, obj: Profile) -> str:
         value = obj.properties.get(EMAIL_PROPERTY) if isinstance(obj.properties, dict) else None
         return value if isinstance(value, str) else "—"
 
-    @admin.display(description="Properties")
+    @admin.display(description="Current properties")
     def properties_table(self, obj: Profile) -> str:
         if not obj.properties:
             return "—"
@@ -127,6 +141,10 @@ class CohortAdmin(admin.ModelAdmin):
                        "updated_at")
     change_form_template = "admin/cohorts/cohort/change_form.html"
 
+    class Media:
+        js = ("cohorts/rule_builder.js",)
+        css = {"all": ("cohorts/rule_builder.css",)}
+
     def get_fieldsets(self, request: HttpRequest, obj: Cohort | None = None) -> list[Any]:
         fieldsets: list[Any] = [
             (None, {"fields": ("name", "kind", "description")}),
@@ -166,6 +184,16 @@ class CohortAdmin(admin.ModelAdmin):
             )
         return fieldsets
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        """"Export to…" creates syncs and runs them (the export page checks the same)."""
+        return self.has_view_permission(request) and request.user.has_perms(EXPORT_PERMISSIONS)
+
+    def has_preview_permission(self, request: HttpRequest) -> bool:
+        """The live count while editing rules: whoever may add or change cohorts."""
+        return self.has_view_permission(request) and (
+            self.has_add_permission(request) or self.has_change_permission(request)
+        )
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Cohort]:
         # Listing counts only the cheap part (listed ids); evaluating every rules cohort
         # against a million profiles per page view would make the list unusable.
@@ -193,10 +221,9 @@ class CohortAdmin(admin.ModelAdmin):
 
     @admin.display(description="Members")
     def member_count(self, obj: Cohort) -> str:
-        try:
-            count = cohort_member_count(obj)
-        except RuleError as exc:
-            return f"The stored rules are invalid: {exc}"
+        count = _stored_member_count(obj)
+        if isinstance(count, RuleError):
+            return f"The stored rules are invalid: {count}"
         url = reverse("admin:cohorts_cohort_members_csv", args=[obj.pk])
         return format_html(
             "{} profiles match right now. <a href='{}'>Download members as CSV</a>",
@@ -207,7 +234,7 @@ class CohortAdmin(admin.ModelAdmin):
     @admin.display(description="First members")
     def members_preview(self, obj: Cohort) -> str:
         try:
-            preview = list(cohort_members_preview(obj, limit=PREVIEW_LIMIT))
+            preview = list(cohort_members_preview(_stored(obj), limit=PREVIEW_LIMIT))
         except RuleError:
             return "—"
         if not preview:
@@ -269,7 +296,7 @@ class CohortAdmin(admin.ModelAdmin):
         self.message_user(request, f"“{cohort}” refreshed: its query returned {count:,} distinct ids.",
                           messages.SUCCESS)
 
-    @admin.action(description="Export to…")
+    @admin.action(description="Export to…", permissions=["export"])
     def export_to(self, request: HttpRequest, queryset: QuerySet[Cohort]) -> HttpResponse | None:
         try:
             url = reverse(EXPORT_URL_NAME)
@@ -291,8 +318,16 @@ class CohortAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.members_csv_view),
                 name=f"{prefix}_members_csv",
             ),
+            path("preview/", self.admin_site.admin_view(self.preview_view), name=f"{prefix}_preview"),
             *super().get_urls(),
         ]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_preview_permission(request):
+            raise PermissionDenied
+        return rules_preview_json(request, show_members=request.user.has_perm(PROFILE_VIEW_PERMISSION))
 
     def members_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         cohort = get_object_or_404(self.get_queryset(request), pk=object_id)
@@ -310,11 +345,61 @@ class CohortAdmin(admin.ModelAdmin):
         )
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> HttpResponse:
+        obj: Cohort | None = kwargs.get("obj")
         try:
-            context["export_url"] = reverse(EXPORT_URL_NAME)
+            context["export_url"] = reverse(EXPORT_URL_NAME) if self.has_export_permission(request) else None
         except NoReverseMatch:
             context["export_url"] = None
+        context["cohort_syncs"] = cohort_sync_rows(obj, request) if obj is not None and obj.pk else []
+        context["cohort_editor_config"] = self._editor_config(request, obj)
         return super().render_change_form(request, context, *args, **kwargs)
+
+    def _editor_config(self, request: HttpRequest, obj: Cohort | None) -> dict[str, Any]:
+        """Settings for the rule builder's script."""
+        count = _stored_member_count(obj) if obj is not None and obj.pk else None
+        return {
+            "previewUrl": reverse("admin:cohorts_cohort_preview") if self.has_preview_permission(request) else "",
+            "propertyNames": profile_property_names(),
+            "ops": RULE_OPS,
+            # What the live count is compared with: the cohort as saved, and who syncs it.
+            "currentCount": count if isinstance(count, int) else None,
+            "dynamicSyncs": cohort_dynamic_sync_names(obj) if obj is not None else [],
+        }
+
+
+def cohort_sync_rows(cohort: Cohort, request: HttpRequest) -> list[dict[str, Any]]:
+    """The syncs using the cohort, for its page; links only for who may open syncs."""
+    can_open = request.user.has_perm("syncs.view_sync")
+    return [
+        {
+            "sync": sync,
+            "url": reverse("admin:syncs_sync_change", args=[sync.pk]) if can_open else "",
+            "acknowledged": f"{acknowledged:,}",
+        }
+        for sync, acknowledged in cohort_syncs_with_counts(cohort.pk)
+    ]
+
+
+def _stored(cohort: Cohort) -> Cohort:
+    """The cohort as saved: after a refused save the page's object holds the edits."""
+    cached = getattr(cohort, "_admin_stored", None)
+    if cached is None:
+        cached = Cohort.objects.filter(pk=cohort.pk).first() or cohort
+        cohort._admin_stored = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _stored_member_count(cohort: Cohort) -> int | RuleError:
+    """The saved cohort's member count, counted once per page (the field and the editor's
+    script both show it)."""
+    cached = getattr(cohort, "_admin_member_count", None)
+    if cached is None:
+        try:
+            cached = cohort_member_count(_stored(cohort))
+        except RuleError as exc:
+            cached = exc
+        cohort._admin_member_count = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _member_rows(members: QuerySet[Profile]) -> Iterator[list[str]]:

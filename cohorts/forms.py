@@ -12,7 +12,8 @@ from django.core.files.uploadedfile import UploadedFile
 from cohorts.importing import distinct_ids_from_lines
 from cohorts.models import Cohort, Profile
 from cohorts.profile_rows import distinct_id_problem
-from cohorts.rules import RuleError, validate_rules
+from cohorts.rules import rules_problems
+from cohorts.selectors import CohortShrink, cohort_shrink
 from cohortsync_site.forms import JSONValueField
 
 RULES_HELP = (
@@ -42,6 +43,10 @@ RULES_EXAMPLE = {
 }
 
 
+def invalid_json_message(exc: json.JSONDecodeError) -> str:
+    return f"This is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+
+
 class PrettyJSONField(JSONValueField):
     """A JSON textarea that shows indented JSON."""
 
@@ -57,10 +62,35 @@ class PrettyJSONField(JSONValueField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+# The rule builder's operators, in words, with the value each one takes: "scalar" (text,
+# a number or true/false), "list" (comma-separated), "text" (kept as text), "ordered" (a
+# number or a YYYY-MM-DD date), "days" (a whole number) or "none".
+RULE_OPS = [
+    {"op": "eq", "label": "is", "value": "scalar"},
+    {"op": "neq", "label": "is not", "value": "scalar"},
+    {"op": "in", "label": "is one of", "value": "list"},
+    {"op": "not_in", "label": "is none of", "value": "list"},
+    {"op": "contains", "label": "contains", "value": "text"},
+    {"op": "gt", "label": "is greater than", "value": "ordered"},
+    {"op": "gte", "label": "is at least", "value": "ordered"},
+    {"op": "lt", "label": "is less than", "value": "ordered"},
+    {"op": "lte", "label": "is at most", "value": "ordered"},
+    {"op": "is_set", "label": "is set", "value": "none"},
+    {"op": "is_not_set", "label": "is not set", "value": "none"},
+    {"op": "within_last_days", "label": "is within the last … days", "value": "days"},
+    {"op": "more_than_days_ago", "label": "is more than … days ago", "value": "days"},
+]
+
+EMPTY_RULES_MESSAGE = 'A rules cohort needs rules. To include every profile, use {"all": []}.'
+# Changing these may change who is a member.
+DEFINITION_FIELDS = frozenset({"kind", "rules", "members_text", "members_file", "clear_members"})
+
+
 class CohortForm(forms.ModelForm):
     rules = PrettyJSONField(
+        label="Rules as JSON",
         required=False,
-        help_text=RULES_HELP,
+        help_text="What the builder above writes; edit either one. " + RULES_HELP,
         widget=forms.Textarea(
             attrs={
                 "rows": 14,
@@ -87,6 +117,8 @@ class CohortForm(forms.ModelForm):
     clear_members = forms.BooleanField(
         label="Remove every listed id", required=False
     )
+    # Shown only when a save would empty or halve a cohort that dynamic syncs keep in sync.
+    confirm_shrink = forms.BooleanField(required=False, label="Yes, save it")
 
     sql = forms.CharField(
         label="SQL",
@@ -100,14 +132,21 @@ class CohortForm(forms.ModelForm):
         model = Cohort
         fields = ("name", "kind", "description", "rules", "source", "sql")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Set by clean() when the save waits for confirm_shrink.
+        self.shrink: CohortShrink | None = None
+
     def clean_rules(self) -> Any:
         rules = self.cleaned_data.get("rules")
         if rules is None:
             return None
-        try:
-            validate_rules(rules)
-        except RuleError as exc:
-            raise forms.ValidationError(str(exc), code="invalid_rules") from None
+        problems = rules_problems(rules)
+        if problems:
+            # Every problem, each naming its condition: fixing one at a time is slow.
+            raise forms.ValidationError(
+                [forms.ValidationError(problem, code="invalid_rules") for problem in problems]
+            )
         return rules
 
     def clean_members_text(self) -> list[str] | None:
@@ -135,10 +174,7 @@ class CohortForm(forms.ModelForm):
         ]
         if kind == Cohort.Kind.RULES:
             if "rules" in cleaned and cleaned.get("rules") is None and "rules" not in self.errors:
-                self.add_error(
-                    "rules",
-                    'A rules cohort needs rules. To include every profile, use {"all": []}.',
-                )
+                self.add_error("rules", EMPTY_RULES_MESSAGE)
         if kind != Cohort.Kind.STATIC:
             for name in given:
                 self.add_error(name, "Listed members apply only to static cohorts.")
@@ -148,7 +184,22 @@ class CohortForm(forms.ModelForm):
             raise forms.ValidationError(
                 "Give the new member list one way only: typed, uploaded, or cleared."
             )
+        if not self.errors and not cleaned.get("confirm_shrink"):
+            self._check_shrink(cleaned)
         return cleaned
+
+    def _check_shrink(self, cleaned: dict[str, Any]) -> None:
+        """Ask for a confirmation before a save empties or halves a cohort that dynamic
+        syncs keep in sync: their next run would remove those users from the destination."""
+        self.shrink = cohort_shrink(
+            cohort=self.instance,
+            kind=cleaned.get("kind"),
+            rules=cleaned.get("rules"),
+            new_static_ids=self.static_member_ids(),
+            definition_changed=bool(DEFINITION_FIELDS & set(self.changed_data)),
+        )
+        if self.shrink is not None:
+            raise forms.ValidationError(self.shrink.message, code="shrink_unconfirmed")
 
     def _clean_sql(self, cleaned: dict[str, Any]) -> None:
         # Local import: sources depends on cohorts for its import row path.

@@ -42,6 +42,7 @@ from cohorts.profile_rows import (
 from cohorts.rules import infer_scalar
 from cohortsync_site.database import database_error_text, statistics_refresh
 from cohortsync_site.json_values import JSONValueError, json_loads
+from cohortsync_site.text import count_of
 
 FileFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl")
@@ -86,7 +87,7 @@ class ImportReport:
 
     def summary(self) -> str:
         return (
-            f"{self.rows_read:,} rows read: {self.created:,} profiles created, "
+            f"{count_of(self.rows_read, 'row')} read: {count_of(self.created, 'profile')} created, "
             f"{self.updated:,} updated, {self.unchanged:,} unchanged, {self.rejected:,} rejected."
         )
 

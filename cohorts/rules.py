@@ -80,25 +80,36 @@ Scalar = str | int | float | bool
 
 
 class RuleError(ValueError):
-    """The rules are malformed; the message names the bad condition by its path."""
+    """The rules are malformed; the message names the first bad condition by its path and
+    `problems` lists every one."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__(self.problems[0])
 
 
 # --- Validation --------------------------------------------------------------------------
 
 
 def validate_rules(rules: Any) -> None:
-    """Raise RuleError naming the first bad group or condition, or return None."""
+    """Raise RuleError listing every bad group and condition, or return None."""
+    problems = rules_problems(rules)
+    if problems:
+        raise RuleError(problems)
+
+
+def rules_problems(rules: Any) -> list[str]:
+    """Every problem of the rules, each naming its group or condition by path, in order."""
     try:
         # NaN, NUL, lone surrogates, huge integers: neither database stores or binds them.
         json_value_check(rules)
     except JSONValueError as exc:
-        raise RuleError(f"{exc}.") from None
+        return [f"{exc}."]
     if not isinstance(rules, dict) or not _group_key(rules):
-        raise RuleError(
-            'Rules must be a group: a JSON object like {"all": [...]} or {"any": [...]}.'
-        )
-    counter = [0]
-    _validate_group(rules, path="", depth=1, counter=counter)
+        return ['Rules must be a group: a JSON object like {"all": [...]} or {"any": [...]}.']
+    problems: list[str] = []
+    _validate_group(rules, path="", depth=1, counter=[0], problems=problems)
+    return problems
 
 
 def _group_key(node: dict[str, Any]) -> str | None:
@@ -107,26 +118,42 @@ def _group_key(node: dict[str, Any]) -> str | None:
     return None
 
 
-def _validate_group(node: dict[str, Any], *, path: str, depth: int, counter: list[int]) -> None:
+def _validate_group(
+    node: dict[str, Any], *, path: str, depth: int, counter: list[int], problems: list[str]
+) -> None:
     key = _group_key(node)
     assert key is not None
     where = path or "rules"
     if depth > MAX_DEPTH:
-        raise RuleError(f"{where}: groups are nested more than {MAX_DEPTH} levels deep.")
+        problems.append(f"{where}: groups are nested more than {MAX_DEPTH} levels deep.")
+        return
     children = node[key]
     if not isinstance(children, list):
-        raise RuleError(f"{where}: '{key}' must be a list of conditions or groups.")
+        problems.append(f"{where}: '{key}' must be a list of conditions or groups.")
+        return
     if key == "any" and not children:
-        raise RuleError(f"{where}: 'any' group is empty, so nothing could match; add a condition.")
+        problems.append(f"{where}: 'any' group is empty, so nothing could match; add a condition.")
     for index, child in enumerate(children):
         child_path = f"{path}.{key}[{index}]" if path else f"{key}[{index}]"
         if isinstance(child, dict) and _group_key(child):
-            _validate_group(child, path=child_path, depth=depth + 1, counter=counter)
-        else:
-            counter[0] += 1
-            if counter[0] > MAX_CONDITIONS:
-                raise RuleError(f"Rules have more than {MAX_CONDITIONS} conditions.")
-            _validate_condition(child, path=child_path)
+            _validate_group(child, path=child_path, depth=depth + 1, counter=counter, problems=problems)
+            continue
+        counter[0] += 1
+        if counter[0] == MAX_CONDITIONS + 1:
+            problems.append(f"Rules have more than {MAX_CONDITIONS} conditions.")
+        if counter[0] > MAX_CONDITIONS:
+            continue
+        problem = _condition_problem(child, path=child_path)
+        if problem:
+            problems.append(problem)
+
+
+def _condition_problem(node: Any, *, path: str) -> str | None:
+    try:
+        _validate_condition(node, path=path)
+    except RuleError as exc:
+        return str(exc)
+    return None
 
 
 def _validate_condition(node: Any, *, path: str) -> None:

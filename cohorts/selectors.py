@@ -6,15 +6,23 @@ the sync engine above all, can annotate, filter and stream members without loadi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
 from django.db.models import Q, QuerySet
 
 from cohorts.models import Cohort, Profile, StaticMembership
-from cohorts.rules import rules_to_q
+from cohorts.rules import DISTINCT_ID_PROPERTY, RuleError, rules_to_q
+from cohortsync_site.database import QueryTooSlow, statement_time_limit
 
 PREVIEW_LIMIT = 50
 # Kinds whose members are the distinct ids stored in StaticMembership.
 LISTED_KINDS = (Cohort.Kind.STATIC, Cohort.Kind.SQL)
 EMAIL_PROPERTY = "$email"
+# Profiles whose property names are offered while writing rules: the newest ones only
+# (the names of a million JSON documents would be a full scan).
+PROPERTY_NAMES_SAMPLE = 1000
 
 
 def cohort_members(cohort: Cohort) -> QuerySet[Profile]:
@@ -31,7 +39,37 @@ def cohort_members(cohort: Cohort) -> QuerySet[Profile]:
         return Profile.objects.filter(distinct_id__in=listed)
     if not cohort.rules:
         return Profile.objects.none()
-    return Profile.objects.filter(rules_to_q(cohort.rules))
+    return profiles_matching(cohort.rules)
+
+
+def profiles_matching(rules: dict[str, Any]) -> QuerySet[Profile]:
+    """Profiles matching rules that may not be saved yet (the editor's live count).
+    Raises cohorts.rules.RuleError for bad rules."""
+    return Profile.objects.filter(rules_to_q(rules))
+
+
+@dataclass(frozen=True)
+class PropertyCoverage:
+    members: int
+    with_property: int
+
+
+def members_property_coverage(members: QuerySet[Profile], prop: str) -> PropertyCoverage:
+    """How many of `members` have `prop` set (not missing, null or ""): two counts."""
+    total = members.count()
+    if prop == DISTINCT_ID_PROPERTY:
+        return PropertyCoverage(members=total, with_property=total)
+    is_set = rules_to_q({"all": [{"property": prop, "op": "is_set"}]})
+    return PropertyCoverage(members=total, with_property=members.filter(is_set).count())
+
+
+def profile_property_names(*, sample: int = PROPERTY_NAMES_SAMPLE) -> list[str]:
+    """Property names seen on the newest profiles, sorted, "$distinct_id" first."""
+    names: set[str] = set()
+    for properties in Profile.objects.order_by("-pk").values_list("properties", flat=True)[:sample]:
+        if isinstance(properties, dict):
+            names.update(key for key in properties if isinstance(key, str))
+    return [DISTINCT_ID_PROPERTY, *sorted(names - {DISTINCT_ID_PROPERTY})]
 
 
 def cohort_member_count(cohort: Cohort) -> int:
@@ -62,3 +100,92 @@ def profiles_search(queryset: QuerySet[Profile], term: str) -> QuerySet[Profile]
         {"all": [{"property": EMAIL_PROPERTY, "op": "in", "value": sorted({term, term.lower()})}]}
     )
     return queryset.filter(Q(distinct_id__startswith=term) | by_email)
+
+
+ID_COUNT_CHUNK = 5000
+
+
+def profiles_with_ids_count(distinct_ids: Iterable[str]) -> int:
+    """How many of these distinct ids have a profile (each id counted once), in chunks: a
+    static list being replaced may be a million ids long."""
+    total = 0
+    chunk: set[str] = set()
+    for distinct_id in distinct_ids:
+        chunk.add(distinct_id)
+        if len(chunk) >= ID_COUNT_CHUNK:
+            total += Profile.objects.filter(distinct_id__in=chunk).count()
+            chunk = set()
+    if chunk:
+        total += Profile.objects.filter(distinct_id__in=chunk).count()
+    return total
+
+
+def cohort_dynamic_sync_names(cohort: Cohort) -> list[str]:
+    """Names of the enabled dynamic syncs of the cohort: the ones whose next run removes
+    whoever leaves it (through the syncs' reverse relation: cohorts do not import syncs)."""
+    if cohort.pk is None:
+        return []
+    return list(
+        cohort.syncs.filter(mode="dynamic", enabled=True).order_by("name").values_list("name", flat=True)
+    )
+
+
+# Counting a cohort before and after an edit is two counts over the profiles; past this
+# the save goes ahead unconfirmed (the syncs' mass-removal guard still holds the run).
+SHRINK_COUNT_TIME_LIMIT_SECONDS = 10
+_COUNTED_KINDS = (Cohort.Kind.RULES, Cohort.Kind.STATIC)
+
+
+@dataclass(frozen=True)
+class CohortShrink:
+    """A save that would empty or halve a cohort dynamic syncs keep in sync."""
+
+    name: str
+    before: int
+    after: int
+    syncs: list[str]
+
+    @property
+    def message(self) -> str:
+        synced = ", ".join(f"“{name}”" for name in self.syncs)
+        which = "keeps" if len(self.syncs) == 1 else "keep"
+        return (
+            f"Saving would take “{self.name}” from {self.before:,} to {self.after:,} members. "
+            f"{synced} {which} it in sync: the next run would remove {self.before - self.after:,} "
+            "users from the destination (a run removing more than half of them waits for "
+            "approval). If that is what you want, tick “Yes, save it” and save again."
+        )
+
+
+def cohort_shrink(
+    *,
+    cohort: Cohort,
+    kind: str | None,
+    rules: Any,
+    new_static_ids: Iterator[str] | None,
+    definition_changed: bool,
+) -> CohortShrink | None:
+    """Whether saving this definition would empty or halve the stored cohort while enabled
+    dynamic syncs use it (None when not, or when it cannot be told in time)."""
+    if cohort.pk is None or not definition_changed:
+        return None
+    syncs = cohort_dynamic_sync_names(cohort)
+    stored = Cohort.objects.filter(pk=cohort.pk).first()
+    if not syncs or stored is None or stored.kind not in _COUNTED_KINDS or kind not in _COUNTED_KINDS:
+        return None
+    try:
+        with statement_time_limit(SHRINK_COUNT_TIME_LIMIT_SECONDS):
+            before = cohort_member_count(stored)
+            if before == 0:
+                return None
+            if kind == Cohort.Kind.RULES:
+                after = profiles_matching(rules).count() if rules else 0
+            elif new_static_ids is not None:
+                after = profiles_with_ids_count(new_static_ids)
+            else:
+                after = cohort_member_count(Cohort(pk=cohort.pk, kind=Cohort.Kind.STATIC))
+    except (RuleError, QueryTooSlow):
+        return None
+    if after == 0 or after * 2 <= before:
+        return CohortShrink(name=stored.name, before=before, after=after, syncs=syncs)
+    return None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import OperationalError, connection, transaction
 from django.db.models import Model
 
 
@@ -20,3 +23,32 @@ def database_error_text(exc: BaseException) -> str:
     to the person whose data it refused."""
     first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return first_line.encode("ascii", "backslashreplace").decode("ascii")[:200]
+
+
+class QueryTooSlow(Exception):
+    """A query ran past the time limit a person waiting for it was given."""
+
+
+# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout.
+_QUERY_CANCELED = "57014"
+
+
+@contextmanager
+def statement_time_limit(seconds: float) -> Iterator[None]:
+    """Each query inside runs at most `seconds` (PostgreSQL; SQLite has no such limit and
+    is for development only), in a transaction of its own. For questions a person asks
+    from a page (a live count over a million profiles): an expensive one ends with
+    QueryTooSlow instead of holding a connection for minutes."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # SET LOCAL ends with the transaction (or this savepoint, in tests).
+            cursor.execute("SET LOCAL statement_timeout = %s", [max(1, int(seconds * 1000))])
+            yield
+            cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == _QUERY_CANCELED:
+            raise QueryTooSlow(f"The query took longer than {seconds:g} s.") from None
+        raise

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "alerts",
     "sources",
     "api",
+    "health",
 ]
 
 MIDDLEWARE = [
@@ -111,10 +112,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (shared by web and workers: destination tokens live here) --------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# The task queue's name: its Redis keys and the salt tasks are signed with, and the prefix of
+# the cache's keys in Redis. The same on every web and worker process of one installation;
+# installations sharing a Redis server use different names.
+TASK_QUEUE_NAME = env.str("TASK_QUEUE_NAME", default="cohortsync")
 if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache_url("CACHE_URL")}
 elif REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": TASK_QUEUE_NAME}}
 else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cohortsync_cache"}
@@ -124,7 +130,7 @@ else:
 # retry must exceed timeout (plus queue wait) or a long task is delivered twice while running.
 TASK_TIMEOUT_SECONDS = env.int("TASK_TIMEOUT_SECONDS", default=3600)
 Q_CLUSTER: dict = {
-    "name": "cohortsync",
+    "name": TASK_QUEUE_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": TASK_TIMEOUT_SECONDS,
     "retry": TASK_TIMEOUT_SECONDS + 600,
@@ -132,7 +138,10 @@ Q_CLUSTER: dict = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 500,
-    "queue_limit": 8,
+    # Tasks a cluster takes from the broker ahead of its free workers (its pusher holds one
+    # more). With several clusters a deeper queue lets one host hoard runs that wait behind its
+    # busy workers while another host idles, and on Redis what a killed cluster held is lost.
+    "queue_limit": 1,
     "label": "Task queue",
 }
 if REDIS_URL:
@@ -148,8 +157,11 @@ COHORTSYNC_REMOVAL_GUARD_RATIO = env.float("COHORTSYNC_REMOVAL_GUARD_RATIO", def
 COHORTSYNC_SANDBOX_HOST = env.str("COHORTSYNC_SANDBOX_HOST", default="127.0.0.1")
 COHORTSYNC_SANDBOX_PORT = env.int("COHORTSYNC_SANDBOX_PORT", default=8765)
 COHORTSYNC_HTTP_TIMEOUT_SECONDS = env.float("COHORTSYNC_HTTP_TIMEOUT_SECONDS", default=60.0)
+# Destination calls a person waits for (the sync form's field check, Test connection): one
+# attempt each, all of them within this many seconds.
+COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS = env.float("COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS", default=10.0)
 # A running run with no heartbeat for this long is considered dead (worker killed).
-COHORTSYNC_STALE_RUN_MINUTES = env.int("COHORTSYNC_STALE_RUN_MINUTES", default=10)
+COHORTSYNC_STALE_RUN_MINUTES = env.float("COHORTSYNC_STALE_RUN_MINUTES", default=10)
 # Users skipped for a missing/invalid identity are all counted; this many get a per-user row.
 COHORTSYNC_SKIP_ROWS_PER_RUN = env.int("COHORTSYNC_SKIP_ROWS_PER_RUN", default=1000)
 # How long to poll one SFMC asynchronous upsert before reporting its rows as retriable.
@@ -202,6 +214,22 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+
+# --- Behind an https reverse proxy (docs/deployment.md) -----------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Load balancers and supervisors probe /healthz over plain http on the web port.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# The header the proxy sets to "https" for https requests, e.g. X-Forwarded-Proto. Only set it
+# when the proxy always sets or strips that header: a client could otherwise claim https.
+_PROXY_SSL_HEADER = env.str("SECURE_PROXY_SSL_HEADER", default="")
+if _PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")
+
+# /healthz answers 503 when no task cluster has shown a sign of life for this long.
+COHORTSYNC_HEALTH_MAX_HEARTBEAT_AGE_SECONDS = env.int("COHORTSYNC_HEALTH_MAX_HEARTBEAT_AGE_SECONDS", default=180)
 
 LOGGING = {
     "version": 1,

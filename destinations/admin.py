@@ -16,6 +16,7 @@ from django.utils.text import Truncator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from destinations.forms import DestinationForm
+from destinations.http import interactive_calls
 from destinations.kinds import all_fieldsets, kind_fieldset_classes
 from destinations.models import Destination
 from destinations.sandbox.inspect import sandbox_state_fetch
@@ -150,7 +151,9 @@ class DestinationAdmin(admin.ModelAdmin):
             self._check_and_report(request, destination)
 
     def _check_and_report(self, request: HttpRequest, destination: Destination) -> None:
-        report = destination_check_connection(destination=destination)
+        # A person waits for the answer: seconds, not minutes of retries.
+        with interactive_calls():
+            report = destination_check_connection(destination=destination)
         if report.ok:
             self.message_user(request, f"{destination.name}: Connected: {report.summary}", messages.SUCCESS)
         else:

@@ -8,10 +8,12 @@ the plain values handed to it. One connector class per destination kind implemen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from destinations.errors import TargetValidationError
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,39 @@ class FieldInfo:
     label: str
     type: str
     is_target_compatible: bool
+
+
+class TargetStatus(StrEnum):
+    EXISTS = "exists"  # the field exists and can hold the membership
+    WILL_BE_CREATED = "will_be_created"  # missing, and the first run creates it
+    REFUSED = "refused"  # missing or unusable: a run would fail on it
+    UNCHECKED = "unchecked"  # the destination could not be asked
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """What the destination says about one sync target, without changing anything."""
+
+    status: TargetStatus
+    message: str
+
+    @property
+    def refused(self) -> bool:
+        return self.status == TargetStatus.REFUSED
+
+
+def target_checks(
+    targets: Sequence[SyncTarget], describe: Callable[[SyncTarget], TargetCheck]
+) -> list[TargetCheck]:
+    """One check per target: what `describe` says, or REFUSED with the message of the
+    TargetValidationError it raised (the message a run would fail with)."""
+    checks = []
+    for target in targets:
+        try:
+            checks.append(describe(target))
+        except TargetValidationError as exc:
+            checks.append(TargetCheck(TargetStatus.REFUSED, exc.message))
+    return checks
 
 
 @dataclass(frozen=True)
@@ -169,6 +204,13 @@ class Connector(Protocol):
 
     def validate_target(self, target: SyncTarget) -> None:
         """Raise TargetValidationError (or create the field where allowed) before any push."""
+        ...
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        """Read-only twin of validate_target, one result per target (the schema is read
+        once): EXISTS, WILL_BE_CREATED or REFUSED with the message validate_target would
+        raise. Creates nothing. Problems of the whole destination (credentials, network,
+        a missing data extension) raise a DestinationError."""
         ...
 
     def normalize_identity(self, raw_value: Any) -> str:

@@ -8,6 +8,7 @@ from django import forms
 from django.core.validators import MaxLengthValidator
 
 from cohortsync_site.forms import JSONValueField
+from destinations.accounts import KindSettings, destination_field_scope_label
 from destinations.kinds import all_settings, kind_names, kind_spec, kind_specs
 from destinations.kindspec import KindSpec, SettingField, UnknownKindError
 from destinations.models import Destination
@@ -58,13 +59,17 @@ class DestinationForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["options"].required = False
-        self.fields["options"].help_text = _options_help()
-        self.fields["client_id"].help_text = _credentials_help()
-        self.fields["new_client_secret"].help_text += " " + _credentials_help()
+        # The admin leaves read-only fields out of the form (all of them for a view-only user).
+        if "options" in self.fields:
+            self.fields["options"].required = False
+            self.fields["options"].help_text = _options_help()
+        if "client_id" in self.fields:
+            self.fields["client_id"].help_text = _credentials_help()
+        if "new_client_secret" in self.fields:
+            self.fields["new_client_secret"].help_text += " " + _credentials_help()
         for setting in all_settings():
-            if setting.normalize is not None:
-                field = self.fields[setting.name]
+            field = self.fields.get(setting.name)
+            if setting.normalize is not None and field is not None:
                 field.max_length = PASTED_MAX_LENGTH
                 field.validators = [v for v in field.validators if not isinstance(v, MaxLengthValidator)]
                 field.widget.attrs["maxlength"] = str(PASTED_MAX_LENGTH)
@@ -102,6 +107,8 @@ class DestinationForm(forms.ModelForm):
                 cleaned["options"] = validate_destination_options(kind, cleaned["options"])
             except SettingError as exc:
                 self.add_error("options", str(exc))
+        if not self.errors:
+            self._check_shared_fields(cleaned, spec)
         return cleaned
 
     def _clean_settings(self, cleaned: dict[str, Any], spec: KindSpec) -> None:
@@ -117,6 +124,30 @@ class DestinationForm(forms.ModelForm):
             cleaned[setting.name] = setting_clean(setting, (cleaned[setting.name] or "").strip())
         except SettingError as exc:
             self.add_error(setting.name, str(exc))
+
+    def _check_shared_fields(self, cleaned: dict[str, Any], spec: KindSpec) -> None:
+        """Pointing this destination at a data extension, attribute set or Marketo instance
+        that another destination's syncs write must not make two syncs share a field."""
+        if self.is_creating:
+            return
+        # Local import: syncs builds on destinations, not the other way round.
+        from syncs.targets import sync_field_owner
+
+        settings = KindSettings(spec.kind, {name: cleaned.get(name) or "" for name in spec.setting_names})
+        mine = list(self.instance.syncs.values_list("pk", "name", "target_field"))
+        for _, name, field in mine:
+            owner = sync_field_owner(
+                destination=settings, destination_id=self.instance.pk, target_field=field,
+                exclude_sync_ids=[pk for pk, _, _ in mine],
+            )
+            if owner is not None:
+                self.add_error(
+                    None,
+                    f"With these settings, this destination writes to the same place as "
+                    f"{owner.destination.name} ({destination_field_scope_label(settings)}), "
+                    f"and two syncs would write the field '{field}': '{name}' here and "
+                    f"'{owner.name}' there. Change the field of one of them first.",
+                )
 
     def _check_kind_change(self, kind: str) -> None:
         if self.is_creating or kind == self.instance.kind:

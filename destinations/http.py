@@ -25,7 +25,9 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +50,26 @@ logger = logging.getLogger(__name__)
 
 # A Retry-After longer than this is not waited out inside a run; the error is raised instead.
 MAX_RETRY_AFTER_SECONDS = 120.0
+
+# Set while a person waits for the calls (see interactive_calls): when they must be done.
+_interactive_deadline: ContextVar[tuple[float, float] | None] = ContextVar(
+    "cohortsync_interactive_deadline", default=None
+)
+
+
+@contextmanager
+def interactive_calls(seconds: float | None = None) -> Iterator[None]:
+    """Destination calls a person is waiting for (an admin form, Test connection): each
+    request is tried once, without backoff, and all of them together end within `seconds`
+    (COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS). An unreachable destination then answers with
+    a TransientError in seconds instead of after minutes of retries."""
+    if seconds is None:
+        seconds = float(getattr(settings, "COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS", 10.0))
+    token = _interactive_deadline.set((time.monotonic() + seconds, seconds))
+    try:
+        yield
+    finally:
+        _interactive_deadline.reset(token)
 
 
 class TokenExpiredError(TransientError):
@@ -205,9 +227,13 @@ class HttpTransport:
         kwargs.setdefault("timeout", self.timeout)
         for name, value in self._environment_for(url).items():
             kwargs.setdefault(name, value)
+        interactive = _interactive_deadline.get()
+        max_attempts = 1 if interactive is not None else self.retry.max_attempts
         attempt = 0
         while True:
             attempt += 1
+            if interactive is not None:
+                kwargs["timeout"] = _interactive_timeout(kwargs["timeout"], interactive, url)
             try:
                 response = self._send_once(method, url, **kwargs)
                 self._raise_for_transport_status(response, url)
@@ -217,7 +243,7 @@ class HttpTransport:
             except TokenExpiredError:
                 raise
             except TransientError as exc:
-                if attempt >= self.retry.max_attempts:
+                if attempt >= max_attempts:
                     raise
                 if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER_SECONDS:
                     raise
@@ -251,8 +277,9 @@ class HttpTransport:
             try:
                 return self.session.request(method, url, **kwargs)
             except requests.Timeout:
+                waited = f"{kwargs.get('timeout', self.timeout)[1]:.1f}".removesuffix(".0")
                 raise TransientError(
-                    f"{_safe_url(url)} did not answer within {self.timeout[1]:.0f}s.", code="timeout"
+                    f"{_safe_url(url)} did not answer within {waited}s.", code="timeout"
                 ) from None
             except requests.ConnectionError:
                 raise TransientError(
@@ -283,6 +310,20 @@ class HttpTransport:
                 status=response.status_code,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
+
+
+def _interactive_timeout(
+    timeout: tuple[float, float], interactive: tuple[float, float], url: str
+) -> tuple[float, float]:
+    """The (connect, read) timeout cut to what is left of an interactive deadline."""
+    deadline, seconds = interactive
+    left = deadline - time.monotonic()
+    if left <= 0.05:
+        raise TransientError(
+            f"{_safe_url(url)} was not reached within {seconds:.0f}s (the time a check a "
+            "person waits for may take).", code="timeout",
+        )
+    return (min(timeout[0], left), min(timeout[1], left))
 
 
 def _safe_url(url: str) -> str:

@@ -74,6 +74,8 @@ class SyncOption:
     name: str
     # Why `value` cannot be used ("must be true or false."), or None when it can.
     problem: Callable[[Any], str | None]
+    # Only means something when a run may send "not a member": a one-time export never does.
+    dynamic_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,14 @@ class KindSpec:
     # Where to find the client id and secret, and what the sync's field is, for help texts.
     credentials_help: str
     target_help: str
+    # What the sync form says when the typed field is not among the destination's fields.
+    missing_target_hint: str
+    # The platform account the destination writes to (one budget, one set of fields):
+    # equal keys are one account, whatever the records are called.
+    account_key: Callable[[Mapping[str, str]], str]
+    # Where its field names live ("<account>|de:<key>"), and that place in words.
+    field_scope: Callable[[Mapping[str, str]], str]
+    field_scope_label: Callable[[Mapping[str, str]], str]
     sync_options: tuple[SyncOption, ...] = ()
     # `apply` checks that a sync's target exists in the destination before writing
     # anything (for kinds whose target cannot be created by a run and whose check only

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, TextChoices
 
+from destinations.accounts import KindSettings, destination_field_scope
 from destinations.kinds import kind_spec
 from destinations.kindspec import UnknownKindError
 from destinations.models import Destination
@@ -78,3 +79,18 @@ def destination_is_sandbox(destination: Destination) -> bool:
     if not host:
         return False
     return not is_official_api_host(host)
+
+
+def destinations_sharing_field_scope(
+    destination: Destination | KindSettings, *, destination_id: int | None
+) -> list[int]:
+    """Ids of the destinations whose fields are the same columns as `destination`'s (same
+    account and data extension or attribute set, or same Marketo instance), its own id
+    included. `destination` may hold unsaved settings; `destination_id` is its row, if any.
+    Reads every destination of the kind: a handful, without their secrets."""
+    scope = destination_field_scope(destination)
+    others = Destination.objects.filter(kind=destination.kind).defer("client_secret")
+    if destination_id is not None:
+        others = others.exclude(pk=destination_id)
+    ids = [other.pk for other in others if destination_field_scope(other) == scope]
+    return [*ids, destination_id] if destination_id is not None else ids

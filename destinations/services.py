@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from destinations.base import ConnectionReport, FieldInfo
+from destinations.base import ConnectionReport, FieldInfo, SyncTarget, TargetCheck, TargetStatus
 from destinations.encryption import (
     SecretDecryptionError,
     is_encrypted_with_current_key,
     reencrypt_secret,
 )
 from destinations.errors import DestinationError
+from destinations.http import interactive_calls
 from destinations.models import Destination
 from destinations.registry import connector_for
 from destinations.scrubbing import scrub
@@ -76,14 +77,48 @@ def destination_check_connection(*, destination: Destination) -> ConnectionRepor
 
 
 def destination_target_fields(*, destination: Destination) -> list[FieldInfo]:
-    """The fields a sync may write to, or [] when the destination cannot be read right now."""
+    """The fields a sync may write to, or [] when the destination cannot be read right now
+    (within COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS: a person is waiting for the list)."""
     try:
-        return list(connector_for(destination).list_target_fields())
+        with interactive_calls():
+            return list(connector_for(destination).list_target_fields())
     except (DestinationError, SecretDecryptionError) as exc:
         logger.info("Target fields of destination %s unavailable: %s", destination.pk, exc.__class__.__name__)
         return []
     except Exception:
         logger.exception("Listing target fields of destination %s crashed", destination.pk)
+        return []
+
+
+def destination_targets_check(
+    *, destination: Destination, targets: Sequence[SyncTarget]
+) -> list[TargetCheck]:
+    """Ask the destination, while a person waits, whether each target field exists and can
+    hold a membership (one result per target, nothing created). Every call is tried once
+    and all of them end within COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS. When the destination
+    cannot be asked (network, credentials, a missing data extension), every result is
+    UNCHECKED with the reason: the run checks the field again before sending anything."""
+    try:
+        with interactive_calls():
+            return list(connector_for(destination).check_targets(targets))
+    except (DestinationError, SecretDecryptionError) as exc:
+        reason = _redact(str(exc), _secret_of(destination))
+    except Exception:
+        logger.exception("Checking target fields of destination %s crashed", destination.pk)
+        reason = "the check failed unexpectedly; the server log has the details."
+    return [
+        TargetCheck(
+            TargetStatus.UNCHECKED,
+            f"Could not check '{target.field}' against {destination.name}: {reason}",
+        )
+        for target in targets
+    ]
+
+
+def _secret_of(destination: Destination) -> list[str]:
+    try:
+        return [destination.client_secret]
+    except SecretDecryptionError:
         return []
 
 

@@ -24,7 +24,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from destinations.models import Destination
-from syncs import admin_display, admin_lists, admin_views, services
+from syncs import (
+    admin_display,
+    admin_lists,
+    admin_schedules,  # noqa: F401  (django-q2's schedules, in words)
+    admin_sync_form,
+    admin_views,
+    services,
+)
 from syncs.admin_display import (
     LargeTablePaginator,
     run_duration_display,
@@ -123,7 +130,9 @@ class SyncAdmin(admin.ModelAdmin):
             "fields": ("name", "cohort", "destination", "target_field", "identity_property")
         }
         if obj is not None and self._is_frozen(obj):
-            target["description"] = admin_display.frozen_note(obj)
+            target["description"] = admin_display.frozen_note(
+                obj, can_create=self.has_add_permission(request)
+            )
         fieldsets: list[tuple[str | None, dict[str, Any]]] = [
             (None, target),
             ("Schedule", {"fields": ("mode", "interval_minutes", "enabled")}),
@@ -166,11 +175,16 @@ class SyncAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         # After commit, so the schedule never points at a sync that was rolled back.
         transaction.on_commit(partial(services.sync_schedule_update, sync=obj))
+        check = getattr(form, "target_check", None)
+        if check is not None:
+            message, level = admin_sync_form.target_check_message(check)
+            self.message_user(request, message, level)
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Sync | None = None):  # type: ignore[no-untyped-def]
         context["can_run_sync"] = bool(obj and obj.pk and self.has_run_sync_permission(request))
-        context["target_fields_url"] = reverse("admin:syncs_sync_target_fields")
+        context["can_view_runs"] = request.user.has_perm("syncs.view_syncrun")
+        context["sync_form_config"] = admin_sync_form.sync_form_config(obj)
         if obj is not None and obj.pk:
             context["run_history"] = admin_display.sync_history(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -242,6 +256,7 @@ class SyncAdmin(admin.ModelAdmin):
         return [
             path("export-cohorts/", wrap(self.export_cohorts_view), name=f"{prefix}_export_cohorts"),
             path("target-fields/", wrap(self.target_fields_view), name=f"{prefix}_target_fields"),
+            path("identity-coverage/", wrap(self.identity_coverage_view), name=f"{prefix}_identity_coverage"),
             path("<path:object_id>/export-now/", wrap(self.export_now_view), name=f"{prefix}_export_now"),
             path("<path:object_id>/dry-run/", wrap(self.dry_run_view), name=f"{prefix}_dry_run"),
             *super().get_urls(),
@@ -256,6 +271,15 @@ class SyncAdmin(admin.ModelAdmin):
         if not (self.has_add_permission(request) or self.has_change_permission(request)):
             raise PermissionDenied
         return admin_views.target_fields_json(request)
+
+    def identity_coverage_view(self, request: HttpRequest) -> HttpResponse:
+        # Counts only, no member: for whoever may edit syncs and see cohorts.
+        if not (
+            (self.has_add_permission(request) or self.has_change_permission(request))
+            and request.user.has_perm("cohorts.view_cohort")
+        ):
+            raise PermissionDenied
+        return admin_views.identity_coverage_json(request)
 
     def export_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._run_view(request, object_id, dry_run=False)
@@ -296,7 +320,13 @@ class SyncRunAdmin(AuditTrailAdmin):
     search_fields = ("sync__name", "sync__destination__name")
     search_help_text = "A run number, or part of a sync's or destination's name."
     date_hierarchy = "created_at"
-    actions = ["retry_failed_users", "cancel_run", "approve_guarded_run", "reject_guarded_run"]
+    actions = [
+        "retry_failed_users",
+        "retry_all_failed_users",
+        "cancel_run",
+        "approve_guarded_run",
+        "reject_guarded_run",
+    ]
     change_form_template = "admin/syncs/syncrun/change_form.html"
     # Everything is shown by the template; these only keep the readonly form cheap.
     fields = ("sync", "status")
@@ -364,9 +394,13 @@ class SyncRunAdmin(AuditTrailAdmin):
 
     # --- Actions -----------------------------------------------------------------------
 
-    @admin.action(description="Retry failed users", permissions=["manage_run"])
+    @admin.action(description="Retry failed users (retriable failures only)", permissions=["manage_run"])
     def retry_failed_users(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
         admin_views.runs_retry_failed(self, request, queryset)
+
+    @admin.action(description="Retry all failed users (also those refused for good)", permissions=["manage_run"])
+    def retry_all_failed_users(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        admin_views.runs_retry_failed(self, request, queryset, non_retriable=True)
 
     @admin.action(description="Cancel run", permissions=["manage_run"])
     def cancel_run(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
@@ -442,7 +476,10 @@ class SyncRunAdmin(AuditTrailAdmin):
     def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        retry = admin_views.runs_retry_failed(self, request, self._managed_run(request, object_id))
+        retry = admin_views.runs_retry_failed(
+            self, request, self._managed_run(request, object_id),
+            non_retriable=request.POST.get("non_retriable") == "1",
+        )
         if retry is not None:
             return HttpResponseRedirect(reverse("admin:syncs_syncrun_change", args=[retry.pk]))
         return self._back_to_run(object_id)

@@ -31,6 +31,7 @@ from syncs.selectors import (
     run_failures,
     run_plan_is_recorded,
     run_progress,
+    run_retry_failures,
     sync_acknowledged_member_count,
     sync_schedules_next_run,
     syncs_recent_runs,
@@ -234,7 +235,15 @@ def acknowledged_members_display(sync: Sync) -> str:
     return f"{count:,} members acknowledged by the destination"
 
 
-def frozen_note(sync: Sync) -> str:
+def frozen_note(sync: Sync, *, can_create: bool = True) -> str:
+    why = (
+        "The destination, target field and identity property can no longer be changed: the "
+        "destination has acknowledged users of this sync, and they were written under the "
+        "current field and identity. Changing them would orphan those users (their old field "
+        "would never be cleared)."
+    )
+    if not can_create:
+        return why
     new_url = reverse("admin:syncs_sync_add") + "?" + urlencode(
         {
             "cohort": sync.cohort_id,
@@ -242,13 +251,7 @@ def frozen_note(sync: Sync) -> str:
             "identity_property": sync.identity_property,
         }
     )
-    return format_html(
-        "The destination, target field and identity property can no longer be changed: the "
-        "destination has acknowledged users of this sync, and they were written under the "
-        "current field and identity. Changing them would orphan those users (their old field "
-        "would never be cleared). <a href=\"{}\">Create a new sync instead</a>.",
-        new_url,
-    )
+    return format_html('{} <a href="{}">Create a new sync instead</a>.', why, new_url)
 
 
 # --- Sync page: run history -------------------------------------------------------------
@@ -474,9 +477,18 @@ def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
         # A run awaiting approval is rejected instead (recorded as such).
         "can_cancel": run.status in ACTIVE_RUN_STATUSES,
         "can_approve": run.status == RunStatus.AWAITING_APPROVAL,
-        "can_retry": run.status not in ACTIVE_RUN_STATUSES
-        and run.failed_adds + run.failed_removes > 0,
+        **_retry_buttons(run),
     }
+
+
+def _retry_buttons(run: SyncRun) -> dict[str, bool]:
+    """Which retry buttons the run page offers: retriable failures (the default retry),
+    and failures refused for good (the retry that includes them)."""
+    if run.status in ACTIVE_RUN_STATUSES or run.failed_adds + run.failed_removes == 0:
+        return {"can_retry": False, "can_retry_all": False}
+    retriable = run_retry_failures(run.pk, non_retriable=False).exists()
+    permanent = run_retry_failures(run.pk, non_retriable=True).filter(retriable=False).exists()
+    return {"can_retry": retriable, "can_retry_all": permanent}
 
 
 # --- The failure changelist ------------------------------------------------------------

@@ -6,11 +6,12 @@ state goes through syncs.services.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.http import (
@@ -24,19 +25,23 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 from cohorts.models import Cohort
+from cohorts.rules import DISTINCT_ID_PROPERTY, RuleError
+from cohorts.selectors import cohort_members, members_property_coverage
 from cohortsync_site.csv_download import csv_download
+from cohortsync_site.database import QueryTooSlow, statement_time_limit
+from cohortsync_site.text import count_of
+from destinations.base import TargetStatus
 from destinations.models import Destination
 from destinations.services import destination_target_fields
 from syncs import services
 from syncs.admin_display import plan_sample_rows, run_progress_payload
+from syncs.admin_sync_form import sync_form_config, target_check_message
 from syncs.forms import ExportCohortsForm
-from syncs.models import RunStatus, Sync, SyncRun
+from syncs.models import DISTINCT_ID_IDENTITIES, RunStatus, Sync, SyncRun
 from syncs.selectors import run_failures, run_planned_users
 
-if TYPE_CHECKING:
-    pass
-
 TARGET_FIELDS_CACHE_SECONDS = 300
+COVERAGE_TIME_LIMIT_SECONDS = 10
 
 
 # --- Sync actions ------------------------------------------------------------------------
@@ -114,7 +119,7 @@ def syncs_set_enabled(model_admin: admin.ModelAdmin, request: HttpRequest, query
 
 
 def _count(items: list[Any], noun: str) -> str:
-    return f"{len(items)} {noun}" + ("" if len(items) == 1 else "s")
+    return count_of(len(items), noun)
 
 
 # --- Target field suggestions ------------------------------------------------------------
@@ -150,6 +155,48 @@ def target_fields_json(request: HttpRequest) -> HttpResponse:
         )
     fields.sort(key=lambda f: (not f["compatible"], f["name"].lower()))
     return JsonResponse({"ok": True, "fields": fields, "message": ""})
+
+
+# --- Identity coverage ------------------------------------------------------------------
+
+
+def identity_coverage_json(request: HttpRequest) -> JsonResponse:
+    """How many of a cohort's members have the identity property: "612 of 620 members have
+    `$email`". Two counts over the cohort, each held to COVERAGE_TIME_LIMIT_SECONDS; the
+    form's script asks once the cohort and property have settled."""
+    try:
+        cohort = Cohort.objects.get(pk=int(request.GET.get("cohort", "")))
+    except (ValueError, Cohort.DoesNotExist):
+        return JsonResponse({"ok": False, "message": "Choose a cohort to see how many members have it."})
+    identity = (request.GET.get("property") or "").strip()
+    if not identity:
+        return JsonResponse({"ok": False, "message": "Enter the identity property."})
+    prop = DISTINCT_ID_PROPERTY if identity in DISTINCT_ID_IDENTITIES else identity
+    try:
+        with statement_time_limit(COVERAGE_TIME_LIMIT_SECONDS):
+            coverage = members_property_coverage(cohort_members(cohort), prop)
+    except RuleError as exc:
+        return JsonResponse({"ok": False, "message": f"Cannot count: {exc}"})
+    except QueryTooSlow:
+        return JsonResponse({"ok": False, "message": "Counting the members took too long; the "
+                             "run page will say how many were skipped."})
+    missing = coverage.members - coverage.with_property
+    text = f"{coverage.with_property:,} of {count_of(coverage.members, 'member')} have {identity}"
+    if coverage.members and missing:
+        text += f"; {missing:,} without it would be skipped."
+    elif coverage.members:
+        text += "."
+    else:
+        text = f"{cohort.name} has no members right now."
+    return JsonResponse(
+        {
+            "ok": True,
+            "members": coverage.members,
+            "with_property": coverage.with_property,
+            "message": text,
+            "warning": bool(coverage.members and not coverage.with_property),
+        }
+    )
 
 
 # --- "Export to…" ------------------------------------------------------------------------
@@ -190,6 +237,9 @@ def export_cohorts(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpR
                 target_fields=form.target_fields(),
                 created_by=request.user,
             )
+        except ValidationError as exc:
+            # Someone else took a field between validation and saving.
+            form.add_error(None, list(exc.messages))
         except IntegrityError:
             # Someone else took a name or field between validation and saving.
             form.add_error(
@@ -204,6 +254,9 @@ def export_cohorts(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpR
                 f"export: {', '.join(s.name for s in created)}.",
                 messages.SUCCESS,
             )
+            for check in form.target_checks.values():
+                if check.status != TargetStatus.EXISTS:
+                    model_admin.message_user(request, *target_check_message(check))
             return HttpResponseRedirect(reverse("admin:syncs_sync_changelist"))
 
     context = {
@@ -213,7 +266,7 @@ def export_cohorts(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpR
         "opts": model_admin.opts,
         "form": form,
         "cohort_ids": ",".join(str(c.pk) for c in cohorts),
-        "target_fields_url": reverse("admin:syncs_sync_target_fields"),
+        "sync_form_config": sync_form_config(None),
         "media": model_admin.media + form.media,
     }
     return TemplateResponse(request, "admin/syncs/sync/export_cohorts.html", context)
@@ -230,20 +283,23 @@ def _cohort_changelist_url() -> str:
 
 
 def runs_retry_failed(model_admin: admin.ModelAdmin, request: HttpRequest,
-                      queryset: QuerySet[SyncRun]) -> SyncRun | None:
-    """Re-send the failed users of each run; returns the last retry run created."""
+                      queryset: QuerySet[SyncRun], *, non_retriable: bool = False) -> SyncRun | None:
+    """Re-send the failed users of each run (only the retriable ones unless
+    `non_retriable`); returns the last retry run created."""
     last: SyncRun | None = None
+    which = "failed users" if non_retriable else "retriable failed users"
     for run in queryset.select_related("sync"):
         try:
-            retry = services.sync_run_retry_failed(run=run, requested_by=request.user)
+            retry = services.sync_run_retry_failed(
+                run=run, requested_by=request.user, non_retriable=non_retriable
+            )
         except (services.SyncRunConflict, services.SyncRunStateError) as exc:
             model_admin.message_user(request, f"Run #{run.pk} not retried: {exc}", messages.WARNING)
             continue
         last = retry
         model_admin.message_user(
             request,
-            f"Retry of the failed users of run #{run.pk} ({run.sync.name}) requested: run "
-            f"#{retry.pk}.",
+            f"Retry of the {which} of run #{run.pk} ({run.sync.name}) requested: run #{retry.pk}.",
             messages.SUCCESS,
         )
     return last

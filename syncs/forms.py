@@ -11,18 +11,21 @@ from django.core.exceptions import ValidationError
 
 from cohorts.models import Cohort
 from cohortsync_site.forms import JSONValueField
+from destinations.base import SyncTarget, TargetCheck
 from destinations.kinds import kind_spec, kind_specs
 from destinations.models import Destination
+from destinations.services import destination_targets_check
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
 from syncs.options import ENGINE_OPTIONS, sync_option_problems
+from syncs.targets import field_taken_message, sync_field_owner
 
 TARGET_FIELD_DATALIST_ID = "target-field-choices"
+# Editing these makes the form ask the destination about the target field again.
+TARGET_CHECK_FIELDS = frozenset({"destination", "target_field", "options"})
 TARGET_FIELD_MAX_LENGTH = Sync._meta.get_field("target_field").max_length or 200
 # Column, attribute and Marketo API names: letters, digits and underscores, starting with
 # a letter. Stricter than some platforms allow, but accepted by all three.
 _TARGET_FIELD_SAFE_RE = re.compile(r"[^0-9A-Za-z]+")
-
-
 
 def _per_kind(describe: dict[str, str]) -> str:
     """'a for SFMC data extension and SFMC contacts, b for Marketo': kinds grouped by value."""
@@ -61,29 +64,16 @@ def target_field_suggest(cohort_name: str) -> str:
     return name[:TARGET_FIELD_MAX_LENGTH]
 
 
-def sync_options_validate(options: Any, *, kind: str | None = None) -> dict[str, Any]:
+def sync_options_validate(
+    options: Any, *, kind: str | None = None, mode: str | None = None
+) -> dict[str, Any]:
     """The options as a dict, or a ValidationError naming every bad key."""
-    problems = sync_option_problems(options, kind=kind)
+    problems = sync_option_problems(options, kind=kind, mode=mode)
     if problems:
         raise ValidationError(
             [f"Option '{key}' {message}" if key else f"Options {message}" for key, message in problems]
         )
     return dict(options or {})
-
-
-def _target_field_taken(*, destination: Destination, target_field: str, exclude_pk: int | None) -> Sync | None:
-    queryset = Sync.objects.filter(destination=destination, target_field=target_field)
-    if exclude_pk is not None:
-        queryset = queryset.exclude(pk=exclude_pk)
-    return queryset.only("name").first()
-
-
-def _target_field_taken_message(field: str, destination: Destination, other: Sync) -> str:
-    return (
-        f"The field '{field}' of {destination.name} is already written by the sync "
-        f"'{other.name}'. Two syncs writing one field would overwrite each other: choose "
-        "another field."
-    )
 
 
 class TargetFieldInput(forms.TextInput):
@@ -94,6 +84,10 @@ class TargetFieldInput(forms.TextInput):
 
 
 class SyncAdminForm(forms.ModelForm):
+    """The sync form. Beyond the model's rules (one field per destination account, frozen
+    fields, no interval on a one-time export), a new or changed target field is checked
+    against the destination before saving: see `target_check`."""
+
     class Meta:
         model = Sync
         fields = (
@@ -118,14 +112,18 @@ class SyncAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # What the destination said about the target field on save (None: not asked).
+        self.target_check: TargetCheck | None = None
         destination = self.fields.get("destination")
         if destination is not None:
             # Listing destinations must not decrypt their secrets.
             destination.queryset = destination.queryset.defer("client_secret")
         interval = self.fields.get("interval_minutes")
-        if interval is not None and self.instance.pk:
-            default = self.instance.destination.default_interval_minutes
-            interval.widget.attrs["placeholder"] = f"{default} (destination default)"
+        if interval is not None:
+            # Only the number: the input is narrow, and the help text says what it means.
+            interval.widget.attrs["placeholder"] = (
+                str(self.instance.destination.default_interval_minutes) if self.instance.pk else ""
+            )
         identity = self.fields.get("identity_property")
         if identity is not None and self.instance.pk is None:
             # A new sync takes its destination kind's default identity unless one is given.
@@ -141,35 +139,58 @@ class SyncAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        # Frozen fields are not in the form; fall back to the instance's values.
-        destination = cleaned.get("destination")
-        if destination is None and "destination" not in self.fields and self.instance.pk:
-            destination = self.instance.destination
+        destination = self._destination(cleaned)
         if destination is not None and "identity_property" in self.fields and self.instance.pk is None:
             cleaned["identity_property"] = identity_or_default(cleaned.get("identity_property") or "", destination)
         if "options" in cleaned:
             try:
                 cleaned["options"] = sync_options_validate(
-                    cleaned["options"], kind=destination.kind if destination else None
+                    cleaned["options"],
+                    kind=destination.kind if destination else None,
+                    mode=cleaned.get("mode"),
                 )
             except ValidationError as exc:
                 self.add_error("options", exc)
-        target_field = cleaned.get("target_field", self.instance.target_field)
-        if destination is not None and target_field:
-            other = _target_field_taken(
-                destination=destination, target_field=target_field, exclude_pk=self.instance.pk
-            )
-            if other is not None:
-                message = _target_field_taken_message(target_field, destination, other)
-                if "target_field" in self.fields:
-                    self.add_error("target_field", message)
-                else:
-                    raise ValidationError(message)
         return cleaned
 
+    def _destination(self, cleaned: dict[str, Any]) -> Destination | None:
+        # Frozen fields are not in the form; fall back to the instance's values.
+        if "destination" in self.fields:
+            return cleaned.get("destination")
+        return self.instance.destination if self.instance.pk else None
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        # Last, so the destination is asked only about a sync that is otherwise valid.
+        if not self.errors and self._target_needs_check():
+            self._check_target()
+
+    def _target_needs_check(self) -> bool:
+        if "target_field" not in self.fields:
+            return False  # frozen: checked when it was set, and by every run
+        if self.instance._state.adding:
+            return True
+        return bool(TARGET_CHECK_FIELDS & set(self.changed_data))
+
+    def _check_target(self) -> None:
+        sync = self.instance
+        [check] = destination_targets_check(
+            destination=sync.destination,
+            targets=[
+                SyncTarget(
+                    field=sync.target_field,
+                    identity_property=sync.identity_property,
+                    options=dict(sync.options or {}),
+                )
+            ],
+        )
+        self.target_check = check
+        if check.refused:
+            self.add_error("target_field", check.message)
+
     def _get_validation_exclusions(self) -> set[str]:
-        # clean() reports a field clash with a sentence naming the other sync; without this
-        # the model's unique constraint would add a second, generic error.
+        # The model's clean() reports a field clash with a sentence naming the other sync;
+        # without this the unique constraint would add a second, generic error.
         return {*super()._get_validation_exclusions(), "target_field"}
 
 
@@ -196,6 +217,8 @@ class ExportCohortsForm(forms.Form):
     def __init__(self, *args: Any, cohorts: Sequence[Cohort], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.cohorts = list(cohorts)
+        # What the destination said about each cohort's field, by cohort id.
+        self.target_checks: dict[int, TargetCheck] = {}
         for cohort in self.cohorts:
             self.fields[self.target_field_name(cohort)] = forms.CharField(
                 label=f"Target field for {cohort.name}",
@@ -232,17 +255,25 @@ class ExportCohortsForm(forms.Form):
             field = (cleaned.get(name) or "").strip()
             if not field:
                 continue
-            if field in seen:
+            if field.lower() in seen:
                 self.add_error(
                     name,
-                    f"'{field}' is also the field for {seen[field].name}: each cohort needs its "
-                    "own field.",
+                    f"'{field}' is also the field for {seen[field.lower()].name}: each cohort needs "
+                    "its own field.",
                 )
                 continue
-            seen[field] = cohort
-            other = _target_field_taken(destination=destination, target_field=field, exclude_pk=None)
-            if other is not None:
-                self.add_error(name, _target_field_taken_message(field, destination, other))
+            seen[field.lower()] = cohort
+            owner = sync_field_owner(
+                destination=destination, destination_id=destination.pk, target_field=field
+            )
+            if owner is not None:
+                self.add_error(
+                    name,
+                    field_taken_message(
+                        field=field, destination=destination, destination_name=destination.name,
+                        owner=owner,
+                    ),
+                )
         names = {self.sync_name(cohort, destination): cohort for cohort in self.cohorts}
         for existing in Sync.objects.filter(name__in=list(names)).values_list("name", flat=True):
             self.add_error(
@@ -250,4 +281,21 @@ class ExportCohortsForm(forms.Form):
                 f"A sync named '{existing}' already exists: this cohort is probably already "
                 "exported to this destination. Open that sync instead, or rename it first.",
             )
+        if not self.errors:
+            self._check_targets(destination, cleaned["identity_property"])
         return cleaned
+
+    def _check_targets(self, destination: Destination, identity_property: str) -> None:
+        """Ask the destination about every cohort's field at once (one schema read)."""
+        fields = self.target_fields()
+        checks = destination_targets_check(
+            destination=destination,
+            targets=[
+                SyncTarget(field=fields[cohort.pk], identity_property=identity_property)
+                for cohort in self.cohorts
+            ],
+        )
+        self.target_checks = dict(zip([cohort.pk for cohort in self.cohorts], checks, strict=True))
+        for cohort, check in zip(self.cohorts, checks, strict=True):
+            if check.refused:
+                self.add_error(self.target_field_name(cohort), check.message)

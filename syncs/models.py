@@ -75,24 +75,61 @@ class Sync(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        errors: dict[str, str] = {}
+        if self.mode == Sync.Mode.ONE_TIME and self.interval_minutes:
+            errors["interval_minutes"] = (
+                "A one-time export runs once and has no schedule: clear the interval, or choose "
+                "“Dynamic sync” to export on a schedule."
+            )
+        owner_message = self._field_owner_message()
+        if owner_message:
+            errors["target_field"] = owner_message
+        errors.update(self._frozen_messages())
+        if errors:
+            raise ValidationError(errors)
+
+    def _frozen_messages(self) -> dict[str, str]:
         if self.pk is None:
-            return
+            return {}
         # Local import: selectors import this module.
         from syncs.selectors import sync_frozen_changes
 
-        changed = sync_frozen_changes(self)
-        if changed:
-            raise ValidationError(
-                {
-                    name: (
-                        f"The {Sync._meta.get_field(name).verbose_name} of '{self.name}' can no "
-                        "longer be changed: the destination has acknowledged users written "
-                        "under the current value, and they would never be cleared. Create a "
-                        "new sync instead (and disable this one)."
-                    )
-                    for name in changed
-                }
+        return {
+            name: (
+                f"The {Sync._meta.get_field(name).verbose_name} of '{self.name}' can no "
+                "longer be changed: the destination has acknowledged users written "
+                "under the current value, and they would never be cleared. Create a "
+                "new sync instead (and disable this one)."
             )
+            for name in sync_frozen_changes(self)
+        }
+
+    def _field_owner_message(self) -> str:
+        """One field per sync per destination account: checked when the sync is new or its
+        destination or field changes (an old clash is the newcomer's to fix)."""
+        if self.destination_id is None or not self.target_field:
+            return ""
+        if self.pk is not None:
+            stored = Sync.objects.filter(pk=self.pk).values("destination_id", "target_field").first()
+            if stored == {"destination_id": self.destination_id, "target_field": self.target_field}:
+                return ""
+        # Local import: syncs.targets imports this module.
+        from syncs.targets import field_taken_message, sync_field_owner
+
+        owner = sync_field_owner(
+            destination=self.destination,
+            destination_id=self.destination_id,
+            target_field=self.target_field,
+            exclude_sync_ids=[self.pk],
+        )
+        if owner is None:
+            return ""
+        return field_taken_message(
+            field=self.target_field.strip(),
+            destination=self.destination,
+            destination_name=self.destination.name,
+            owner=owner,
+        )
 
     @property
     def effective_interval_minutes(self) -> int:
@@ -139,6 +176,11 @@ class SyncRun(models.Model):
     is_full_resync = models.BooleanField(default=False)
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
+    retry_non_retriable = models.BooleanField(
+        default=False,
+        help_text="A retry that also re-sends the users whose failure the destination marked "
+        "as not worth retrying (by default a retry re-sends only retriable failures).",
     )
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -24,7 +24,8 @@ def _removal_guard_ratio_problem(value: Any) -> str | None:
 
 
 # Options of the engine itself, for syncs of every kind.
-ENGINE_OPTIONS = (SyncOption("removal_guard_ratio", _removal_guard_ratio_problem),)
+ENGINE_OPTIONS = (SyncOption("removal_guard_ratio", _removal_guard_ratio_problem, dynamic_only=True),)
+DYNAMIC_MODE = "dynamic"
 
 
 def _option_kinds() -> dict[str, tuple[SyncOption, frozenset[str]]]:
@@ -38,11 +39,13 @@ def _option_kinds() -> dict[str, tuple[SyncOption, frozenset[str]]]:
     return known
 
 
-def sync_option_problems(options: Any, *, kind: str | None) -> list[tuple[str, str]]:
+def sync_option_problems(
+    options: Any, *, kind: str | None, mode: str | None = None
+) -> list[tuple[str, str]]:
     """(option key, what is wrong) for every problem; the key is "" for the whole object.
 
-    `kind` is the destination kind, or None when it is not known yet (an unknown kind is
-    an UnknownKindError).
+    `kind` is the destination kind and `mode` the sync's mode, each None when not known yet
+    (an unknown kind is an UnknownKindError).
     """
     if options in (None, ""):
         return []
@@ -59,6 +62,12 @@ def sync_option_problems(options: Any, *, kind: str | None) -> list[tuple[str, s
         option, kinds = known[key]
         if kind is not None and kind not in kinds:
             problems.append((key, f"applies only to {kind_short_labels(kinds)} destinations; remove it."))
+            continue
+        if mode is not None and mode != DYNAMIC_MODE and option.dynamic_only:
+            problems.append(
+                (key, "applies to dynamic syncs only (a one-time export never removes anyone); "
+                 "remove it.")
+            )
             continue
         message = option.problem(value)
         if message:

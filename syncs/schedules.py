@@ -40,6 +40,7 @@ def schedule_upsert(
     name: str,
     func: str,
     args: str = "",
+    kwargs: str = "",
     schedule_type: str = Schedule.MINUTES,
     minutes: int | None = None,
     first_run_at: dt.datetime | None = None,
@@ -56,6 +57,7 @@ def schedule_upsert(
         values: dict[str, Any] = {
             "func": func,
             "args": args,
+            "kwargs": kwargs,
             "schedule_type": schedule_type,
             "minutes": minutes,
             "repeats": -1,

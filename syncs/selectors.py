@@ -106,9 +106,17 @@ def sync_acknowledged_member_count(sync: Sync) -> int:
     return SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
 
 
-def run_failed_user_count(run: SyncRun) -> int:
-    """Users of the run that a retry would re-send (skipped users have nothing to send)."""
-    return SyncFailure.objects.filter(run_id=run.pk, operation__in=RETRIABLE_OPERATIONS).count()
+def run_failed_user_count(run: SyncRun, *, non_retriable: bool = True) -> int:
+    """Users of the run that a retry would re-send (skipped users have nothing to send):
+    every failed user, or with `non_retriable=False` only those whose failure a retry may
+    fix."""
+    return run_retry_failures(run.pk, non_retriable=non_retriable).count()
+
+
+def run_retry_failures(run_id: int, *, non_retriable: bool) -> QuerySet[SyncFailure]:
+    """The failures of a run that a retry re-sends (see SyncRun.retry_non_retriable)."""
+    failures = SyncFailure.objects.filter(run_id=run_id, operation__in=RETRIABLE_OPERATIONS)
+    return failures if non_retriable else failures.filter(retriable=True)
 
 
 def run_failures(run: SyncRun) -> QuerySet[SyncFailure]:
@@ -121,6 +129,18 @@ def run_failures(run: SyncRun) -> QuerySet[SyncFailure]:
 
 def runs_for_sync(sync: Sync) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(sync_id=sync.pk).order_by("-created_at", "-id")
+
+
+def cohort_syncs_with_counts(cohort_id: int) -> list[tuple[Sync, int]]:
+    """The syncs of a cohort, each with its acknowledged members (one indexed count per
+    sync: a cohort has a handful)."""
+    syncs = (
+        Sync.objects.filter(cohort_id=cohort_id)
+        .select_related("destination")
+        .defer("destination__client_secret")
+        .order_by("name")
+    )
+    return [(sync, sync_acknowledged_member_count(sync)) for sync in syncs]
 
 
 # --- Run history and trends --------------------------------------------------------------

@@ -14,6 +14,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from cohorts.models import Cohort
+from cohortsync_site.text import count_of
 from destinations.models import Destination
 from syncs import codes
 from syncs.errors import SyncRunConflict, SyncRunStateError
@@ -93,6 +94,7 @@ def sync_run_create(
     dry_run: bool = False,
     full_resync: bool = False,
     retry_of: SyncRun | None = None,
+    retry_non_retriable: bool = False,
 ) -> SyncRun:
     """A queued run that nobody has enqueued yet (run it with sync_run_execute), or
     SyncRunConflict. Dry runs may be planned while a run awaits approval."""
@@ -109,6 +111,7 @@ def sync_run_create(
                 is_dry_run=dry_run,
                 is_full_resync=full_resync,
                 retry_of=retry_of,
+                retry_non_retriable=retry_non_retriable,
             )
     except IntegrityError as exc:
         # Lost the race with another request: the partial unique index said no.
@@ -280,14 +283,29 @@ def sync_run_approve(*, run: SyncRun, approved_by: Any) -> SyncRun:
     return run
 
 
-def sync_run_retry_failed(*, run: SyncRun, requested_by: Any) -> SyncRun:
+def sync_run_retry_failed(*, run: SyncRun, requested_by: Any, non_retriable: bool = False) -> SyncRun:
     """A new run (trigger retry) that re-sends only the users who failed in `run`, each with
-    its current desired membership (a user acknowledged since then is not sent again)."""
-    if run_failed_user_count(run) == 0:
+    its current desired membership (a user acknowledged since then is not sent again).
+
+    By default only failures a retry may fix (timeouts, throttling, server errors) are
+    re-sent; `non_retriable` also re-sends those the destination refused for good (an
+    invalid value, say), e.g. after fixing the data. Users skipped before sending (no
+    identity) belong to the original run and are neither re-sent nor counted again."""
+    if run_failed_user_count(run, non_retriable=non_retriable) == 0:
+        if not non_retriable and run_failed_user_count(run, non_retriable=True):
+            permanent = run_failed_user_count(run, non_retriable=True)
+            raise SyncRunStateError(
+                f"Run #{run.pk} has no retriable failures: {count_of(permanent, 'failed user')} "
+                f"{'was' if permanent == 1 else 'were'} refused for a reason a retry does not "
+                "change. Fix the cause, then use “Retry all failed users” to send them again."
+            )
         raise SyncRunStateError(f"Run #{run.pk} has no failed users to retry.")
-    return sync_run_request(
-        sync=run.sync, trigger=SyncRun.Trigger.RETRY, requested_by=requested_by, retry_of=run
+    created = sync_run_create(
+        sync=run.sync, trigger=SyncRun.Trigger.RETRY, requested_by=requested_by, retry_of=run,
+        retry_non_retriable=non_retriable,
     )
+    transaction.on_commit(partial(_enqueue, created.pk))
+    return created
 
 
 def sync_set_enabled(*, sync: Sync, enabled: bool) -> Sync:
@@ -416,12 +434,14 @@ def syncs_create_for_cohorts(*, cohorts: Iterable[Cohort], destination: Destinat
                              created_by: Any) -> list[Sync]:
     """One sync per cohort into `destination`, each with a first run requested.
 
-    Runs and schedules are enqueued after the surrounding transaction commits.
+    Runs and schedules are enqueued after the surrounding transaction commits. Raises
+    django.core.exceptions.ValidationError (and writes nothing) when a sync breaks the
+    model's rules, e.g. a field another sync writes on the same account.
     """
     created: list[Sync] = []
     with transaction.atomic():
         for cohort in cohorts:
-            sync = Sync.objects.create(
+            sync = Sync(
                 name=f"{cohort.name} → {destination.name}",
                 cohort=cohort,
                 destination=destination,
@@ -430,6 +450,9 @@ def syncs_create_for_cohorts(*, cohorts: Iterable[Cohort], destination: Destinat
                 mode=mode,
                 created_by=created_by,
             )
+            # The model's rules (one field per destination account above all) hold here too.
+            sync.full_clean()
+            sync.save()
             transaction.on_commit(partial(sync_schedule_update, sync=sync))
             sync_run_request(sync=sync, trigger=SyncRun.Trigger.MANUAL, requested_by=created_by)
             created.append(sync)

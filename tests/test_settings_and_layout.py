@@ -47,6 +47,10 @@ def test_redis_url_switches_broker_and_cache_to_redis(tmp_path):
     expression = "settings.Q_CLUSTER.get('redis'), 'orm' in settings.Q_CLUSTER, settings.CACHES['default']['BACKEND']"
     with_redis = _settings_in_subprocess(tmp_path, {"REDIS_URL": "redis://127.0.0.1:6379/3"}, expression)
     assert with_redis == "redis://127.0.0.1:6379/3 False django.core.cache.backends.redis.RedisCache"
+    # Installations sharing a Redis server keep their queues and cache keys apart by name.
+    named = _settings_in_subprocess(tmp_path, {"REDIS_URL": "redis://127.0.0.1:6379/3", "TASK_QUEUE_NAME": "acme"},
+                                    "settings.Q_CLUSTER['name'], settings.CACHES['default']['KEY_PREFIX']")
+    assert named == "acme acme"
     without = _settings_in_subprocess(tmp_path, {}, expression)
     assert without == "None True django.core.cache.backends.db.DatabaseCache"
 

@@ -21,7 +21,10 @@ from destinations.base import (
     PushOutcome,
     SendPlan,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
     UnitKind,
+    target_checks,
 )
 from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, TargetValidationError
 from destinations.marketo import bulk, messages
@@ -184,7 +187,7 @@ class MarketoConnector(MarketoInstanceConnector):
         return ConnectionReport(
             ok=True,
             summary=(
-                f"Connected to Marketo at {host}{who}: {len(fields)} lead fields, {usable} of them "
+                f"Marketo at {host}{who}: {len(fields)} lead fields, {usable} of them "
                 "writable Boolean fields usable for cohorts."
             ),
             fields=fields,
@@ -209,41 +212,19 @@ class MarketoConnector(MarketoInstanceConnector):
 
     def validate_target(self, target: SyncTarget) -> str:
         """Check the field is a writable Boolean; returns (and remembers) its REST name."""
-        wanted = (target.field or "").strip()
-        fields = self.list_target_fields()
-        match = _find_field(wanted, fields)
-        how_to = (
-            f"Create a Boolean custom field named '{wanted}' in Marketo Admin > Field Management "
-            "(or pick an existing one), then use its API name here."
-        )
-        if match is None:
-            raise TargetValidationError(
-                f"Marketo has no lead field '{wanted}'. {how_to}", code="field_not_found"
-            )
-        if isinstance(match, list):
-            names = ", ".join(sorted(f.name for f in match))
-            raise TargetValidationError(
-                f"Several Marketo fields are called '{wanted}' ({names}): use the API name of the "
-                "one this sync should write.",
-                code="field_ambiguous",
-            )
-        shown = match.name if match.label == match.name else f"{match.label} (API name {match.name})"
-        if match.type != "boolean":
-            raise TargetValidationError(
-                f"The Marketo field {shown} is of type '{match.type}', not Boolean: a cohort "
-                "field must be Boolean so members get true and leavers false. Create a Boolean "
-                "custom field in Admin > Field Management and use that one.",
-                code="field_wrong_type",
-            )
-        if not match.is_target_compatible:
-            raise TargetValidationError(
-                f"The Marketo field {shown} is read-only for the API (a system or CRM-managed "
-                "field), so CohortSync cannot write it. Use a Boolean custom field you created.",
-                code="field_read_only",
-            )
+        match = _usable_field((target.field or "").strip(), self.list_target_fields())
         with self._lock:
             self._rest_names[target.field] = match.name
         return match.name
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        fields = self.list_target_fields()
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            match = _usable_field((target.field or "").strip(), fields)
+            return TargetCheck(TargetStatus.EXISTS, f"Marketo field {_shown(match)}: a writable Boolean field.")
+
+        return target_checks(targets, describe)
 
     def _rest_field(self, target: SyncTarget) -> str:
         # Parallel first pushes would each read describe; one reads it, the others wait.
@@ -357,6 +338,44 @@ def _record_outcome(email: str, result: Mapping[str, Any], field: str) -> PushOu
         )
     return PushOutcome(email, ok=False, code=code, message=messages.record_message(code, marketo_message),
                        retriable=messages.record_is_retriable(code))
+
+
+def _usable_field(wanted: str, fields: list[FieldInfo]) -> FieldInfo:
+    """The writable Boolean field called `wanted`, or TargetValidationError saying why not."""
+    match = _find_field(wanted, fields)
+    how_to = (
+        f"Create a Boolean custom field named '{wanted}' in Marketo Admin > Field Management "
+        "(or pick an existing one), then use its API name here."
+    )
+    if match is None:
+        raise TargetValidationError(
+            f"Marketo has no lead field '{wanted}'. {how_to}", code="field_not_found"
+        )
+    if isinstance(match, list):
+        names = ", ".join(sorted(f.name for f in match))
+        raise TargetValidationError(
+            f"Several Marketo fields are called '{wanted}' ({names}): use the API name of the "
+            "one this sync should write.",
+            code="field_ambiguous",
+        )
+    if match.type != "boolean":
+        raise TargetValidationError(
+            f"The Marketo field {_shown(match)} is of type '{match.type}', not Boolean: a cohort "
+            "field must be Boolean so members get true and leavers false. Create a Boolean "
+            "custom field in Admin > Field Management and use that one.",
+            code="field_wrong_type",
+        )
+    if not match.is_target_compatible:
+        raise TargetValidationError(
+            f"The Marketo field {_shown(match)} is read-only for the API (a system or CRM-managed "
+            "field), so CohortSync cannot write it. Use a Boolean custom field you created.",
+            code="field_read_only",
+        )
+    return match
+
+
+def _shown(field: FieldInfo) -> str:
+    return field.name if field.label == field.name else f"{field.label} (API name {field.name})"
 
 
 def _find_field(wanted: str, fields: list[FieldInfo]) -> FieldInfo | list[FieldInfo] | None:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from destinations.kindspec import Fieldset, KindOptions, SandboxDescription, SettingField, bounded
 from destinations.validation import SettingError, url_setting_parse, with_scheme
@@ -42,6 +43,16 @@ def normalize_marketo_base_url(value: str) -> str:
 
 def marketo_api_url(settings: Mapping[str, str]) -> str:
     return settings.get("base_url", "")
+
+
+def marketo_instance(settings: Mapping[str, str]) -> str:
+    """The instance's REST host, as written."""
+    url = (settings.get("base_url") or "").strip()
+    return urlsplit(url).netloc or url
+
+
+def marketo_account_key(settings: Mapping[str, str]) -> str:
+    return f"marketo:{marketo_instance(settings).lower()}"
 
 
 @dataclass(frozen=True)
@@ -91,4 +102,5 @@ ACCOUNT_SPEC: dict[str, Any] = {
     "api_url": marketo_api_url,
     "sandbox": SANDBOX,
     "credentials_help": CREDENTIALS_HELP,
+    "account_key": marketo_account_key,
 }

@@ -16,4 +16,9 @@ SPEC = KindSpec(
     **marketo.ACCOUNT_SPEC,
     target_help="Marketo: a Boolean custom field on the lead, by its REST API name (Admin > "
     "Field Management), not its display name. The field must already exist.",
+    missing_target_hint="Marketo has no such field: create it in Field Management first, or "
+    "saving is refused.",
+    # Lead fields are the instance's.
+    field_scope=marketo.marketo_account_key,
+    field_scope_label=lambda settings: f"the Marketo instance {marketo.marketo_instance(settings)}",
 )

@@ -24,6 +24,9 @@ from destinations.base import (
     MembershipChange,
     PushOutcome,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
+    target_checks,
 )
 from destinations.errors import UNEXPECTED_RESPONSE, TargetValidationError
 from destinations.marketo import messages
@@ -80,7 +83,7 @@ class StaticListConnector(MarketoInstanceConnector):
         host = urlsplit(self.client.base_url).netloc
         return ConnectionReport(
             ok=True,
-            summary=f"Connected to Marketo at {host}{who}: {len(fields)} static lists usable for cohorts.",
+            summary=f"Marketo at {host}{who}: {len(fields)} static lists usable for cohorts.",
             fields=fields,
         )
 
@@ -109,6 +112,13 @@ class StaticListConnector(MarketoInstanceConnector):
         with self._resolve_lock:
             self._lists[target.field] = found
         return found
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self.validate_target(target)  # only reads
+            return TargetCheck(TargetStatus.EXISTS, f"Static list '{found.name}' (id:{found.id}).")
+
+        return target_checks(targets, describe)
 
     def _list(self, target: SyncTarget) -> StaticList:
         # Parallel first pushes would each look the list up; one does, the others wait.

@@ -16,6 +16,11 @@ SPEC = KindSpec(
     **marketo.ACCOUNT_SPEC,
     target_help="Marketo static list: the list's exact name (capitals included), or id:1234 for "
     "a list by its id. The list must already exist; members are added to it, leavers removed.",
+    missing_target_hint="Marketo has no static list with this exact name: create it in Marketo "
+    "first (or use id:1234), or saving is refused.",
+    # Lists are the instance's, apart from its lead fields.
+    field_scope=lambda settings: f"{marketo.marketo_account_key(settings)}|lists",
+    field_scope_label=lambda settings: f"the static lists of the Marketo instance {marketo.marketo_instance(settings)}",
     # A run cannot create the list, and finding it only reads: apply checks it exists.
     target_checked_on_apply=True,
 )

@@ -115,7 +115,8 @@ class SfmcSandbox:
             self.jobs: dict[str, dict[str, Any]] = {}
             self.attribute_sets: dict[str, dict[str, Any]] = {}
             self.contacts: dict[str, dict[str, dict[str, Any]]] = {}
-            self.calls: dict[str, Any] = {"total": 0, "by_endpoint": {}, "tokens_issued": 0}
+            # `refused`: calls answered 429 because the tenant's rate or concurrency was exceeded.
+            self.calls: dict[str, Any] = {"total": 0, "by_endpoint": {}, "tokens_issued": 0, "refused": 0}
             self.rowset_sizes: list[int] = []
             self.canned = CannedAnswers()
             self._recent: deque[float] = deque()
@@ -131,12 +132,17 @@ class SfmcSandbox:
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change limits and faults; `expire_tokens=True` invalidates every issued token,
-        `answers=[...]` replaces the canned answers (destinations.sandbox.canned)."""
+        `answers=[...]` replaces the canned answers (destinations.sandbox.canned),
+        `attributes=[{"name", "attribute_set", "data_type"}]` adds contact attributes."""
         with self._lock:
             if knobs.pop("expire_tokens", False):
                 self.tokens.clear()
             if "answers" in knobs:
                 self.canned.replace(knobs.pop("answers"))
+            for attribute in knobs.pop("attributes", None) or []:
+                self.add_attribute(str(attribute["name"]),
+                                   attribute_set=str(attribute.get("attribute_set", "Email Demographics")),
+                                   data_type=str(attribute.get("data_type", "Text")))
             unknown = sorted(set(knobs) - set(DEFAULTS))
             if unknown:
                 raise ValueError(f"Unknown sandbox setting(s): {', '.join(unknown)}.")
@@ -273,6 +279,7 @@ class SfmcSandbox:
             self._recent.popleft()
         limit, concurrent = config["requests_per_second"], config["max_concurrent_requests"]
         if (limit and len(self._recent) >= limit) or (concurrent and self._in_flight >= concurrent):
+            self.calls["refused"] += 1
             return self._throttled(config["throttle_style"])
         self._recent.append(now)
         return None

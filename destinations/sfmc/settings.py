@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from destinations.kindspec import Fieldset, KindOptions, SandboxDescription, SettingField, bounded
 from destinations.validation import SettingError, url_setting_parse
@@ -87,6 +88,22 @@ def sfmc_api_url(settings: Mapping[str, str]) -> str:
     return ""
 
 
+def sfmc_account_key(settings: Mapping[str, str]) -> str:
+    """The SFMC tenant (its auth URL, however it was written) and business unit (MID)."""
+    try:
+        tenant = normalize_sfmc_auth_base_url(sfmc_api_url(settings))
+    except SettingError:
+        tenant = sfmc_api_url(settings)
+    return f"sfmc:{tenant.lower()}|{(settings.get('account_id') or '').strip()}"
+
+
+def sfmc_account_label(settings: Mapping[str, str]) -> str:
+    tenant = (settings.get("subdomain") or "").strip() or urlsplit(sfmc_api_url(settings)).netloc
+    account = f"the SFMC account {tenant}"
+    mid = (settings.get("account_id") or "").strip()
+    return f"{account} (MID {mid})" if mid else account
+
+
 SUBDOMAIN = SettingField(
     name="subdomain",
     label="Subdomain",
@@ -150,4 +167,5 @@ ACCOUNT_SPEC: dict[str, Any] = {
     "api_url": sfmc_api_url,
     "sandbox": SANDBOX,
     "credentials_help": CREDENTIALS_HELP,
+    "account_key": sfmc_account_key,
 }

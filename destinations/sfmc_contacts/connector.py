@@ -21,7 +21,10 @@ from destinations.base import (
     PushOutcome,
     SendPlan,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
     UnitKind,
+    target_checks,
 )
 from destinations.errors import (
     ConfigurationError,
@@ -127,10 +130,24 @@ class ContactsConnector(Connector):
         return list(self._attributes().values())
 
     def validate_target(self, target: SyncTarget) -> None:
+        self._usable_attribute(self._attributes(), target)
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        attributes = self._attributes()
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self._usable_attribute(attributes, target)
+            return TargetCheck(
+                TargetStatus.EXISTS, f"Attribute '{found.name}' of '{self.attribute_set}': {found.type}."
+            )
+
+        return target_checks(targets, describe)
+
+    def _usable_attribute(self, attributes: Mapping[str, FieldInfo], target: SyncTarget) -> FieldInfo:
         attribute = target.field.strip()
         if not attribute:
             raise TargetValidationError("Enter the text attribute this sync writes to.", code="no_target")
-        found = self._attributes().get(attribute.lower())
+        found = attributes.get(attribute.lower())
         if found is None:
             raise TargetValidationError(
                 f"The attribute set '{self.attribute_set}' has no attribute '{attribute}'. "
@@ -148,6 +165,7 @@ class ContactsConnector(Connector):
                 f"The attribute '{found.name}' in '{self.attribute_set}' is read-only.",
                 code="target_read_only",
             )
+        return found
 
     # --- pushing -------------------------------------------------------------------------
 

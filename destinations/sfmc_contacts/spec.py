@@ -53,8 +53,16 @@ SPEC = KindSpec(
     options=ContactsOptions,
     **sfmc.ACCOUNT_SPEC,
     target_help="SFMC contacts: a text attribute in the destination's attribute set.",
+    missing_target_hint="Not an attribute of the attribute set: create it in Contact Builder "
+    "first, or saving is refused.",
+    field_scope=lambda settings: (
+        f"{sfmc.sfmc_account_key(settings)}|attributes:{(settings.get('attribute_set') or '').strip().lower()}"
+    ),
+    field_scope_label=lambda settings: (
+        f"the attribute set '{settings.get('attribute_set')}' of {sfmc.sfmc_account_label(settings)}"
+    ),
     sync_options=(
         SyncOption("member_value", _text_value_problem),
-        SyncOption("exited_value", _text_value_problem),
+        SyncOption("exited_value", _text_value_problem, dynamic_only=True),
     ),
 )

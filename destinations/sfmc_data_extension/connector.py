@@ -29,7 +29,10 @@ from destinations.base import (
     PushOutcome,
     SendPlan,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
     UnitKind,
+    target_checks,
 )
 from destinations.errors import ConfigurationError, PermanentError, TargetValidationError
 from destinations.http import RetryPolicy, TokenCache
@@ -153,8 +156,45 @@ class DataExtensionConnector(Connector):
         fields = self._fields()
         self._check_key_column(fields)
         column = target.field.strip()
+        found = self._target_column(fields, target)
+        if found is None:
+            found = self._create_boolean_column(column, ordinal=len(fields))
+            self._check_column(found)
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        fields = self._fields()
+        self._check_key_column(fields)
+
+        def describe(target: SyncTarget) -> TargetCheck:
+            found = self._target_column(fields, target)
+            if found is None:
+                return TargetCheck(
+                    TargetStatus.WILL_BE_CREATED,
+                    f"The data extension '{self.key}' has no column '{target.field.strip()}' yet: "
+                    "the first run creates it as a Boolean column.",
+                )
+            return TargetCheck(
+                TargetStatus.EXISTS, f"Column '{found['name']}' of data extension '{self.key}': Boolean."
+            )
+
+        return target_checks(targets, describe)
+
+    def _target_column(
+        self, fields: Mapping[str, Mapping[str, Any]], target: SyncTarget
+    ) -> Mapping[str, Any] | None:
+        """The target's column, or None when it is missing and may be created; raises
+        TargetValidationError for everything a run would refuse."""
+        column = target.field.strip()
         if not column:
             raise TargetValidationError("Enter the Boolean column this sync writes to.", code="no_target")
+        mapping = _property_mapping(target)
+        missing = [str(c) for c in mapping.values() if str(c).lower() not in fields]
+        if missing:
+            raise TargetValidationError(
+                f"The data extension '{self.key}' has no column(s) {', '.join(repr(m) for m in missing)} "
+                "named in the property mapping: create them, or fix the mapping. (SFMC would "
+                "silently drop values for unknown columns.)", code="mapped_column_missing",
+            )
         found = fields.get(column.lower())
         if found is None:
             if not target.options.get("create_missing_field", True):
@@ -164,7 +204,11 @@ class DataExtensionConnector(Connector):
                     f"'{column}', or allow CohortSync to create missing columns.",
                     code="target_missing",
                 )
-            found = self._create_boolean_column(column, ordinal=len(fields))
+            return None
+        self._check_column(found)
+        return found
+
+    def _check_column(self, found: Mapping[str, Any]) -> None:
         kind = _field_type(found)
         if kind.lower() != "boolean":
             raise TargetValidationError(
@@ -177,14 +221,6 @@ class DataExtensionConnector(Connector):
             raise TargetValidationError(
                 f"The column '{found['name']}' is the data extension's primary key and cannot "
                 "hold cohort membership.", code="target_is_key",
-            )
-        mapping = _property_mapping(target)
-        missing = [str(c) for c in mapping.values() if str(c).lower() not in fields]
-        if missing:
-            raise TargetValidationError(
-                f"The data extension '{self.key}' has no column(s) {', '.join(repr(m) for m in missing)} "
-                "named in the property mapping: create them, or fix the mapping. (SFMC would "
-                "silently drop values for unknown columns.)", code="mapped_column_missing",
             )
 
     def _create_boolean_column(self, column: str, *, ordinal: int) -> dict[str, Any]:

@@ -73,6 +73,14 @@ SPEC = KindSpec(
     **sfmc.ACCOUNT_SPEC,
     target_help="SFMC data extension: a Boolean column of the data extension (created if "
     "missing unless the sync's options say otherwise).",
+    missing_target_hint="Not a column of the data extension yet: the first run creates it as a "
+    "Boolean column (unless the options say create_missing_field: false).",
+    field_scope=lambda settings: (
+        f"{sfmc.sfmc_account_key(settings)}|de:{(settings.get('data_extension_key') or '').strip().lower()}"
+    ),
+    field_scope_label=lambda settings: (
+        f"the data extension '{settings.get('data_extension_key')}' of {sfmc.sfmc_account_label(settings)}"
+    ),
     sync_options=(
         SyncOption("create_missing_field", _create_missing_field_problem),
         SyncOption("property_mapping", _property_mapping_problem),

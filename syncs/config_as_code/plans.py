@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cohorts.models import Cohort, StaticMembership
-from cohorts.rules import RuleError, validate_rules
+from cohorts.rules import rules_problems
 from destinations.encryption import SecretDecryptionError
 from destinations.kinds import all_setting_names, kind_names, kind_spec
 from destinations.kindspec import KindSpec, SettingField, UnknownKindError
@@ -241,10 +241,8 @@ def _plan_cohort(
     members: list[str] | None = None
     sql, source_name = "", None
     if has_rules:
-        try:
-            validate_rules(entry["rules"])
-        except RuleError as exc:
-            errors.add("rules", str(exc))
+        for problem in rules_problems(entry["rules"]):
+            errors.add("rules", problem)
     elif has_members:
         members = _clean_members(entry["members"], errors)
     else:

@@ -1,5 +1,5 @@
-"""Validate sync entries into plans: references, frozen fields, one field per destination,
-and (for kinds that ask for it) a target that exists in the destination."""
+"""Validate sync entries into plans: references, frozen fields, one field per destination
+account, and (for kinds that ask for it) a target that exists in the destination."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from cohorts.models import Cohort
+from destinations.accounts import (
+    KindSettings,
+    destination_field_scope,
+    destination_field_scope_label,
+)
 from destinations.base import Connector, DestinationConfig, SyncTarget
 from destinations.encryption import SecretDecryptionError
 from destinations.errors import DestinationError, TargetValidationError
-from destinations.kinds import kind_spec, kind_specs
+from destinations.kinds import all_setting_names, kind_spec, kind_specs
 from destinations.kindspec import UnknownKindError
 from destinations.models import Destination
 from destinations.registry import connector_build, connector_for
@@ -52,7 +57,8 @@ def plan_syncs(
         sync_plan = _plan_sync(entry, name, errors, references)
         if sync_plan is not None and not errors.count:
             plan.syncs.append(sync_plan)
-    _check_unique_fields(plan.syncs, sink, positions=seen)
+    _check_unique_fields(plan.syncs, plan, sink, positions=seen,
+                         destination_positions=_positions(sections["destinations"]))
     if check_targets and not sink:
         _check_targets(plan, sink, positions=seen)
 
@@ -122,7 +128,9 @@ def _plan_sync(
         and not Cohort.objects.filter(name=cohort_name).exists()
     ):
         errors.add("cohort", f'no cohort named "{cohort_name}" in this document or the database.')
-    options = _clean_sync_options(entry.get("options"), kind, errors)
+    options = _clean_sync_options(
+        entry.get("options"), kind, mode if mode in Sync.Mode.values else None, errors
+    )
     if errors.count:
         return None
 
@@ -208,37 +216,101 @@ def _frozen_errors(existing: Sync, frozen: set[str], errors: EntryErrors) -> Non
         errors.add("destination", f'cannot change from "{existing.destination.name}": {why}')
 
 
-def _clean_sync_options(value: Any, kind: str | None, errors: EntryErrors) -> dict[str, Any]:
-    problems = sync_option_problems(value, kind=kind)
+def _clean_sync_options(
+    value: Any, kind: str | None, mode: str | None, errors: EntryErrors
+) -> dict[str, Any]:
+    problems = sync_option_problems(value, kind=kind, mode=mode)
     for key, message in problems:
         errors.add(f"options.{key}" if key else "options", message)
     return dict(value) if isinstance(value, dict) and not problems else {}
 
 
 def _check_unique_fields(
-    sync_plans: list[SyncPlan], sink: list[str], *, positions: dict[str, int]
+    sync_plans: list[SyncPlan], plan: Plan, sink: list[str], *, positions: dict[str, int],
+    destination_positions: dict[str, int],
 ) -> None:
-    """One field per destination, checked on the state after applying, with the sync names."""
+    """One field per destination account (destination records pointing at the same data
+    extension, attribute set or Marketo instance share their fields), checked on the state
+    after applying, with the sync names."""
+    scopes = _DestinationScopes(plan)
+    moved = {p.name for p in plan.destinations if p.existing is not None and set(p.changed) & _SETTINGS}
     document_names = {p.name for p in sync_plans}
-    owners: dict[tuple[str, str], str] = {
-        (destination, target_field): name
-        for name, destination, target_field in Sync.objects.exclude(
-            name__in=document_names
-        ).values_list("name", "destination__name", "target_field")
-    }
+    owners: dict[tuple[str, str], tuple[str, str]] = {}
+    for name, destination, target_field in Sync.objects.exclude(name__in=document_names).values_list(
+        "name", "destination__name", "target_field"
+    ).order_by("pk"):
+        scope = scopes.scope(destination)
+        if scope is None:
+            continue
+        key = (scope, target_field.strip().lower())
+        owner = owners.setdefault(key, (name, destination))
+        if owner[1] == destination or not {owner[1], destination} & moved:
+            continue  # the same record, or a clash this document does not make
+        # A destination entry points its syncs at an account whose field is taken.
+        (mine, mover), (theirs, other) = sorted([(name, destination), owner], key=lambda s: s[1] not in moved)
+        errors = EntryErrors(sink, "destinations", destination_positions[mover])
+        errors.name = mover
+        errors.add(
+            "settings",
+            f'would make it write to {scopes.label(mover)}, where sync "{theirs}" (destination '
+            f'"{other}") already writes the field "{target_field}" that its sync "{mine}" writes. '
+            "Change the field of one of them first.",
+        )
     for sync_plan in sync_plans:
-        key = (sync_plan.destination_name, sync_plan.values["target_field"])
+        field = sync_plan.values["target_field"]
+        scope = scopes.scope(sync_plan.destination_name)
+        if scope is None:
+            continue
+        key = (scope, field.strip().lower())
         owner = owners.get(key)
         if owner is None:
-            owners[key] = sync_plan.name
+            owners[key] = (sync_plan.name, sync_plan.destination_name)
             continue
+        owner_name, owner_destination = owner
         errors = EntryErrors(sink, "syncs", positions[sync_plan.name])
         errors.name = sync_plan.name
-        errors.add(
-            "field",
-            f'"{key[1]}" on destination "{key[0]}" is already used by sync "{owner}". A field '
-            "holds the membership of one cohort only: use another field.",
-        )
+        if owner_destination == sync_plan.destination_name:
+            where = f'"{field}" on destination "{owner_destination}" is already used by sync "{owner_name}".'
+        else:
+            where = (
+                f'"{field}" is already used by sync "{owner_name}" through destination '
+                f'"{owner_destination}", which writes to the same place as "{sync_plan.destination_name}": '
+                f"{scopes.label(sync_plan.destination_name)}."
+            )
+        errors.add("field", f"{where} A field holds the membership of one cohort only: use another field.")
+
+
+def _positions(entries: list[Any]) -> dict[str, int]:
+    return {
+        entry["name"].strip(): index
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str)
+    }
+
+
+class _DestinationScopes:
+    """Field scopes of destinations by name, as they will be once the plan is written."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._settings: dict[str, KindSettings] = {}
+        for destination in Destination.objects.defer("client_secret"):
+            try:
+                self._settings[destination.name] = KindSettings.of(destination)
+            except UnknownKindError:
+                continue  # a kind this version does not know holds no field it could clash on
+        for destination_plan in plan.destinations:
+            self._settings[destination_plan.name] = KindSettings.from_values(destination_plan.values)
+
+    def scope(self, name: str) -> str | None:
+        settings = self._settings.get(name)
+        return destination_field_scope(settings) if settings is not None else None
+
+    def label(self, name: str) -> str:
+        return destination_field_scope_label(self._settings[name])
+
+
+# Changing these points a destination elsewhere.
+_SETTINGS = frozenset({"kind", *all_setting_names()})
 
 
 def _check_targets(plan: Plan, sink: list[str], *, positions: dict[str, int]) -> None:

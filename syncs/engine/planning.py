@@ -232,11 +232,17 @@ def plan_build(
         connector, plan=plan, skipped=skipped, skip_cap=skip_cap, missing_message=missing_message,
         heartbeat=heartbeat, heartbeat_every=heartbeat_every,
     )
+    if retry_of_run_id is not None:
+        # A retry sends the failed users only: the members without a usable identity were
+        # skipped (and reported) by the run it retries, not by this one.
+        plan.skipped = plan.missing = 0
+        skipped = []
     staging.staging_index()
     removes = staging.staging_changes_compute(
         sync_id=sync.pk,
         full_resync=run.is_full_resync,
         retry_of_run_id=retry_of_run_id,
+        retry_non_retriable=run.retry_non_retriable,
         # A one-time export writes today's members; it never clears anyone it wrote before.
         include_removes=sync.mode == Sync.Mode.DYNAMIC,
         members=members if churn_only else None,

@@ -133,6 +133,7 @@ def staging_raw_load(
     staging_changes_compute). `has_state=False` (nothing acknowledged yet): the synced state
     is not joined at all. Returns the row count."""
     sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
+    sql += _projected()
     acked, state_sql, state_params = "NULL", "", []
     if has_state:
         where = " WHERE s.is_member IS NULL OR s.is_member = %s" if unacknowledged_only else ""
@@ -157,6 +158,14 @@ def staging_raw_load(
     with connection.cursor() as cursor:
         return _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain", select,
                            [*plain_params, *params, *state_params], churn=unacknowledged_only)
+
+
+def _projected() -> str:
+    """PostgreSQL: `OFFSET 0` keeps a cohort's subquery from being merged into the join around
+    it, so the join reads the identity the subquery computes instead of each member's whole
+    `properties`: a hash of 100,000 members then holds 32-byte rows, not 1 KB ones that spilled
+    to disk in 16 batches (a 1 % churn's anti-join of a 100k cohort: 1.42 s -> 0.83 s)."""
+    return " OFFSET 0" if _is_postgres() else ""
 
 
 def _table_fill(
@@ -290,6 +299,7 @@ def staging_changes_compute(
     sync_id: int,
     full_resync: bool,
     retry_of_run_id: int | None,
+    retry_non_retriable: bool = False,
     include_removes: bool = True,
     members: QuerySet[Any] | None = None,
 ) -> int:
@@ -314,6 +324,9 @@ def staging_changes_compute(
             "AND f.operation IN (%s, %s)"
         )
         retry_params = [retry_of_run_id, SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE]
+        if not retry_non_retriable:
+            failed += " AND f.retriable = %s"
+            retry_params.append(True)
         retry_raw = f" AND r.raw IN ({failed})"
         retry_norm = f" AND n.identity IN ({failed})"
         retry_synced = f" AND s.identity_value IN ({failed})"
@@ -339,6 +352,7 @@ def staging_changes_compute(
         still_member = f"EXISTS (SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value)"
     else:
         members_sql, still_member_params = members.values_list("_identity").query.sql_with_params()
+        members_sql += _projected()
         if _is_postgres():
             # An anti-join (hashed); NOT IN over a million rows would not be.
             still_member = f'EXISTS (SELECT 1 FROM ({members_sql}) m WHERE m."_identity" = s.identity_value)'

@@ -19,6 +19,7 @@ from tests.factories import (
     StaticMembershipFactory,
     UserFactory,
 )
+from tests.syncs.admin_helpers import action_names
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,7 @@ class TestProfileImportPage:
         assert Profile.objects.get(distinct_id="u1").properties == {"plan": "pro", "country": "US"}
         assert Profile.objects.get(distinct_id="u2").properties == {"plan": "team"}
         page = response.content.decode()
-        assert "Imported people.csv: 3 rows read: 1 profiles created, 1 updated, 0 unchanged, 1 rejected." in page
+        assert "Imported people.csv: 3 rows read: 1 profile created, 1 updated, 0 unchanged, 1 rejected." in page
         assert "<td>4</td><td>distinct_id is empty</td>" in page
 
     def test_upload_jsonl_with_explicit_format(self, admin_client):
@@ -99,6 +100,14 @@ class TestProfileList:
         profile = ProfileFactory(properties={"plan": "pro", "seats": 3})
         page = admin_client.get(reverse("admin:cohorts_profile_change", args=[profile.pk])).content.decode()
         assert "<th scope='row'>seats</th><td><code>3</code></td>" in page
+
+    def test_properties_are_labelled_once(self, admin_client):
+        profile = ProfileFactory()
+        page = admin_client.get(reverse("admin:cohorts_profile_change", args=[profile.pk])).content.decode()
+        add_page = admin_client.get(reverse("admin:cohorts_profile_add")).content.decode()
+        assert page.count(">Properties:</label>") == 1
+        assert page.count(">Current properties:</label>") == 1
+        assert add_page.count(">Properties:</label>") == 1 and "Current properties" not in add_page
 
     def test_properties_must_be_an_object(self, admin_client):
         profile = ProfileFactory()
@@ -252,6 +261,17 @@ class TestExportAction:
         assert response["Location"] == (
             reverse("admin:syncs_sync_export_cohorts") + f"?cohorts={first.pk},{second.pk}"
         )
+
+    def test_only_users_who_can_export_see_export_to(self, staff_client):
+        cohort = CohortFactory()
+        changelist = reverse("admin:cohorts_cohort_changelist")
+        viewer = staff_client("view_cohort", "change_cohort")
+        assert "export_to" not in action_names(viewer.get(changelist))
+        assert "Export to…" not in viewer.get(reverse("admin:cohorts_cohort_change", args=[cohort.pk])).content.decode()
+
+        exporter = staff_client("view_cohort", "view_sync", "add_sync", "run_sync")
+        assert "export_to" in action_names(exporter.get(changelist))
+        assert "Export to…" in exporter.get(reverse("admin:cohorts_cohort_change", args=[cohort.pk])).content.decode()
 
     def test_missing_export_page_shows_an_error(self, admin_client, monkeypatch):
         from cohorts import admin as cohort_admin

@@ -33,7 +33,7 @@ def test_format_flag_overrides_the_file_name(tmp_path):
     path = tmp_path / "export.txt"
     path.write_text(json.dumps({"distinct_id": "j1", "properties": {"n": 1}}) + "\n")
     out, _ = run_command(str(path), "--format", "jsonl")
-    assert "1 profiles created" in out and "(jsonl" in out
+    assert "1 row read: 1 profile created" in out and "(jsonl" in out
     assert Profile.objects.get(distinct_id="j1").properties == {"n": 1}
 
 

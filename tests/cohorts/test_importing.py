@@ -199,7 +199,7 @@ class TestBatchesAndReimport:
         report = run("distinct_id,plan\nsame,pro\nchanges,pro\nnew,pro\n", batch_size=2)
         assert (report.created, report.updated, report.unchanged) == (1, 1, 1)
         assert report.summary() == (
-            "3 rows read: 1 profiles created, 1 updated, 1 unchanged, 0 rejected."
+            "3 rows read: 1 profile created, 1 updated, 1 unchanged, 0 rejected."
         )
 
     def test_only_first_thousand_rejects_are_detailed_but_all_counted(self):

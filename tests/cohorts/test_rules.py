@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from cohorts.models import Profile
-from cohorts.rules import RuleError, rules_to_q, validate_rules
+from cohorts.rules import OPS, RuleError, rules_problems, rules_to_q, validate_rules
 from tests.factories import ProfileFactory
 
 # One property "v" holding every JSON type a marketer's data can contain.
@@ -246,3 +246,32 @@ def test_deep_nesting_is_refused():
         rules = {"all": [rules]}
     with pytest.raises(RuleError, match="nested more than"):
         validate_rules(rules)
+
+
+def test_every_problem_is_listed_in_order_with_its_path():
+    rules = {
+        "all": [
+            {"property": "plan", "op": "eqq", "value": "pro"},
+            {"property": "plan", "op": "eq", "value": "pro"},
+            {"any": [{"property": "seen", "op": "within_last_days", "value": -1}, "oops"]},
+            {"property": "tags", "op": "in", "value": [], "extra": 1},
+        ]
+    }
+
+    assert rules_problems(rules) == [
+        "all[0]: unknown op 'eqq' (expected one of " + ", ".join(OPS) + ").",
+        "all[2].any[0]: within_last_days needs a positive whole number of days, got -1.",
+        'all[2].any[1]: expected a condition {"property": ..., "op": ..., "value": ...} or a group '
+        '{"all": [...]} / {"any": [...]}.',
+        "all[3]: unexpected key 'extra' (a condition has 'property', 'op' and 'value'; a group has "
+        "exactly one key, 'all' or 'any').",
+    ]
+    with pytest.raises(RuleError) as raised:
+        validate_rules(rules)
+    assert str(raised.value) == rules_problems(rules)[0]
+    assert raised.value.problems == rules_problems(rules)
+
+
+def test_valid_rules_have_no_problems():
+    assert rules_problems({"all": []}) == []
+    assert rules_problems([]) == ['Rules must be a group: a JSON object like {"all": [...]} or {"any": [...]}.']

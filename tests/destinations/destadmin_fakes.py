@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from destinations.base import ConnectionReport, DestinationConfig, FieldInfo
+from destinations.base import (
+    ConnectionReport,
+    DestinationConfig,
+    FieldInfo,
+    SyncTarget,
+    TargetCheck,
+    TargetStatus,
+)
 from destinations.registry import override_connector
 
 FIELDS = (
@@ -30,6 +37,16 @@ class FakeConnector:
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return list(self.outcome.fields)
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        """EXISTS for a usable field of the report, REFUSED for any other name."""
+        usable = {f.name.lower() for f in self.list_target_fields() if f.is_target_compatible}
+        return [
+            TargetCheck(TargetStatus.EXISTS, f"Field '{t.field}' exists.")
+            if t.field.lower() in usable
+            else TargetCheck(TargetStatus.REFUSED, f"The destination has no usable field '{t.field}'.")
+            for t in targets
+        ]
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from destinations.errors import AuthenticationError
 from destinations.models import Destination
 from tests.destinations.destadmin_fakes import fake_connector
 from tests.factories import DestinationFactory, SyncFactory, UserFactory
+from tests.sandbox_destinations import sandbox_destination
 
 pytestmark = pytest.mark.django_db
 
@@ -429,6 +430,41 @@ def test_test_connection_button_on_the_change_page(admin_client):
     html = response.content.decode()
     assert "Connected: read 2 columns of COHORTS_DE" in html
     assert "Connected ✓: read 2 columns of COHORTS_DE" in html
+
+
+def test_a_marketo_connection_says_connected_once(admin_client, sandbox):
+    destination = sandbox_destination(sandbox, "marketo", name="Marketo sandbox")
+    url = reverse("admin:destinations_destination_test_connection", args=[destination.pk])
+
+    response = admin_client.post(url, follow=True)
+
+    [message] = [str(m) for m in response.context["messages"]]
+    host = sandbox.marketo_base_url.split("//")[1].split("/")[0]
+    assert message.startswith(f"Marketo sandbox: Connected: Marketo at {host}")
+    assert "Connected ✓: Marketo at" in response.content.decode()
+    assert "Connected: Connected" not in response.content.decode()
+
+
+@override_settings(COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS=0.5)
+def test_test_connection_of_an_unreachable_destination_answers_in_seconds(admin_client):
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    port = silent.getsockname()[1]
+    destination = DestinationFactory(marketo=True, name="Silent", base_url=f"http://127.0.0.1:{port}")
+    url = reverse("admin:destinations_destination_test_connection", args=[destination.pk])
+    started = time.monotonic()
+    try:
+        response = admin_client.post(url, follow=True)
+    finally:
+        silent.close()
+
+    assert time.monotonic() - started < 3
+    [message] = [str(m) for m in response.context["messages"]]
+    assert message.startswith(f"Silent: http://127.0.0.1:{port}/identity/oauth/token did not answer within 0.5s")
 
 
 def test_test_connection_button_refuses_get(admin_client):

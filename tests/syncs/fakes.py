@@ -18,6 +18,8 @@ from destinations.base import (
     PushOutcome,
     SendPlan,
     SyncTarget,
+    TargetCheck,
+    TargetStatus,
     UnitKind,
 )
 from destinations.errors import DestinationError, InvalidIdentityError, TransientError
@@ -85,6 +87,11 @@ class FakeConnector(Connector):
             self.validations.append(target)
         if self.validation_error is not None:
             raise self.validation_error
+
+    def check_targets(self, targets: Sequence[SyncTarget]) -> list[TargetCheck]:
+        if self.validation_error is not None:
+            return [TargetCheck(TargetStatus.REFUSED, self.validation_error.message) for _ in targets]
+        return [TargetCheck(TargetStatus.EXISTS, f"Field '{t.field}': fake.") for t in targets]
 
     def normalize_identity(self, raw_value: Any) -> str:
         value = str(raw_value).strip().lower()

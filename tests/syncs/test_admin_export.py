@@ -8,6 +8,7 @@ from django.urls import reverse
 from syncs.models import RunStatus, Sync, SyncRun
 from syncs.selectors import sync_next_run_at
 from tests.factories import CohortFactory, DestinationFactory, ProfileFactory, SyncFactory
+from tests.sandbox_destinations import sandbox_destination
 from tests.syncs.admin_helpers import messages_of, staff_client
 from tests.syncs.fakes import fake_connector_fixture  # noqa: F401  (the `fake` fixture)
 
@@ -132,6 +133,44 @@ def test_needs_add_and_run_permissions(cohorts):
 
     both = staff_client(["syncs.add_sync", "syncs.run_sync", "syncs.view_sync"])
     assert both.get(URL, {"cohorts": pro.pk}).status_code == 200
+
+
+def test_fields_are_checked_against_the_destination_before_anything_is_created(admin_client, cohorts, sandbox):
+    pro, trial = cohorts
+    marketo = sandbox_destination(sandbox, "marketo")
+
+    response = admin_client.post(URL, post_data(cohorts, marketo, **{
+        f"target_field_{pro.pk}": "cohortProUsers", f"target_field_{trial.pk}": "cohortTrial",
+    }))
+
+    assert response.status_code == 200
+    errors = response.context["form"].errors
+    assert errors[f"target_field_{trial.pk}"][0].startswith("Marketo has no lead field 'cohortTrial'.")
+    assert f"target_field_{pro.pk}" not in errors
+    assert not Sync.objects.exists()
+
+
+def test_a_column_the_first_run_creates_is_announced(admin_client, cohorts, sandbox, django_capture_on_commit_callbacks):
+    pro, _ = cohorts
+    data_extension = sandbox_destination(sandbox, "sfmc_data_extension")
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(URL, post_data([pro], data_extension), follow=True)
+
+    assert "The data extension 'CohortSync_Demo' has no column 'Pro_users' yet: the first run creates it " \
+           "as a Boolean column." in messages_of(response)
+
+
+def test_a_field_used_through_another_record_of_the_same_instance_is_refused(admin_client, cohorts):
+    pro, _ = cohorts
+    first = DestinationFactory(name="Marketo", marketo=True, base_url="https://123-ABC-456.mktorest.com")
+    copy = DestinationFactory(name="Marketo (team B)", marketo=True, base_url="https://123-abc-456.mktorest.com")
+    SyncFactory(name="Older", destination=first, target_field="Pro_users")
+
+    response = admin_client.post(URL, post_data([pro], copy))
+
+    assert "is already written by the sync 'Older' through the destination Marketo" in \
+        response.context["form"].errors[f"target_field_{pro.pk}"][0]
 
 
 def test_an_empty_identity_takes_the_destination_kinds_default(admin_client, cohorts, fake):

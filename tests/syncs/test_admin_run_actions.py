@@ -42,7 +42,7 @@ def run_url(run: SyncRun) -> str:
 
 
 def test_retry_failed_users_resends_only_them(admin_client, pro_sync, fake, django_capture_on_commit_callbacks):
-    fake.reject = {"pro1@example.com": Rejection(code="1003", message="Rejected")}
+    fake.reject = {"pro1@example.com": Rejection(code="606", message="Rejected", retriable=True)}
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(reverse("admin:syncs_sync_export_now", args=[pro_sync.pk]))
     first = SyncRun.objects.get(sync=pro_sync)
@@ -64,7 +64,7 @@ def test_retry_failed_users_resends_only_them(admin_client, pro_sync, fake, djan
 
 
 def test_retry_button_opens_the_new_run(admin_client, pro_sync, fake, django_capture_on_commit_callbacks):
-    fake.reject = {"pro0@example.com": Rejection()}
+    fake.reject = {"pro0@example.com": Rejection(retriable=True)}
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(reverse("admin:syncs_sync_export_now", args=[pro_sync.pk]))
     first = SyncRun.objects.get(sync=pro_sync)

@@ -32,6 +32,14 @@ CHANGELIST = reverse("admin:syncs_sync_changelist")
 ADD = reverse("admin:syncs_sync_add")
 
 
+@pytest.fixture(autouse=True)
+def destination_fields():
+    """Saving a sync asks its destination about the target field: answer without a network."""
+    fields = (FieldInfo(name="Pro_users", label="Pro_users", type="Boolean", is_target_compatible=True),)
+    with fake_connector(ConnectionReport(ok=True, summary="", fields=fields)):
+        yield
+
+
 def change_url(sync: Sync) -> str:
     return reverse("admin:syncs_sync_change", args=[sync.pk])
 

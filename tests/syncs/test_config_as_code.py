@@ -417,6 +417,66 @@ def test_field_used_by_another_sync_in_the_database_is_a_clear_error():
     ]
 
 
+def test_a_field_is_one_per_account_not_per_destination_record():
+    SyncFactory(name="Old", target_field="cohortVip",
+                destination=DestinationFactory(name="Marketo", marketo=True,
+                                               base_url="https://123-ABC-456.mktorest.com"))
+    cohort = CohortFactory(name="VIP")
+    document = {
+        "destinations": [{"name": "Marketo (team B)", "kind": "marketo",
+                          "base_url": "https://123-abc-456.mktorest.com",
+                          "client_id": "id", "client_secret": "secret"}],
+        "syncs": [{"name": "New", "cohort": cohort.name, "destination": "Marketo (team B)",
+                   "field": "CohortVIP"}],
+    }
+
+    report = apply(document)
+
+    assert report.errors == [
+        'syncs[0] "New": field: "CohortVIP" is already used by sync "Old" through destination '
+        '"Marketo", which writes to the same place as "Marketo (team B)": the Marketo instance '
+        "123-abc-456.mktorest.com. A field holds the membership of one cohort only: use another field."
+    ]
+    assert not Destination.objects.filter(name="Marketo (team B)").exists()
+
+
+@pytest.mark.parametrize("us_first", [False, True])
+def test_moving_a_destination_onto_an_account_in_use_is_checked_on_the_result(us_first):
+    eu_destination = DestinationFactory(name="EU", marketo=True, base_url="https://111-AAA-111.mktorest.com")
+    us_destination = DestinationFactory(name="US", marketo=True, base_url="https://222-BBB-222.mktorest.com")
+    if us_first:
+        us = SyncFactory(name="US", target_field="cohortVip", destination=us_destination)
+    SyncFactory(name="EU", target_field="cohortVip", destination=eu_destination)
+    if not us_first:
+        us = SyncFactory(name="US", target_field="cohortVip", destination=us_destination)
+
+    report = apply({"destinations": [{"name": "US", "kind": "marketo", "client_id": "id",
+                                      "base_url": "https://111-AAA-111.mktorest.com"}]})
+
+    assert report.errors == [
+        'destinations[0] "US": settings: would make it write to the Marketo instance '
+        '111-AAA-111.mktorest.com, where sync "EU" (destination "EU") already writes the field '
+        '"cohortVip" that its sync "US" writes. Change the field of one of them first.'
+    ]
+    us.destination.refresh_from_db()
+    assert us.destination.base_url == "https://222-BBB-222.mktorest.com"
+
+
+def test_options_about_removals_are_refused_on_a_one_time_sync():
+    cohort = CohortFactory(name="VIP")
+    DestinationFactory(name="Marketo", marketo=True)
+
+    report = apply({"syncs": [{"name": "VIP once", "cohort": "VIP", "destination": "Marketo",
+                               "field": "cohortVip", "mode": "one_time",
+                               "options": {"removal_guard_ratio": 0.5}}]})
+
+    assert report.errors == [
+        'syncs[0] "VIP once": options.removal_guard_ratio: applies to dynamic syncs only (a one-time '
+        "export never removes anyone); remove it."
+    ]
+    assert cohort.syncs.count() == 0
+
+
 def test_swapping_fields_in_one_go_is_refused_without_writing():
     destination = DestinationFactory(name="DE")
     SyncFactory(name="A", target_field="F_a", destination=destination)

@@ -31,7 +31,7 @@ from destinations.models import Destination
 from destinations.registry import connector_for, override_connector
 from destinations.sandbox.server import SandboxServer
 from syncs.models import RunStatus, Sync, SyncFailure, SyncRun
-from syncs.services import sync_run_request, sync_run_retry_failed
+from syncs.services import SyncRunStateError, sync_run_request, sync_run_retry_failed
 from tests.factories import DestinationFactory, SyncFactory, UserFactory
 from tests.syncs.fakes import WorkerKilled, pro_profile, run_now, set_plan, synced_state
 
@@ -236,11 +236,14 @@ def test_first_run_no_change_join_leave_rejection_and_retry(kind: Kind, sandbox,
     assert "The address is on the suppression list." in failure.message
     assert synced_state(sync) == {a: True, b: True, d: True}
 
-    # The fault is cleared; "Retry failed users" sends that user and nobody else.
+    # The refusal is permanent: the default retry (retriable failures only) has nothing to
+    # send. Once the cause is fixed, "Retry all failed users" sends that user and nobody else.
+    with pytest.raises(SyncRunStateError, match="no retriable failures"):
+        sync_run_retry_failed(run=first, requested_by=UserFactory())
     kind.clear_rejections(sandbox)
     harness.forget()
     writes_before = kind.writes(sandbox)
-    retry = sync_run_retry_failed(run=first, requested_by=UserFactory())
+    retry = sync_run_retry_failed(run=first, requested_by=UserFactory(), non_retriable=True)
     retry = _execute(retry)
 
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
@@ -456,7 +459,7 @@ def test_large_run_paths_report_rejections_per_user_and_retry_them(kind: Kind, s
 
     kind.clear_rejections(sandbox)
     harness.forget()
-    retry = _execute(sync_run_retry_failed(run=first, requested_by=UserFactory()))
+    retry = _execute(sync_run_retry_failed(run=first, requested_by=UserFactory(), non_retriable=True))
 
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
     assert harness.sent() == [(emails[3], True)]

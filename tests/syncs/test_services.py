@@ -172,7 +172,7 @@ def test_retry_failed_resends_only_the_failed_users(fake: FakeConnector) -> None
     pro_profile("ana@example.com")
     pro_profile("bad@example.com")
     sync = SyncFactory()
-    fake.reject["bad@example.com"] = Rejection()
+    fake.reject["bad@example.com"] = Rejection(retriable=True)
     failed_run = run_now(sync)
     pro_profile("new@example.com")  # joined since: not part of the retry
     fake.reject.clear()
@@ -193,7 +193,7 @@ def test_retry_uses_the_current_desired_membership(fake: FakeConnector) -> None:
     sync = SyncFactory(options={"removal_guard_ratio": 1.0})
     run_now(sync)
     set_plan(ana, "free")
-    fake.reject["ana@example.com"] = Rejection()
+    fake.reject["ana@example.com"] = Rejection(retriable=True)
     failed_removal = run_now(sync)
     assert failed_removal.failed_removes == 1
     fake.reject.clear()

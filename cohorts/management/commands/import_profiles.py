@@ -14,6 +14,7 @@ from cohorts.importing import (
     ImportReport,
     profiles_import,
 )
+from cohortsync_site.text import count_of
 
 SHOWN_REJECTS = 20
 
@@ -47,7 +48,7 @@ class Command(BaseCommand):
 
         def progress(report: ImportReport) -> None:
             self.stderr.write(
-                f"{report.rows_read:,} rows read ({report.created:,} created, "
+                f"{count_of(report.rows_read, 'row')} read ({report.created:,} created, "
                 f"{report.updated:,} updated, {report.rejected:,} rejected, "
                 f"{time.monotonic() - started:.0f}s)"
             )

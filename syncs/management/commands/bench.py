@@ -6,6 +6,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bench.fleet import DEFAULT_CYCLES, DEFAULT_MEMBERS, DEFAULT_SYNCS, DEFAULT_WORKERS
 from bench.paths import PATH_NAMES
 from bench.suite import (
     DEFAULT_PROFILES,
@@ -36,6 +37,14 @@ class Command(BaseCommand):
         parser.add_argument("--skip-import", action="store_true",
                             help="Seed the profiles with COPY instead of measuring import_profiles.")
         parser.add_argument("--no-admin", action="store_true", help="Skip the admin page timings.")
+        parser.add_argument("--fleet", type=int, nargs="?", const=DEFAULT_SYNCS, default=None, metavar="N",
+                            help=f"Run a fleet of N dynamic syncs (default {DEFAULT_SYNCS}) through the task "
+                            "cluster, --profiles members per cohort (default "
+                            f"{DEFAULT_MEMBERS:,}), 1%% churn per cycle.")
+        parser.add_argument("--cycles", type=int, default=DEFAULT_CYCLES,
+                            help=f"Fleet cycles to measure (default {DEFAULT_CYCLES}).")
+        parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                            help=f"Q_WORKERS of the fleet's task cluster (default {DEFAULT_WORKERS}).")
         parser.add_argument("--allow-any-database", action="store_true",
                             help="Run on a database whose name does not contain 'bench'.")
         # Internal: one measured step, run by the bench itself in a fresh process.
@@ -53,6 +62,10 @@ class Command(BaseCommand):
             result = STEPS[spec.pop("step")](**spec)
             self.stdout.write(RESULT_MARK + json.dumps(result))
             return
+        command = "python manage.py " + " ".join(sys.argv[2:] and ["bench", *sys.argv[2:]] or ["bench"])
+        if options["fleet"] is not None:
+            self._fleet(options, command)
+            return
         profiles = LARGE_PROFILES if options["large"] else (options["profiles"] or DEFAULT_PROFILES)
         if profiles < 100:
             raise CommandError("Use at least 100 profiles (--profiles N).")
@@ -61,7 +74,7 @@ class Command(BaseCommand):
         result = suite_run(
             profiles=profiles,
             path_names=options["paths"],
-            command="python manage.py " + " ".join(sys.argv[2:] and ["bench", *sys.argv[2:]] or ["bench"]),
+            command=command,
             skip_import=options["skip_import"],
             admin_pages=not options["no_admin"],
             out=self.stdout.write,
@@ -69,3 +82,16 @@ class Command(BaseCommand):
         self.stdout.write(summary_text(result))
         if options["record"]:
             self.stdout.write(f"Recorded in {record(result)}.")
+
+    def _fleet(self, options: dict, command: str) -> None:  # type: ignore[type-arg]
+        from bench.fleet import fleet_run, record, summary_text
+        from bench.report import DOC
+
+        members = options["profiles"] or DEFAULT_MEMBERS
+        if options["fleet"] < 1 or members < 100 or options["cycles"] < 1 or options["workers"] < 1:
+            raise CommandError("Use --fleet N ≥ 1, --profiles ≥ 100, --cycles ≥ 1 and --workers ≥ 1.")
+        result = fleet_run(syncs=options["fleet"], members=members, cycles=options["cycles"],
+                           workers=options["workers"], command=command, out=self.stdout.write)
+        self.stdout.write(summary_text(result))
+        if options["record"]:
+            self.stdout.write(f"Recorded in {record(result, doc=DOC)}.")

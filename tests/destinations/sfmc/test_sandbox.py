@@ -139,3 +139,21 @@ def test_http_config_reset_and_state_limit(sandbox, sfmc):
 def test_configure_rejects_unknown_knobs(sfmc):
     with pytest.raises(ValueError, match="Unknown sandbox setting"):
         sfmc.configure(rate=5)
+
+
+def test_http_config_adds_contact_attributes(sandbox, sfmc):
+    base = f"{sandbox.url}/sfmc/_sandbox"
+    response = requests.post(f"{base}/config", json={"attributes": [{"name": "Fleet_07"}]}, timeout=5)
+
+    assert response.status_code == 200
+    sets = {s["name"]: s["attributes"] for s in sfmc.state()["attribute_sets"]}
+    assert "Fleet_07" in sets["Email Demographics"]
+
+
+def test_calls_refused_for_the_tenant_rate_are_counted(sandbox, sfmc):
+    access = token(sandbox).json()["access_token"]
+    sfmc.configure(requests_per_second=2)
+    answers = [rest(sandbox, "GET", "contacts/v1/attributeSetDefinitions", access).status_code for _ in range(4)]
+
+    assert answers.count(429) >= 1
+    assert sfmc.state()["calls"]["refused"] == answers.count(429)
