@@ -143,6 +143,12 @@ class MarketoInstanceConnector(Connector):
             )
         return SendPlan(UnitKind.BATCHES, batch_size=self._sync_batch, concurrency=self.options.max_concurrency)
 
+    def instance_logged_in(self) -> str:
+        """Log in (a token), and say where: "Marketo at 123-ABC-456.mktorest.com as api@x"."""
+        scope = self.client.access_token().extra.get("scope") or ""
+        who = f" as {scope}" if scope else ""
+        return f"Marketo at {urlsplit(self.client.base_url).netloc}{who}"
+
     def _import(self, content: bytes, *, list_id: int | None = None) -> list[PushOutcome]:
         """Import one CSV file; outcomes for the rows Marketo refused (the rest imported)."""
         refused = bulk.bulk_import_file(
@@ -178,17 +184,14 @@ class MarketoConnector(MarketoInstanceConnector):
     # --- connection and fields ----------------------------------------------------------
 
     def check_connection(self) -> ConnectionReport:
-        token = self.client.access_token()
+        instance = self.instance_logged_in()
         fields = self.list_target_fields()
         usable = sum(1 for f in fields if f.is_target_compatible)
-        scope = token.extra.get("scope") or ""
-        who = f" as {scope}" if scope else ""
-        host = urlsplit(self.client.base_url).netloc
         return ConnectionReport(
             ok=True,
             summary=(
-                f"Marketo at {host}{who}: {len(fields)} lead fields, {usable} of them "
-                "writable Boolean fields usable for cohorts."
+                f"{instance}: {len(fields)} lead fields, {usable} of them writable Boolean fields "
+                "usable for cohorts."
             ),
             fields=fields,
         )

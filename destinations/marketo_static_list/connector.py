@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from destinations.base import (
     ConnectionReport,
@@ -76,16 +75,10 @@ class StaticListConnector(MarketoInstanceConnector):
     # --- connection and lists -------------------------------------------------------------
 
     def check_connection(self) -> ConnectionReport:
-        token = self.client.access_token()
+        instance = self.instance_logged_in()
         fields = self.list_target_fields()
-        scope = token.extra.get("scope") or ""
-        who = f" as {scope}" if scope else ""
-        host = urlsplit(self.client.base_url).netloc
-        return ConnectionReport(
-            ok=True,
-            summary=f"Marketo at {host}{who}: {len(fields)} static lists usable for cohorts.",
-            fields=fields,
-        )
+        return ConnectionReport(ok=True, summary=f"{instance}: {len(fields)} static lists usable for cohorts.",
+                                fields=fields)
 
     def list_target_fields(self) -> list[FieldInfo]:
         return [

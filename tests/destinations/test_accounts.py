@@ -67,3 +67,13 @@ def test_destinations_sharing_a_scope_are_found_by_their_settings() -> None:
     # Unsaved settings (a form being filled in) find the saved destinations they match.
     unsaved = settings(subdomain="mc-one", data_extension_key="Cohorts")
     assert sorted(destinations_sharing_field_scope(unsaved, destination_id=None)) == sorted([first.pk, copy.pk])
+
+
+def test_a_marketo_instances_static_lists_are_apart_from_its_lead_fields() -> None:
+    fields = settings("marketo", base_url="https://123-ABC-456.mktorest.com")
+    lists = settings("marketo_static_list", base_url="https://123-abc-456.mktorest.com")
+
+    # One account (one budget), but a list named like a field is not that field.
+    assert destination_account_key(lists) == destination_account_key(fields)
+    assert destination_field_scope(lists) != destination_field_scope(fields)
+    assert destination_field_scope_label(lists) == "the static lists of the Marketo instance 123-abc-456.mktorest.com"

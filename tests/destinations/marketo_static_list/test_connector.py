@@ -219,3 +219,13 @@ def test_an_import_file_is_cut_by_size_leavers_included():
 
     assert taken == 2 and file.leavers == {"l0@x.io": "", "l1@x.io": ""} and file.rows == 0
     assert file.take() == b"email\r\n"
+
+
+def test_targets_are_checked_without_writing(connector, marketo):
+    from destinations.base import TargetStatus
+
+    exists, missing = connector.check_targets([target(LIST), target("No such list")])
+
+    assert exists.status == TargetStatus.EXISTS and "'Pro users'" in exists.message
+    assert missing.refused and "no static list named 'No such list'" in missing.message
+    assert "POST /rest/v1/leads.json" not in _calls(marketo)
