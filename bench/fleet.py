@@ -43,7 +43,7 @@ from bench.suite import NAME_PREFIX, WRITE_ENDPOINTS, _child_env, bench_data_cle
 from cohorts.models import Cohort, Profile
 from cohorts.selectors import cohort_members
 from cohortsync_site.database import statistics_refresh
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from syncs.models import DISTINCT_ID_IDENTITY, RunStatus, Sync, SyncedMember, SyncRun
 from syncs.schedules import sync_schedule_name
 from syncs.services import sync_schedule_update
@@ -56,7 +56,7 @@ CHURN_SHARE = 0.01
 CYCLE_TARGET_SECONDS = 120.0
 CYCLE_TIMEOUT_SECONDS = 1800.0
 EMULATORS = 2
-KINDS = (DestinationKind.MARKETO, DestinationKind.SFMC_DATA_EXTENSION, DestinationKind.SFMC_CONTACTS)
+KINDS = ("marketo", "sfmc_data_extension", "sfmc_contacts")
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED,
             RunStatus.SKIPPED, RunStatus.AWAITING_APPROVAL)
 
@@ -99,7 +99,7 @@ class Account:
 
 
 def account_of(kind: str, emulator: int) -> Account:
-    return Account(emulator, "marketo" if kind == DestinationKind.MARKETO else "sfmc")
+    return Account(emulator, "marketo" if kind == "marketo" else "sfmc")
 
 
 @dataclass
@@ -176,11 +176,11 @@ def synced_state_seed(sync: Sync) -> int:
 def _destination(kind: str, emulator: SandboxProcess, number: int) -> Destination:
     common = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
     name = f"{NAME_PREFIX}fleet {kind} {number}"
-    if kind == DestinationKind.MARKETO:
+    if kind == "marketo":
         return Destination.objects.create(name=name, kind=kind, base_url=emulator.marketo_base_url,
                                           options=dict(MARKETO_LIMITS), **common)
     sfmc = {"subdomain": "bench", "auth_base_url": emulator.sfmc_auth_base_url, "options": dict(SFMC_LIMITS)}
-    if kind == DestinationKind.SFMC_DATA_EXTENSION:
+    if kind == "sfmc_data_extension":
         return Destination.objects.create(name=name, kind=kind, data_extension_key="CohortSync_Demo",
                                           key_column="SubscriberKey", **sfmc, **common)
     return Destination.objects.create(name=name, kind=kind, attribute_set="Email Demographics", **sfmc, **common)
@@ -215,7 +215,7 @@ def fleet_create(*, syncs: int, emulators: list[SandboxProcess]) -> dict[Sync, A
             name=f"{NAME_PREFIX}fleet cohort {i:03d}", kind=Cohort.Kind.RULES,
             rules={"all": [{"property": cohort_property(i), "op": "eq", "value": True}]},
         )
-        marketo = kind == DestinationKind.MARKETO
+        marketo = kind == "marketo"
         sync = Sync.objects.create(
             name=f"{NAME_PREFIX}fleet sync {i:03d}", cohort=cohort,
             destination=destinations[(kind, emulator)],

@@ -44,6 +44,8 @@ MARKETO_LATENCY = 0.1
 MARKETO_BULK_STEP_SECONDS = 20.0
 MARKETO_BULK_MAX_IMPORTING = 2
 MARKETO_BULK_THRESHOLD = 50_000
+# A threshold no bench run reaches (the largest the options allow).
+NEVER_THRESHOLD = 100_000_000
 
 # SFMC rowset: 50 rows per request (SFMC's best practice, enforced by the connector) at
 # 120 requests per second (SFMC publishes no per-second limit; this one makes a 1M export
@@ -119,9 +121,9 @@ def path_spec(name: str, *, profiles: int) -> PathSpec:
 
 def _marketo(name: str, profiles: int) -> PathSpec:
     bulk = name == "marketo_bulk"
-    # `bulk_threshold` 10^9: the sync path measures the sync endpoint at every size; the bulk
-    # path keeps the default, so full exports go bulk and a 1 % churn goes sync.
-    threshold = MARKETO_BULK_THRESHOLD if bulk else 10**9
+    # `bulk_threshold` at its maximum: the sync path measures the sync endpoint at every size;
+    # the bulk path keeps the default, so full exports go bulk and a 1 % churn goes sync.
+    threshold = MARKETO_BULK_THRESHOLD if bulk else NEVER_THRESHOLD
     limits = {"calls_per_20s": marketo_calls_per_20s(profiles), "max_concurrency": MARKETO_CONCURRENCY}
     emulator = {
         **limits, "daily_quota": 10**9, "max_batch_size": MARKETO_SYNC_BATCH,
@@ -150,9 +152,9 @@ def _marketo(name: str, profiles: int) -> PathSpec:
 def _sfmc(name: str) -> PathSpec:
     rowset = name == "sfmc_rowset"
     if rowset:
-        # async_threshold 10^9: the rowset endpoint at every size.
+        # async_threshold at its maximum: the rowset endpoint at every size.
         rps, concurrency, latency, jitter = SFMC_ROWSET_RPS, SFMC_CONCURRENCY, SFMC_ROWSET_LATENCY, LATENCY_JITTER
-        options = {"rowset_batch_size": SFMC_ROWSET_BATCH, "async_threshold": 10**9}
+        options = {"rowset_batch_size": SFMC_ROWSET_BATCH, "async_threshold": NEVER_THRESHOLD}
         extra_config: dict[str, Any] = {}
     else:
         # async_threshold 0: every step async, churn included.

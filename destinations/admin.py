@@ -17,6 +17,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from cohortsync_site.admin_site import admin_object_or_404
 from destinations.forms import DestinationForm
 from destinations.http import interactive_calls
+from destinations.kinds import all_fieldsets, kind_fieldset_classes
 from destinations.models import Destination
 from destinations.sandbox.inspect import sandbox_state_fetch
 from destinations.selectors import (
@@ -60,44 +61,11 @@ class DestinationAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "kind")}),
-        (
-            "Salesforce Marketing Cloud",
-            {
-                "classes": ("kind-sfmc",),
-                "description": "Create an installed package with a server-to-server API "
-                "integration (Setup > Apps > Installed Packages) with read and write access to "
-                "data extensions (and contacts for the contacts kind).",
-                "fields": ("subdomain", "account_id", "auth_base_url"),
-            },
-        ),
-        (
-            "SFMC data extension",
-            {
-                "classes": ("kind-de",),
-                "description": "The data extension must already exist, with the identity "
-                "column as its primary key. Each synced cohort becomes a Boolean column, added "
-                "automatically unless the sync turns create_missing_field off.",
-                "fields": ("data_extension_key", "key_column"),
-            },
-        ),
-        (
-            "SFMC contacts",
-            {
-                "classes": ("kind-contacts",),
-                "description": "Each synced cohort becomes a text attribute in this attribute "
-                "set; the identity is the Contact Key.",
-                "fields": ("attribute_set",),
-            },
-        ),
-        (
-            "Marketo",
-            {
-                "classes": ("kind-marketo",),
-                "description": "Create a custom service for an API-only user (Admin > "
-                "LaunchPoint) with read-write access to leads. Each synced cohort becomes a "
-                "Boolean custom field on the lead, matched by email.",
-                "fields": ("base_url",),
-            },
+        # Each kind's fieldsets, once; the change form shows those of the selected kind.
+        *(
+            (fieldset.title, {"classes": (fieldset.css_class,), "description": fieldset.description,
+                              "fields": fieldset.fields})
+            for fieldset in all_fieldsets()
         ),
         (
             "Credentials",
@@ -140,6 +108,7 @@ class DestinationAdmin(admin.ModelAdmin):
         context["can_see_sandbox_state"] = bool(
             obj and destination_is_sandbox(obj) and self.has_sandbox_state_permission(request, obj)
         )
+        context["kind_fieldset_classes"] = kind_fieldset_classes()
         context["can_test_connection"] = bool(obj and self.has_change_permission(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -2,7 +2,8 @@
 
 The engine knows nothing about HTTP; a connector knows nothing about Django models beyond
 the plain values handed to it. One connector class per destination kind implements
-`Connector`; `destinations.registry.connector_for()` builds one from a Destination row.
+`Connector` (subclassing it, to inherit the defaults of what is optional);
+`destinations.registry.connector_for()` builds one from a Destination row.
 """
 
 from __future__ import annotations
@@ -10,27 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from destinations.errors import TargetValidationError
 
 
 @dataclass(frozen=True)
 class DestinationConfig:
-    """Everything a connector needs to talk to one destination account (secret included)."""
+    """Everything a connector needs to talk to one destination account (secret included).
+
+    `settings` holds the kind's settings (its KindSpec.settings, by name); `options` its
+    tuning options, parsed into the kind's KindOptions (a raw mapping is parsed by the
+    connector)."""
 
     kind: str
     name: str
     client_id: str
     client_secret: str = field(repr=False)
-    subdomain: str = ""
-    account_id: str = ""
-    auth_base_url: str = ""
-    data_extension_key: str = ""
-    key_column: str = ""
-    attribute_set: str = ""
-    base_url: str = ""
-    options: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, str] = field(default_factory=dict)
+    options: Any = None
+
+    def setting(self, name: str) -> str:
+        return (self.settings.get(name) or "").strip()
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,11 @@ class MembershipChange:
 
     identity: str
     is_member: bool
-    # Only filled when the sync maps extra properties to destination columns.
+    # The profile properties the connector asked for (Connector.profile_properties).
     properties: Mapping[str, Any] | None = None
+    # The destination's own id for this user, as an earlier outcome reported it (only for
+    # connectors with `uses_remote_ids`, and only where it is known): "" otherwise.
+    remote_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class PushOutcome:
     code: str = ""
     message: str = ""
     retriable: bool = False
+    # The destination's own id for the user (a Marketo lead id), kept in the synced state
+    # and handed back with this user's later changes (MembershipChange.remote_id).
+    remote_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,36 +126,75 @@ class ConnectionReport:
     fields: Sequence[FieldInfo] = ()
 
 
+class UnitKind(StrEnum):
+    """What the engine sends: batches of changes (push) or import files (push_file)."""
+
+    BATCHES = "batches"
+    FILES = "files"
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """How a run of some size is sent: the answer to Connector.send_plan(total_changes).
+
+    `batch_size`: changes per batch (files are cut by their real size instead; it is then
+    the rows a file is expected to hold). `concurrency`: units sent at once.
+    """
+
+    units: UnitKind
+    batch_size: int
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ValueError(f"A send plan needs a batch size and a concurrency of at least 1: {self}.")
+
+
+@dataclass(frozen=True)
+class PlainIdentity:
+    """Raw identity values normalize_identity() returns unchanged, as a POSIX regex and a
+    maximum length: the planner takes such values as they are, in SQL, without a Python
+    call per member (syncs/engine/planning.py)."""
+
+    pattern: str
+    max_length: int
+
+
+class ImportFile(Protocol):
+    """A file a connector imports whole (Marketo's bulk import), filled by the engine."""
+
+    # Rows written (users in the file besides `invalid`).
+    rows: int
+    # (identity, why it was not written): users failed without being sent.
+    invalid: list[tuple[str, str]]
+
+    def add_many(self, rows: Sequence[tuple[str, bool]], remote_ids: Mapping[str, str] | None = None) -> int:
+        """Take (identity, is_member) rows in order until one would not fit; returns how many
+        were taken (an empty file takes at least one). `remote_ids`: identity -> the
+        destination's id, where known (connectors with `uses_remote_ids`)."""
+        ...
+
+
 @runtime_checkable
 class Connector(Protocol):
-    """Implemented once per destination kind (SFMC data extension, SFMC contacts, Marketo).
+    """Implemented once per destination kind; connectors subclass it to inherit the
+    defaults of the optional parts.
 
-    push() must be safe to call from several threads at once: the engine pushes up to
-    `max_concurrency` batches in parallel and the connector's rate limiter keeps the total
-    within the destination's limits.
-
-    Optional hooks, looked up with getattr by the engine:
-    - `bulk_file(target)` -> a file object to fill (`add_many(rows)`: takes (identity,
-      is_member) rows in order until one would not fit, returns how many it took; an empty
-      file takes at least one), or None when this run should use push();
-      `bulk_file_push(target, file)` then imports it and returns outcomes for the users that
-      failed only (see syncs/engine/file_pushing.py; Marketo bulk import uses it).
-    - `plain_identity_pattern` / `plain_identity_max_length`: a POSIX regex and length for
-      raw values that normalize_identity() would return unchanged, so the planner can accept
-      them in SQL without a Python call per member (syncs/engine/planning.py).
-    - `size_threshold`: batch_size(total) (and how push() sends) is the same for every total
-      at or below it, and for every total above it. A first export is then pushed while it
-      is still being planned, once its size is known to be on one side; without it, the
-      whole plan is made first.
+    push() and push_file() must be safe to call from several threads at once: the engine
+    sends up to SendPlan.concurrency units in parallel, and the connector's rate limiter
+    keeps the total within the destination's limits.
     """
+
+    # Raw identity values that need no normalising (None: every value goes through
+    # normalize_identity).
+    plain_identity: ClassVar[PlainIdentity | None] = None
+    # The connector reports PushOutcome.remote_id and wants it back with later changes.
+    uses_remote_ids: ClassVar[bool] = False
 
     @property
     def api_calls(self) -> int:
         """HTTP requests made by this connector instance so far (including auth, retries)."""
         ...
-
-    @property
-    def max_concurrency(self) -> int: ...
 
     def check_connection(self) -> ConnectionReport:
         """Obtain a token and read what syncs need. Raises DestinationError on failure."""
@@ -167,12 +214,20 @@ class Connector(Protocol):
         ...
 
     def normalize_identity(self, raw_value: Any) -> str:
-        """Return the value to send, or raise InvalidIdentityError with the reason."""
+        """Return the value to send, or raise InvalidIdentityError with the reason.
+        Idempotent: a normalised value normalises to itself."""
         ...
 
-    def batch_size(self, total_changes: int) -> int:
-        """How many changes to hand to one push() call for a run of this size."""
+    def send_plan(self, total_changes: int) -> SendPlan:
+        """How a run of `total_changes` changes is sent. Pure: the same total always gets
+        the same plan, nothing is remembered between calls, and it is a step function of
+        the total (two totals with equal plans have that plan for every total between
+        them, which lets a first export be sent while it is still being planned)."""
         ...
+
+    def profile_properties(self, target: SyncTarget) -> Sequence[str]:
+        """Profile properties to hand over with each change (MembershipChange.properties)."""
+        return ()
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         """Write one batch; one outcome per change, in order.
@@ -181,3 +236,12 @@ class Connector(Protocol):
         whole run (auth, quota, a missing field) raise a DestinationError.
         """
         ...
+
+    def new_file(self, target: SyncTarget) -> ImportFile:
+        """An empty import file (for send plans of UnitKind.FILES)."""
+        raise NotImplementedError(f"{type(self).__name__} does not send files.")
+
+    def push_file(self, target: SyncTarget, file: ImportFile) -> list[PushOutcome]:
+        """Import one file; outcomes only for the users that failed (every other user of
+        the file was acknowledged)."""
+        raise NotImplementedError(f"{type(self).__name__} does not send files.")

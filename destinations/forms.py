@@ -1,4 +1,4 @@
-"""The destination settings form: per-kind validation and a write-only secret."""
+"""The destination settings form: each kind's settings from its spec, a write-only secret."""
 
 from __future__ import annotations
 
@@ -8,45 +8,26 @@ from django import forms
 from django.core.validators import MaxLengthValidator
 
 from cohortsync_site.forms import JSONValueField
-from destinations.accounts import destination_field_scope_label
-from destinations.base import DestinationConfig
-from destinations.errors import EndpointNotAllowedError
-from destinations.http import ensure_url_allowed
-from destinations.models import SFMC_KINDS, Destination, DestinationKind
+from destinations.accounts import KindSettings, destination_field_scope_label
+from destinations.kinds import all_settings, kind_names, kind_spec, kind_specs
+from destinations.kindspec import KindSpec, SettingField, UnknownKindError
+from destinations.models import Destination
 from destinations.selectors import destination_has_secret
-from destinations.validation import (
-    SettingError,
-    normalize_marketo_base_url,
-    normalize_sfmc_auth_base_url,
-    normalize_sfmc_subdomain,
-    validate_destination_options,
-    validate_sfmc_account_id,
-)
+from destinations.validation import SettingError, setting_clean, validate_destination_options
 
-DEFAULT_ATTRIBUTE_SET = "Email Demographics"
+# What people paste into a setting with a normaliser (a whole URL for a subdomain) may be
+# longer than what is stored; the model's max_length applies after normalising.
+PASTED_MAX_LENGTH = 500
 
-# Settings that only mean something for some kinds; cleared for the others so a changed
-# kind never leaves a stale value that a connector might pick up.
-KIND_FIELDS: dict[str, frozenset[str]] = {
-    DestinationKind.SFMC_DATA_EXTENSION: frozenset(
-        {"subdomain", "account_id", "auth_base_url", "data_extension_key", "key_column"}
-    ),
-    DestinationKind.SFMC_CONTACTS: frozenset(
-        {"subdomain", "account_id", "auth_base_url", "attribute_set"}
-    ),
-    DestinationKind.MARKETO: frozenset({"base_url"}),
-}
-ALL_KIND_FIELDS = frozenset().union(*KIND_FIELDS.values())
 
-REQUIRED_MESSAGES = {
-    "subdomain": "Enter the SFMC subdomain (Setup > Apps > Installed Packages > your package).",
-    "client_id": "Enter the client id of the API integration.",
-    "data_extension_key": "Enter the external key of the data extension "
-    "(Contact Builder > Data Extensions > your data extension > Properties).",
-    "key_column": "Enter the data extension's primary-key column that holds the user's "
-    "identity, e.g. SubscriberKey or Contact Key.",
-    "base_url": "Enter the Marketo REST endpoint from Admin > Web Services.",
-}
+def _options_help() -> str:
+    return "Optional tuning as a JSON object (defaults in brackets). " + " ".join(
+        f"{spec.short_label}: {spec.options.described()}." for spec in kind_specs()
+    )
+
+
+def _credentials_help() -> str:
+    return " ".join(dict.fromkeys(spec.credentials_help for spec in kind_specs()))
 
 
 class DestinationForm(forms.ModelForm):
@@ -55,9 +36,7 @@ class DestinationForm(forms.ModelForm):
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only: the stored secret is never shown. Leave empty to keep it. "
-        "SFMC: Setup > Apps > Installed Packages > your package > API Integration. "
-        "Marketo: Admin > LaunchPoint > your service > View Details.",
+        help_text="Write-only: the stored secret is never shown. Leave empty to keep it.",
     )
     clear_client_secret = forms.BooleanField(
         label="Remove stored secret",
@@ -68,73 +47,37 @@ class DestinationForm(forms.ModelForm):
 
     class Meta:
         model = Destination
-        fields = [
-            "name",
-            "kind",
-            "subdomain",
-            "account_id",
-            "auth_base_url",
-            "data_extension_key",
-            "key_column",
-            "attribute_set",
-            "base_url",
-            "client_id",
-            "options",
-        ]
+        fields = ["name", "kind", *(setting.name for setting in all_settings()), "client_id", "options"]
         # URLField's own URL check runs before clean() and would reject hosts such as
         # "localhost" with a vaguer message than ours.
         field_classes = {
-            "auth_base_url": forms.CharField,
-            "base_url": forms.CharField,
+            **{setting.name: forms.CharField for setting in all_settings() if setting.is_url},
             "options": JSONValueField,
         }
-        labels = {
-            "client_id": "Client id",
-            "account_id": "Account id (MID)",
-            "auth_base_url": "Auth base URL",
-            "base_url": "REST endpoint",
-            "data_extension_key": "Data extension external key",
-        }
-        help_texts = {
-            "account_id": "Optional MID of the business unit to write to (Setup > Business "
-            "Units, or under the account name at the top right). Empty uses the business unit "
-            "that owns the installed package.",
-            "data_extension_key": "The external key, not the name (Contact Builder > Data "
-            "Extensions > your data extension > Properties > External Key).",
-            "client_id": "SFMC: Setup > Apps > Installed Packages > your package > API "
-            "Integration (server-to-server). Marketo: Admin > LaunchPoint > your service > "
-            "View Details.",
-            "auth_base_url": "Optional. Leave empty for "
-            "https://{subdomain}.auth.marketingcloudapis.com; set it only for a sandbox or a "
-            "proxy listed in COHORTSYNC_ALLOWED_API_HOSTS.",
-            "attribute_set": "The attribute set that gets one text attribute per cohort, "
-            f"usually '{DEFAULT_ATTRIBUTE_SET}' (Contact Builder > Data Designer). Empty means "
-            f"'{DEFAULT_ATTRIBUTE_SET}'.",
-            "options": "Optional tuning as a JSON object. SFMC: requests_per_second (20), "
-            "max_concurrency (4), rowset_batch_size (50), async_threshold (1000), "
-            "async_batch_size (32000). Marketo: calls_per_20s (50), max_concurrency (5), "
-            "batch_size (300), bulk_threshold (50000).",
-        }
-
-    # Checked by clean() with clearer messages (and hosts such as "sandbox:8765", which
-    # URLValidator rejects, are fine when listed in COHORTSYNC_ALLOWED_API_HOSTS).
-    URL_FIELDS = ("auth_base_url", "base_url")
+        labels = {"client_id": "Client id", **{setting.name: setting.label for setting in all_settings()}}
+        help_texts = {setting.name: setting.help for setting in all_settings()}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The admin leaves read-only fields out of the form (all of them for a view-only user).
         if "options" in self.fields:
             self.fields["options"].required = False
-        # A pasted SFMC URL is longer than the subdomain it is reduced to; the model's
-        # max_length applies after normalisation.
-        subdomain = self.fields.get("subdomain")
-        if subdomain is not None:
-            subdomain.max_length = 500
-            subdomain.validators = [v for v in subdomain.validators if not isinstance(v, MaxLengthValidator)]
-            subdomain.widget.attrs["maxlength"] = "500"
+            self.fields["options"].help_text = _options_help()
+        if "client_id" in self.fields:
+            self.fields["client_id"].help_text = _credentials_help()
+        if "new_client_secret" in self.fields:
+            self.fields["new_client_secret"].help_text += " " + _credentials_help()
+        for setting in all_settings():
+            field = self.fields.get(setting.name)
+            if setting.normalize is not None and field is not None:
+                field.max_length = PASTED_MAX_LENGTH
+                field.validators = [v for v in field.validators if not isinstance(v, MaxLengthValidator)]
+                field.widget.attrs["maxlength"] = str(PASTED_MAX_LENGTH)
 
     def _get_validation_exclusions(self):  # type: ignore[no-untyped-def]
-        return {*super()._get_validation_exclusions(), *self.URL_FIELDS}
+        # Checked by clean() with clearer messages (and hosts such as "sandbox:8765", which
+        # URLValidator rejects, are fine when listed in COHORTSYNC_ALLOWED_API_HOSTS).
+        return {*super()._get_validation_exclusions(), *(s.name for s in all_settings() if s.is_url)}
 
     @property
     def is_creating(self) -> bool:
@@ -145,21 +88,44 @@ class DestinationForm(forms.ModelForm):
         kind = cleaned.get("kind")
         if not kind:
             return cleaned
+        try:
+            spec = kind_spec(kind)
+        except UnknownKindError:
+            self.add_error("kind", f"Choose one of the known kinds: {', '.join(kind_names())}.")
+            return cleaned
         self._check_kind_change(kind)
-        for name in ALL_KIND_FIELDS - KIND_FIELDS[kind]:
-            cleaned[name] = ""
-        self._require(cleaned, "client_id")
+        # Settings of other kinds are cleared, so a changed kind never leaves a stale value
+        # that a connector might pick up.
+        for setting in all_settings():
+            if setting.name not in spec.setting_names:
+                cleaned[setting.name] = ""
+        self._require(cleaned, "client_id", "Enter the client id of the API integration.")
         self._clean_secret(cleaned)
-        if kind in SFMC_KINDS:
-            self._clean_sfmc(cleaned, kind)
-        else:
-            self._clean_marketo(cleaned)
-        self._apply(cleaned, "options", lambda v: validate_destination_options(kind, v))
+        self._clean_settings(cleaned, spec)
+        if "options" in cleaned:
+            try:
+                cleaned["options"] = validate_destination_options(kind, cleaned["options"])
+            except SettingError as exc:
+                self.add_error("options", str(exc))
         if not self.errors:
-            self._check_shared_fields(cleaned)
+            self._check_shared_fields(cleaned, spec)
         return cleaned
 
-    def _check_shared_fields(self, cleaned: dict[str, Any]) -> None:
+    def _clean_settings(self, cleaned: dict[str, Any], spec: KindSpec) -> None:
+        for setting in spec.settings:
+            if setting.name not in cleaned:
+                continue  # the field's own checks refused it already
+            if setting.required and not self._require(cleaned, setting.name, setting.required_message):
+                continue
+            self._clean_setting(cleaned, setting)
+
+    def _clean_setting(self, cleaned: dict[str, Any], setting: SettingField) -> None:
+        try:
+            cleaned[setting.name] = setting_clean(setting, (cleaned[setting.name] or "").strip())
+        except SettingError as exc:
+            self.add_error(setting.name, str(exc))
+
+    def _check_shared_fields(self, cleaned: dict[str, Any], spec: KindSpec) -> None:
         """Pointing this destination at a data extension, attribute set or Marketo instance
         that another destination's syncs write must not make two syncs share a field."""
         if self.is_creating:
@@ -167,10 +133,7 @@ class DestinationForm(forms.ModelForm):
         # Local import: syncs builds on destinations, not the other way round.
         from syncs.targets import sync_field_owner
 
-        settings = DestinationConfig(
-            name=cleaned.get("name") or self.instance.name, client_id="", client_secret="",
-            **{name: cleaned.get(name) or "" for name in ("kind", *ALL_KIND_FIELDS)},
-        )
+        settings = KindSettings(spec.kind, {name: cleaned.get(name) or "" for name in spec.setting_names})
         mine = list(self.instance.syncs.values_list("pk", "name", "target_field"))
         for _, name, field in mine:
             owner = sync_field_owner(
@@ -206,28 +169,7 @@ class DestinationForm(forms.ModelForm):
         elif self.is_creating and not new_secret:
             self.add_error("new_client_secret", "Enter the client secret of the API integration.")
 
-    def _clean_sfmc(self, cleaned: dict[str, Any], kind: str) -> None:
-        if self._require(cleaned, "subdomain"):
-            self._apply(cleaned, "subdomain", normalize_sfmc_subdomain)
-        self._apply(cleaned, "account_id", validate_sfmc_account_id)
-        if self._apply(cleaned, "auth_base_url", normalize_sfmc_auth_base_url):
-            if cleaned["auth_base_url"]:
-                self._check_url_allowed(cleaned, "auth_base_url")
-        if kind == DestinationKind.SFMC_DATA_EXTENSION:
-            self._require(cleaned, "data_extension_key")
-            self._require(cleaned, "key_column")
-        else:
-            cleaned["attribute_set"] = (cleaned.get("attribute_set") or "").strip() or (
-                DEFAULT_ATTRIBUTE_SET
-            )
-
-    def _clean_marketo(self, cleaned: dict[str, Any]) -> None:
-        if self._require(cleaned, "base_url") and self._apply(
-            cleaned, "base_url", normalize_marketo_base_url
-        ):
-            self._check_url_allowed(cleaned, "base_url")
-
-    def _require(self, cleaned: dict[str, Any], name: str) -> bool:
+    def _require(self, cleaned: dict[str, Any], name: str, message: str) -> bool:
         value = cleaned.get(name)
         if isinstance(value, str):
             value = value.strip()
@@ -235,24 +177,8 @@ class DestinationForm(forms.ModelForm):
         if value:
             return True
         if name not in self.errors:
-            self.add_error(name, REQUIRED_MESSAGES.get(name, "This field is required."))
+            self.add_error(name, message)
         return False
-
-    def _apply(self, cleaned: dict[str, Any], name: str, normalize: Any) -> bool:
-        if name not in cleaned:
-            return False
-        try:
-            cleaned[name] = normalize(cleaned[name])
-        except SettingError as exc:
-            self.add_error(name, str(exc))
-            return False
-        return True
-
-    def _check_url_allowed(self, cleaned: dict[str, Any], name: str) -> None:
-        try:
-            ensure_url_allowed(cleaned[name])
-        except EndpointNotAllowedError as exc:
-            self.add_error(name, exc.message)
 
     def save(self, commit: bool = True) -> Destination:
         destination = super().save(commit=False)

@@ -43,7 +43,6 @@ from destinations.errors import (
 )
 
 # Re-exported: callers have always found the allow-list entry point here.
-from destinations.url_policy import OFFICIAL_HOST_SUFFIXES as OFFICIAL_HOST_SUFFIXES
 from destinations.url_policy import ensure_url_allowed as ensure_url_allowed
 from destinations.url_policy import redirect_refused
 
@@ -79,6 +78,8 @@ class TokenExpiredError(TransientError):
     Raised by a client's `check` callback; the transport passes it straight up so the
     client can refresh its token.
     """
+
+    default_code = "token_expired"
 
 
 def parse_retry_after(value: str | None) -> float | None:

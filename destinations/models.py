@@ -3,75 +3,26 @@ from __future__ import annotations
 from django.db import models
 
 from destinations.encryption import EncryptedTextField
-
-
-class DestinationKind(models.TextChoices):
-    SFMC_DATA_EXTENSION = "sfmc_data_extension", "Salesforce Marketing Cloud: data extension"
-    SFMC_CONTACTS = "sfmc_contacts", "Salesforce Marketing Cloud: contacts"
-    MARKETO = "marketo", "Marketo"
-
-
-SFMC_KINDS = frozenset({DestinationKind.SFMC_DATA_EXTENSION, DestinationKind.SFMC_CONTACTS})
-
-# Dynamic syncs run this often unless the sync says otherwise (the seeds' cadence).
-DEFAULT_INTERVAL_MINUTES = {
-    DestinationKind.SFMC_DATA_EXTENSION: 15,
-    DestinationKind.SFMC_CONTACTS: 15,
-    DestinationKind.MARKETO: 120,
-}
+from destinations.kinds import kind_choices, kind_spec
 
 
 class Destination(models.Model):
     """A configured integration with one marketing platform account."""
 
     name = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=32, choices=DestinationKind.choices)
+    kind = models.CharField(max_length=32, choices=kind_choices)
 
-    # --- Salesforce Marketing Cloud ---
-    subdomain = models.CharField(
-        max_length=64,
-        blank=True,
-        help_text="The tenant subdomain from Setup > Apps > Installed Packages, e.g. "
-        "'mc563885gzs27c5t9-63k636ttgm'. A pasted URL such as "
-        "https://mcXXXX.auth.marketingcloudapis.com/ is reduced to it.",
-    )
-    account_id = models.CharField(
-        max_length=32,
-        blank=True,
-        help_text="Optional MID of the business unit to write to; empty uses the package's default.",
-    )
-    auth_base_url = models.URLField(
-        blank=True,
-        help_text="Optional. Defaults to https://{subdomain}.auth.marketingcloudapis.com.",
-    )
-    data_extension_key = models.CharField(
-        max_length=200,
-        blank=True,
-        help_text="External key (not the name) of the data extension that holds one row per user.",
-    )
-    key_column = models.CharField(
-        max_length=128,
-        blank=True,
-        default="",
-        help_text="Primary-key column of the data extension that holds the user's identity, "
-        "e.g. 'SubscriberKey' (Mixpanel-style) or 'Contact Key' (Amplitude-style).",
-    )
-    attribute_set = models.CharField(
-        max_length=200,
-        blank=True,
-        default="",
-        help_text="Attribute set that holds one text attribute per cohort (contacts API), "
-        "usually 'Email Demographics'.",
-    )
+    # Kind settings: which kinds use each one, with its label, help and normaliser, is in
+    # the kinds' specs (destinations.kinds); a kind leaves the others empty.
+    subdomain = models.CharField(max_length=64, blank=True)
+    account_id = models.CharField(max_length=32, blank=True)
+    auth_base_url = models.URLField(blank=True)
+    data_extension_key = models.CharField(max_length=200, blank=True)
+    key_column = models.CharField(max_length=128, blank=True, default="")
+    attribute_set = models.CharField(max_length=200, blank=True, default="")
+    base_url = models.URLField(blank=True)
 
-    # --- Marketo ---
-    base_url = models.URLField(
-        blank=True,
-        help_text="Marketo REST endpoint without /rest, e.g. https://123-ABC-456.mktorest.com "
-        "(Admin > Web Services).",
-    )
-
-    # --- Credentials (both platforms) ---
+    # --- Credentials (every kind) ---
     client_id = models.CharField(max_length=200, blank=True)
     client_secret = EncryptedTextField(blank=True, default="")
 
@@ -99,9 +50,5 @@ class Destination(models.Model):
         return self.name
 
     @property
-    def is_sfmc(self) -> bool:
-        return self.kind in SFMC_KINDS
-
-    @property
     def default_interval_minutes(self) -> int:
-        return DEFAULT_INTERVAL_MINUTES[DestinationKind(self.kind)]
+        return kind_spec(self.kind).default_interval_minutes

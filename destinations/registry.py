@@ -1,48 +1,49 @@
-"""Build the connector for a Destination row (the only place that maps kinds to classes)."""
+"""Build the connector for a Destination row, from its kind's spec (destinations.kinds)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from django.utils.module_loading import import_string
-
 from destinations.base import Connector, DestinationConfig
-from destinations.models import Destination, DestinationKind
-
-CONNECTOR_CLASSES: dict[str, str] = {
-    DestinationKind.SFMC_DATA_EXTENSION: "destinations.sfmc.data_extension.DataExtensionConnector",
-    DestinationKind.SFMC_CONTACTS: "destinations.sfmc.contacts.ContactsConnector",
-    DestinationKind.MARKETO: "destinations.marketo.connector.MarketoConnector",
-}
+from destinations.errors import ConfigurationError
+from destinations.kinds import kind_spec
+from destinations.kindspec import UnknownKindError
+from destinations.models import Destination
 
 ConnectorFactory = Callable[[DestinationConfig], Connector]
 _override: ConnectorFactory | None = None
 
 
 def destination_config(destination: Destination) -> DestinationConfig:
+    """The destination's kind settings and its options, parsed once (ConfigurationError
+    when the kind is unknown or the stored options no longer pass)."""
+    try:
+        spec = kind_spec(destination.kind)
+    except UnknownKindError as exc:
+        raise ConfigurationError(
+            f"{exc} The destination '{destination.name}' cannot be used by this version of "
+            "CohortSync.", code="unknown_kind",
+        ) from None
     return DestinationConfig(
         kind=destination.kind,
         name=destination.name,
         client_id=destination.client_id,
         client_secret=destination.client_secret,
-        subdomain=destination.subdomain,
-        account_id=destination.account_id,
-        auth_base_url=destination.auth_base_url,
-        data_extension_key=destination.data_extension_key,
-        key_column=destination.key_column,
-        attribute_set=destination.attribute_set,
-        base_url=destination.base_url,
-        options=dict(destination.options or {}),
+        settings={name: getattr(destination, name) or "" for name in spec.setting_names},
+        options=spec.options.of(destination.options or {}),
     )
 
 
-def connector_for(destination: Destination) -> Connector:
-    config = destination_config(destination)
+def connector_build(config: DestinationConfig) -> Connector:
+    """The kind's connector for `config` (or the test override's)."""
     if _override is not None:
         return _override(config)
-    connector_class = import_string(CONNECTOR_CLASSES[destination.kind])
-    return connector_class(config)
+    return kind_spec(config.kind).connector_class()(config)
+
+
+def connector_for(destination: Destination) -> Connector:
+    return connector_build(destination_config(destination))
 
 
 @contextmanager

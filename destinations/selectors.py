@@ -6,8 +6,10 @@ from urllib.parse import urlsplit
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet, TextChoices
 
-from destinations.accounts import DestinationSettings, destination_field_scope
-from destinations.models import Destination, DestinationKind
+from destinations.accounts import KindSettings, destination_field_scope
+from destinations.kinds import kind_spec
+from destinations.kindspec import UnknownKindError
+from destinations.models import Destination
 from destinations.url_policy import is_official_api_host
 
 
@@ -57,30 +59,30 @@ def destination_has_secret(destination: Destination) -> bool:
 
 
 def destination_api_url(destination: Destination) -> str:
-    """The first URL a connector contacts: the SFMC auth base URL or the Marketo base URL."""
-    if destination.kind == DestinationKind.MARKETO:
-        return destination.base_url
-    if destination.auth_base_url:
-        return destination.auth_base_url
-    if destination.subdomain:
-        return f"https://{destination.subdomain}.auth.marketingcloudapis.com"
-    return ""
+    """The first URL a connector contacts (the kind's spec says which, from its settings)."""
+    spec = kind_spec(destination.kind)
+    return spec.api_url({name: getattr(destination, name) or "" for name in spec.setting_names})
 
 
 def destination_is_sandbox(destination: Destination) -> bool:
     """True when the destination talks to a host that is not an official API host.
 
     Such hosts are only reachable through COHORTSYNC_ALLOWED_API_HOSTS: the bundled
-    emulators, or a proxy in front of the real platform.
+    emulators, or a proxy in front of the real platform. A destination of a kind this
+    version does not know has no API URL to call: False.
     """
-    host = (urlsplit(destination_api_url(destination)).hostname or "").lower()
+    try:
+        url = destination_api_url(destination)
+    except UnknownKindError:
+        return False
+    host = (urlsplit(url).hostname or "").lower()
     if not host:
         return False
     return not is_official_api_host(host)
 
 
 def destinations_sharing_field_scope(
-    destination: DestinationSettings, *, destination_id: int | None
+    destination: Destination | KindSettings, *, destination_id: int | None
 ) -> list[int]:
     """Ids of the destinations whose fields are the same columns as `destination`'s (same
     account and data extension or attribute set, or same Marketo instance), its own id

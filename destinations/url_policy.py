@@ -70,16 +70,23 @@ URL_MALFORMED = "url_malformed"
 URL_NOT_ALLOWED = "endpoint_not_allowed"
 REDIRECT_REFUSED = "redirect_refused"
 
-OFFICIAL_HOST_SUFFIXES = (
-    ".auth.marketingcloudapis.com",
-    ".rest.marketingcloudapis.com",
-    ".mktorest.com",
-)
-API_HOSTS_ADVICE = (
-    "only https on the official hosts (*.auth.marketingcloudapis.com, "
-    "*.rest.marketingcloudapis.com, *.mktorest.com) is allowed. To use another host (a sandbox "
-    "or a proxy), add it to COHORTSYNC_ALLOWED_API_HOSTS."
-)
+
+
+def official_host_suffixes() -> tuple[str, ...]:
+    """Every destination kind's official API hosts (each kind's spec names its own)."""
+    from destinations.kinds import official_host_suffixes as suffixes
+
+    return suffixes()
+
+
+@lru_cache(maxsize=1)
+def api_hosts_advice() -> str:
+    shown = ", ".join(f"*{suffix}" for suffix in official_host_suffixes())
+    return (
+        f"only https on the official hosts ({shown}) is allowed. To use another host (a sandbox "
+        "or a proxy), add it to COHORTSYNC_ALLOWED_API_HOSTS."
+    )
+
 
 NOT_A_URL = "This is not a URL CohortSync can call"
 # RFC 3986's characters; anything else is either ambiguous or needs percent-encoding.
@@ -185,7 +192,7 @@ def ensure_url_allowed(url: str, *, extra_hosts: Iterable[str] | None = None) ->
         url,
         allowed_hosts=settings.COHORTSYNC_ALLOWED_API_HOSTS if extra_hosts is None else extra_hosts,
         https_host_allowed=is_official_api_host,
-        advice=API_HOSTS_ADVICE,
+        advice=api_hosts_advice(),
     )
 
 
@@ -208,7 +215,7 @@ def _hosts_setting(entries: tuple[str, ...]) -> frozenset[str]:
 
 def is_official_api_host(host: str) -> bool:
     """A host under one of the official SFMC or Marketo API domains (a checked, lower-case host)."""
-    return host.endswith(OFFICIAL_HOST_SUFFIXES)
+    return host.endswith(official_host_suffixes())
 
 
 def is_public_host_name(host: str) -> bool:

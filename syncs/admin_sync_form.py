@@ -9,19 +9,9 @@ from django.contrib import messages
 from django.urls import reverse
 
 from destinations.base import TargetCheck, TargetStatus
-from destinations.models import Destination, DestinationKind
+from destinations.kinds import kind_spec
+from destinations.models import Destination
 from syncs.models import Sync
-
-# What the form's script says when the typed field is not among the destination's fields
-# (the save then asks the destination itself).
-MISSING_FIELD_HINTS = {
-    DestinationKind.SFMC_DATA_EXTENSION: "Not a column of the data extension yet: the first run "
-    "creates it as a Boolean column (unless the options say create_missing_field: false).",
-    DestinationKind.SFMC_CONTACTS: "Not an attribute of the attribute set: create it in "
-    "Contact Builder first, or saving is refused.",
-    DestinationKind.MARKETO: "Marketo has no such field: create it in Field Management "
-    "first, or saving is refused.",
-}
 
 
 def sync_form_config(sync: Sync | None) -> dict[str, Any]:
@@ -36,7 +26,11 @@ def sync_form_config(sync: Sync | None) -> dict[str, Any]:
         "destinations": {
             str(destination.pk): {
                 "defaultInterval": destination.default_interval_minutes,
-                "missingField": MISSING_FIELD_HINTS[DestinationKind(destination.kind)],
+                # A new sync left without an identity property takes this one.
+                "defaultIdentity": kind_spec(destination.kind).default_identity,
+                # What the script says when the typed field is not among the destination's
+                # fields (the save then asks the destination itself).
+                "missingField": kind_spec(destination.kind).missing_target_hint,
             }
             for destination in destinations
         },

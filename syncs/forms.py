@@ -12,10 +12,11 @@ from django.core.exceptions import ValidationError
 from cohorts.models import Cohort
 from cohortsync_site.forms import JSONValueField
 from destinations.base import SyncTarget, TargetCheck
-from destinations.models import DEFAULT_INTERVAL_MINUTES, Destination, DestinationKind
+from destinations.kinds import kind_spec, kind_specs
+from destinations.models import Destination
 from destinations.services import destination_targets_check
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
-from syncs.options import sync_option_problems
+from syncs.options import ENGINE_OPTIONS, sync_option_problems
 from syncs.targets import field_taken_message, sync_field_owner
 
 TARGET_FIELD_DATALIST_ID = "target-field-choices"
@@ -26,23 +27,33 @@ TARGET_FIELD_MAX_LENGTH = Sync._meta.get_field("target_field").max_length or 200
 # a letter. Stricter than some platforms allow, but accepted by all three.
 _TARGET_FIELD_SAFE_RE = re.compile(r"[^0-9A-Za-z]+")
 
-TARGET_FIELD_HELP = (
-    "Where membership is written. SFMC data extension: a Boolean column of the data "
-    "extension (created if missing unless the sync's options say otherwise). SFMC contacts: "
-    "a text attribute in the destination's attribute set. Marketo: a Boolean custom field on "
-    "the lead, by its REST API name (Admin > Field Management), not its display name."
-)
+def _per_kind(describe: dict[str, str]) -> str:
+    """'a for SFMC data extension and SFMC contacts, b for Marketo': kinds grouped by value."""
+    kinds: dict[str, list[str]] = {}
+    for spec in kind_specs():
+        kinds.setdefault(describe[spec.kind], []).append(spec.short_label)
+    return ", ".join(f"{value} for {' and '.join(labels)}" for value, labels in kinds.items())
+
+
+TARGET_FIELD_HELP = "Where membership is written. " + " ".join(spec.target_help for spec in kind_specs())
 IDENTITY_HELP = (
-    "Profile property whose value identifies the user in the destination. Marketo matches "
-    "leads by email: use $email. SFMC: the value stored in the data extension's key column "
-    f"(or the Contact Key), e.g. {DISTINCT_ID_IDENTITY} for the profile's distinct id, or "
-    "$email."
+    "Profile property whose value identifies the user in the destination, e.g. $email, or "
+    f"{DISTINCT_ID_IDENTITY} for the profile's distinct id. Empty on a new sync: the "
+    f"destination's default ({_per_kind({s.kind: s.default_identity for s in kind_specs()})})."
 )
 INTERVAL_HELP = (
     "Dynamic syncs only. Leave empty for the destination's default: "
-    f"{DEFAULT_INTERVAL_MINUTES[DestinationKind.SFMC_DATA_EXTENSION]} minutes for SFMC, "
-    f"{DEFAULT_INTERVAL_MINUTES[DestinationKind.MARKETO]} minutes for Marketo."
+    f"{_per_kind({s.kind: f'{s.default_interval_minutes} minutes' for s in kind_specs()})}."
 )
+OPTIONS_HELP = "Per-sync options: " + "; ".join(
+    [", ".join(o.name for o in ENGINE_OPTIONS) + " (every destination)"]
+    + [f"{', '.join(o.name for o in s.sync_options)} ({s.short_label})" for s in kind_specs() if s.sync_options]
+) + "."
+
+
+def identity_or_default(identity_property: str, destination: Destination) -> str:
+    """The identity property as given, or the destination kind's default for new syncs."""
+    return identity_property.strip() or kind_spec(destination.kind).default_identity
 
 def target_field_suggest(cohort_name: str) -> str:
     """A field name every destination accepts, derived from the cohort name ("Pro users" ->
@@ -96,6 +107,7 @@ class SyncAdminForm(forms.ModelForm):
             "target_field": TARGET_FIELD_HELP,
             "identity_property": IDENTITY_HELP,
             "interval_minutes": INTERVAL_HELP,
+            "options": OPTIONS_HELP,
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -112,6 +124,12 @@ class SyncAdminForm(forms.ModelForm):
             interval.widget.attrs["placeholder"] = (
                 str(self.instance.destination.default_interval_minutes) if self.instance.pk else ""
             )
+        identity = self.fields.get("identity_property")
+        if identity is not None and self.instance.pk is None:
+            # A new sync takes its destination kind's default identity unless one is given.
+            identity.required = False
+            self.initial["identity_property"] = ""
+            identity.widget.attrs["placeholder"] = "the destination's default"
 
     def clean_target_field(self) -> str:
         return (self.cleaned_data.get("target_field") or "").strip()
@@ -122,6 +140,8 @@ class SyncAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         destination = self._destination(cleaned)
+        if destination is not None and "identity_property" in self.fields and self.instance.pk is None:
+            cleaned["identity_property"] = identity_or_default(cleaned.get("identity_property") or "", destination)
         if "options" in cleaned:
             try:
                 cleaned["options"] = sync_options_validate(
@@ -186,9 +206,13 @@ class ExportCohortsForm(forms.Form):
         initial=Sync.Mode.DYNAMIC,
         widget=forms.RadioSelect,
         help_text="One-time: export once now. Dynamic: export now, then keep the field in sync "
-        "on a schedule (every 15 minutes for SFMC, 2 hours for Marketo).",
+        "on the destination's schedule "
+        f"({_per_kind({s.kind: f'every {s.default_interval_minutes} minutes' for s in kind_specs()})}).",
     )
-    identity_property = forms.CharField(initial="$email", max_length=200, help_text=IDENTITY_HELP)
+    identity_property = forms.CharField(
+        required=False, max_length=200, help_text=IDENTITY_HELP,
+        widget=forms.TextInput(attrs={"placeholder": "the destination's default"}),
+    )
 
     def __init__(self, *args: Any, cohorts: Sequence[Cohort], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -224,7 +248,7 @@ class ExportCohortsForm(forms.Form):
         destination: Destination | None = cleaned.get("destination")
         if destination is None:
             return cleaned
-        cleaned["identity_property"] = (cleaned.get("identity_property") or "").strip()
+        cleaned["identity_property"] = identity_or_default(cleaned.get("identity_property") or "", destination)
         seen: dict[str, Cohort] = {}
         for cohort in self.cohorts:
             name = self.target_field_name(cohort)

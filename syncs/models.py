@@ -29,24 +29,22 @@ class Sync(models.Model):
     name = models.CharField(max_length=200, unique=True)
     cohort = models.ForeignKey(Cohort, on_delete=models.PROTECT, related_name="syncs")
     destination = models.ForeignKey(Destination, on_delete=models.PROTECT, related_name="syncs")
+    # What the field means, and each kind's default identity and interval, are in the kinds'
+    # specs (destinations.kinds; the sync form's help texts are made from them).
     target_field = models.CharField(
-        max_length=200,
-        help_text="Where membership is written: the data extension column (Boolean), the "
-        "contact attribute (text) or the Marketo custom field (Boolean, by REST API name).",
+        max_length=200, help_text="Where membership is written in the destination."
     )
     identity_property = models.CharField(
         max_length=200,
         default="$email",
-        help_text="Profile property whose value identifies the user in the destination: the "
-        "data extension key column / contact key, or the lead's email for Marketo. "
+        help_text="Profile property whose value identifies the user in the destination. "
         f"Use {DISTINCT_ID_IDENTITY} for the profile's distinct id.",
     )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.DYNAMIC)
     interval_minutes = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Dynamic syncs only. Empty uses the destination's default: 15 minutes for "
-        "SFMC, 120 for Marketo.",
+        help_text="Dynamic syncs only. Empty uses the destination's default.",
     )
     enabled = models.BooleanField(
         default=True, help_text="Disabled dynamic syncs are not scheduled."
@@ -54,8 +52,8 @@ class Sync(models.Model):
     options = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Per-sync options, e.g. create_missing_field, member_value / exited_value "
-        "(SFMC contacts), property_mapping, removal_guard_ratio.",
+        help_text="Per-sync options (syncs.options): removal_guard_ratio, and the options of "
+        "the destination's kind.",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -301,7 +299,7 @@ class SyncFailure(models.Model):
 
 
 class RunPlanChunk(models.Model):
-    """Part of the plan a run made: up to staging.PLAN_RECORD_ROWS users it planned to add
+    """Part of the plan a run made: up to ledger.PLAN_RECORD_ROWS users it planned to add
     (or to remove), packed in one row as JSON arrays, so the run's CSV can list every one.
 
     Packed rather than a row per user: a first export of a million members is 100 rows of
@@ -348,6 +346,10 @@ class SyncedMember(models.Model):
     identity_value = models.CharField(max_length=512)
     is_member = models.BooleanField()
     acknowledged_at = models.DateTimeField()
+    # The destination's own id for this identity (a Marketo lead id), when its connector
+    # reports one (Connector.uses_remote_ids); handed back with the identity's later changes.
+    # A database default: the ledger's set-based writes leave it out.
+    remote_id = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [

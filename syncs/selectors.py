@@ -284,7 +284,7 @@ class PlannedUser:
 
 def run_planned_users(run: SyncRun) -> Iterator[PlannedUser]:
     """Every user the run planned to add or remove, each once, in plan order (within a
-    chunk of staging.PLAN_RECORD_ROWS, in no particular order). Reads one chunk at a time,
+    chunk of ledger.PLAN_RECORD_ROWS, in no particular order). Reads one chunk at a time,
     so memory stays flat whatever the plan's size."""
     chunks = (
         RunPlanChunk.objects.filter(run_id=run.pk)
@@ -309,3 +309,16 @@ def run_plan_is_recorded(run: SyncRun) -> bool:
     if run.planned_adds + run.planned_removes == 0:
         return True
     return RunPlanChunk.objects.filter(run_id=run.pk).exists()
+
+
+def synced_remote_ids(*, sync_id: int, identities: Iterable[str]) -> dict[str, str]:
+    """identity -> the destination's own id the synced state keeps for it, where it has one
+    (connectors with `uses_remote_ids` report them)."""
+    wanted = list(identities)
+    if not wanted:
+        return {}
+    return dict(
+        SyncedMember.objects.filter(sync_id=sync_id, identity_value__in=wanted)
+        .exclude(remote_id="")
+        .values_list("identity_value", "remote_id")
+    )

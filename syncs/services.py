@@ -16,6 +16,7 @@ from django.utils import timezone
 from cohorts.models import Cohort
 from cohortsync_site.text import count_of
 from destinations.models import Destination
+from syncs import codes
 from syncs.errors import SyncRunConflict, SyncRunStateError
 from syncs.models import (
     ACTIVE_RUN_STATUSES,
@@ -191,7 +192,7 @@ def sync_run_scheduled_fire(*, sync_id: int) -> SyncRun | None:
             status=RunStatus.SKIPPED,
             started_at=now,
             finished_at=now,
-            error_code="previous_run_active",
+            error_code=codes.PREVIOUS_RUN_ACTIVE,
             error_message=f"Previous run #{active.pk if active else '?'} still {state}; this "
             "scheduled run was skipped. The next scheduled run picks up all changes.",
         )
@@ -214,7 +215,7 @@ def sync_run_cancel(*, run: SyncRun, requested_by: Any) -> SyncRun:
         finished_at=now,
         cancel_requested_at=now,
         cancelled_by=who,
-        error_code="cancelled",
+        error_code=codes.CANCELLED,
         error_message=f"Cancelled{who_text} before anything was sent.",
     )
     if cancelled:
@@ -244,7 +245,7 @@ def sync_run_reject(*, run: SyncRun, rejected_by: Any) -> SyncRun:
         finished_at=now,
         cancel_requested_at=now,
         cancelled_by=who,
-        error_code="rejected",
+        error_code=codes.REJECTED,
         error_message=f"Rejected{f' by {who}' if who else ''}: the {run.planned_removes:,} removals "
         f"and {run.planned_adds:,} additions it held were not sent.",
     )
@@ -388,7 +389,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
         if SyncRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, heartbeat_at=heartbeat_at).update(
             status=RunStatus.FAILED,
             finished_at=now,
-            error_code="worker_lost",
+            error_code=codes.WORKER_LOST,
             error_message=f"{message} Users acknowledged before that are kept; the next run "
             "sends the rest.",
         ):
@@ -399,7 +400,7 @@ def runs_reap_stale(*, sync: Sync | None = None) -> int:
         if SyncRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.FAILED,
             finished_at=now,
-            error_code="not_picked_up",
+            error_code=codes.NOT_PICKED_UP,
             error_message=f"No worker picked up this run within {minutes} minutes. Check that the "
             "task cluster (`manage.py qcluster`) is running. Nothing was sent.",
         ):

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from destinations.accounts import DestinationSettings, destination_field_scope_label
+from destinations.accounts import KindSettings, destination_field_scope_label
+from destinations.models import Destination
 from destinations.selectors import destinations_sharing_field_scope
 from syncs.models import Sync
 
 
 def sync_field_owner(
     *,
-    destination: DestinationSettings,
+    destination: Destination | KindSettings,
     destination_id: int | None,
     target_field: str,
     exclude_sync_ids: Iterable[int | None] = (),
@@ -42,7 +43,7 @@ def sync_field_owner(
 
 
 def field_taken_message(
-    *, field: str, destination: DestinationSettings, destination_name: str, owner: Sync
+    *, field: str, destination: Destination | KindSettings, destination_name: str, owner: Sync
 ) -> str:
     """The field is taken: by which sync, and through which destination if not this one."""
     if owner.destination.name == destination_name:

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from alerts.models import AlertEvent, AlertRule
 from cohorts.models import Cohort, Profile, StaticMembership
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from sources.models import ProfileImport, Source, SourceKind
 from syncs.models import Sync, SyncedMember, SyncFailure, SyncRun
 
@@ -62,7 +62,7 @@ class DestinationFactory(factory.django.DjangoModelFactory):
         model = Destination
 
     name = factory.Sequence(lambda n: f"Destination {n}")
-    kind = DestinationKind.SFMC_DATA_EXTENSION
+    kind = "sfmc_data_extension"
     subdomain = "mc-test-tenant"
     client_id = "client-id"
     client_secret = "s3cret-value"
@@ -71,13 +71,20 @@ class DestinationFactory(factory.django.DjangoModelFactory):
 
     class Params:
         contacts = factory.Trait(
-            kind=DestinationKind.SFMC_CONTACTS,
+            kind="sfmc_contacts",
             data_extension_key="",
             key_column="",
             attribute_set="Email Demographics",
         )
         marketo = factory.Trait(
-            kind=DestinationKind.MARKETO,
+            kind="marketo",
+            subdomain="",
+            data_extension_key="",
+            key_column="",
+            base_url="https://123-ABC-456.mktorest.com",
+        )
+        static_list = factory.Trait(
+            kind="marketo_static_list",
             subdomain="",
             data_extension_key="",
             key_column="",

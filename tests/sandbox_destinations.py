@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from destinations.sandbox.server import SandboxServer
 from tests.factories import DestinationFactory
 
@@ -17,9 +17,9 @@ DE_KEY = "CohortSync_Demo"
 def sandbox_destination(sandbox: SandboxServer, kind: str, **overrides: Any) -> Destination:
     """A saved destination of `kind` that the emulators answer."""
     common: dict[str, Any] = {"client_id": SANDBOX_ID, "client_secret": SANDBOX_SECRET}
-    if kind == DestinationKind.MARKETO:
+    if kind == "marketo":
         values = {"marketo": True, "base_url": sandbox.marketo_base_url}
-    elif kind == DestinationKind.SFMC_CONTACTS:
+    elif kind == "sfmc_contacts":
         values = {"contacts": True, "auth_base_url": sandbox.sfmc_auth_base_url}
     else:
         values = {"auth_base_url": sandbox.sfmc_auth_base_url, "data_extension_key": DE_KEY,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from destinations.errors import PermanentError, TransientError
@@ -18,9 +18,9 @@ from destinations.marketo.client import ImportQueueFullError, MarketoClient
 
 # Marketo's limit is 10 MB per file; stay clear of it whatever "MB" means on their side.
 MAX_FILE_BYTES = 9_500_000
-# Bytes one row takes, estimated on the high side (a 40-character address plus the flag).
-# Only callers that hand over a list of rows use it; the engine fills files row by row
-# (CsvFile) and cuts them by their real size.
+# Bytes one row takes, estimated on the high side (a 40-character address plus the flag):
+# what a send plan says a file holds. The engine fills files row by row (CsvFile) and cuts
+# them by their real size.
 ESTIMATED_ROW_BYTES = 64
 # Polls follow the import's age (elapsed / POLL_FRACTION, within these bounds; once it is
 # importing, the time since it started importing): an import is noticed at most 5 % of its
@@ -35,6 +35,10 @@ IMPORT_MAX_WAIT_SECONDS = 3 * 3600.0
 QUEUE_MAX_WAIT_SECONDS = 30 * 60.0
 
 
+# A row the bulk import refused (its failure file names the reason).
+IMPORT_FAILURE = "import_failure"
+
+
 @dataclass(frozen=True)
 class RowOutcome:
     ok: bool
@@ -43,34 +47,9 @@ class RowOutcome:
     retriable: bool = False
 
 
-_IMPORTED = RowOutcome(ok=True)
-
-
 def rows_per_file() -> int:
     """How many leads one bulk import file safely holds."""
     return MAX_FILE_BYTES // ESTIMATED_ROW_BYTES
-
-
-def csv_files(
-    *, field: str, records: Sequence[tuple[str, bool]], max_bytes: int | None = None
-) -> Iterator[tuple[bytes, list[str]]]:
-    """Yield (CSV bytes, emails in it), each file within max_bytes (RFC 4180, CRLF)."""
-    max_bytes = max_bytes or MAX_FILE_BYTES
-    header = _csv_line(["email", field])
-    body = io.BytesIO()
-    body.write(header)
-    emails: list[str] = []
-    for email, value in records:
-        line = _csv_line([email, "true" if value else "false"])
-        if emails and body.tell() + len(line) > max_bytes:
-            yield body.getvalue(), emails
-            body = io.BytesIO()
-            body.write(header)
-            emails = []
-        body.write(line)
-        emails.append(email)
-    if emails:
-        yield body.getvalue(), emails
 
 
 _NEEDS_QUOTING = frozenset(',"\r\n')
@@ -90,7 +69,7 @@ class CsvFile:
         self._max_bytes = max_bytes or MAX_FILE_BYTES
         self._check = check
         self._body: io.BytesIO | None = io.BytesIO()
-        self._body.write(_csv_line(["email", field]))
+        self._body.write(csv_line(["email", field]))
         self.rows = 0
         self.invalid: list[tuple[str, str]] = []
 
@@ -98,10 +77,10 @@ class CsvFile:
         """Write one row; False (and nothing written) when it would not fit any more."""
         return self.add_many([(email, is_member)]) == 1
 
-    def add_many(self, rows: Sequence[tuple[str, bool]]) -> int:
+    def add_many(self, rows: Sequence[tuple[str, bool]], remote_ids: Mapping[str, str] | None = None) -> int:
         """Write rows in order until one would not fit; returns how many were taken
         (written, or kept in `invalid`). One call per read of the plan: at 265,000 rows a
-        file, add() per row cost half of filling it."""
+        file, add() per row cost half of filling it. (Lead ids are not part of the file.)"""
         assert self._body is not None, "the file was already taken"
         check, invalid, limit = self._check, self.invalid, self._max_bytes
         size, written = self._body.tell(), self.rows
@@ -114,7 +93,7 @@ class CsvFile:
                 taken += 1
                 continue
             value = "true" if is_member else "false"
-            line = f"{email},{value}\r\n".encode() if _NEEDS_QUOTING.isdisjoint(email) else _csv_line([email, value])
+            line = f"{email},{value}\r\n".encode() if _NEEDS_QUOTING.isdisjoint(email) else csv_line([email, value])
             if written and size + len(line) > limit:
                 break
             lines.append(line)
@@ -137,12 +116,14 @@ def bulk_import_file(
     *,
     client: MarketoClient,
     content: bytes,
+    list_id: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, RowOutcome]:
-    """Import one CSV file; returns only the rows Marketo refused (email -> outcome):
-    every other row of the file was imported."""
-    batch_id = _create_waiting_for_queue(client=client, content=content, sleep=sleep, clock=clock)
+    """Import one CSV file (its rows also added to static list `list_id`, when given);
+    returns only the rows Marketo refused (email -> outcome): every other row of the file
+    was imported."""
+    batch_id = _create_waiting_for_queue(client=client, content=content, list_id=list_id, sleep=sleep, clock=clock)
     del content
     status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
     _raise_if_failed(batch_id, status)
@@ -150,43 +131,31 @@ def bulk_import_file(
     if not failed:
         return {}
     return {
-        email: RowOutcome(ok=False, code="import_failure", message=_failure_message(reason))
+        email: RowOutcome(ok=False, code=IMPORT_FAILURE, message=_failure_message(reason))
         for email, reason in client.bulk_import_failures(batch_id=batch_id, rows=failed).items()
     }
 
 
-def _csv_line(values: list[str]) -> bytes:
+def csv_line(values: list[str]) -> bytes:
+    """One CSV line as bulk import reads it (RFC 4180 quoting, CRLF)."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerow(values)
     return buffer.getvalue().encode("utf-8")
 
 
-def bulk_import_run(
+def _create_waiting_for_queue(
     *,
     client: MarketoClient,
-    field: str,
-    records: Sequence[tuple[str, bool]],
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    max_file_bytes: int | None = None,
-) -> dict[str, RowOutcome]:
-    """Import (email, is_member) rows; returns an outcome per email (lower-cased)."""
-    outcomes: dict[str, RowOutcome] = {}
-    for content, emails in csv_files(field=field, records=records, max_bytes=max_file_bytes):
-        batch_id = _create_waiting_for_queue(client=client, content=content, sleep=sleep, clock=clock)
-        status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
-        outcomes.update(_outcomes_for(client=client, batch_id=batch_id, status=status, emails=emails))
-    return outcomes
-
-
-def _create_waiting_for_queue(
-    *, client: MarketoClient, content: bytes, sleep: Callable[[float], None], clock: Callable[[], float]
+    content: bytes,
+    list_id: int | None,
+    sleep: Callable[[float], None],
+    clock: Callable[[], float],
 ) -> int:
     started = clock()
     while True:
         try:
             # The transport already waits out a few 1016 answers; this loop waits longer.
-            return client.bulk_import_create(csv_bytes=content)
+            return client.bulk_import_create(csv_bytes=content, list_id=list_id)
         except ImportQueueFullError as exc:
             waited = clock() - started
             if waited >= QUEUE_MAX_WAIT_SECONDS:
@@ -223,27 +192,6 @@ def _wait_until_done(
         # finish: a file that waited for an import slot is not polled more lazily for it.
         age = waited if importing_since is None else clock() - importing_since
         sleep(min(POLL_MAX_SECONDS, max(POLL_MIN_SECONDS, age / POLL_FRACTION)))
-
-
-def _outcomes_for(
-    *, client: MarketoClient, batch_id: int, status: dict, emails: list[str]
-) -> dict[str, RowOutcome]:
-    _raise_if_failed(batch_id, status)
-    # One shared (immutable) outcome: a 150k-row file would otherwise hold 150k copies.
-    outcomes = dict.fromkeys(emails, _IMPORTED)
-    if warned := _count(status, "numOfRowsWithWarning"):
-        for email, reason in client.bulk_import_warnings(batch_id=batch_id, rows=warned).items():
-            if email in outcomes:
-                outcomes[email] = RowOutcome(
-                    ok=True, code="import_warning", message=f'Imported with a warning: "{reason}".'
-                )
-    if failed := _count(status, "numOfRowsFailed"):
-        for email, reason in client.bulk_import_failures(batch_id=batch_id, rows=failed).items():
-            if email in outcomes:
-                outcomes[email] = RowOutcome(
-                    ok=False, code="import_failure", message=_failure_message(reason)
-                )
-    return outcomes
 
 
 def _raise_if_failed(batch_id: int, status: dict) -> None:

@@ -37,7 +37,8 @@ from destinations.errors import (
 )
 from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
 from destinations.marketo import messages
-from destinations.validation import SettingError, normalize_marketo_base_url
+from destinations.marketo.settings import normalize_marketo_base_url
+from destinations.validation import SettingError
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> Ra
 
 class ImportQueueFullError(RateLimitedError):
     """Marketo's bulk import queue (10 jobs per instance, shared) is full (1016)."""
+
+    default_code = "import_queue_full"
 
 
 def _quota_zone() -> dt.tzinfo:
@@ -361,10 +364,12 @@ class MarketoClient:
         """Marketo's words for a message: without the secret or any token (destinations.scrubbing)."""
         return scrubbing.scrub(text, (self._client_secret,))
 
-    # --- endpoints ----------------------------------------------------------------------
+    # --- endpoints (kinds beside this client call() Marketo's other endpoints and read the
+    # answers with result() and record_scrubbed()) ----------------------------------------
 
-    def _result(self, response: requests.Response, purpose: str, *, advice: str = "") -> tuple[Answer, list[Any]]:
-        """The `result` array of a successful envelope ({"success": true, "result": [...]})."""
+    def result(self, response: requests.Response, purpose: str, *, advice: str = "") -> tuple[Answer, list[Any]]:
+        """The `result` array of a successful envelope ({"success": true, "result": [...]}),
+        for the answer to a call() made for `purpose`; anything else is an unexpected answer."""
         answer = Answer(response, "Marketo", purpose, advice=advice)
         body = answer.object()
         if body.get("success") is not True:
@@ -377,7 +382,7 @@ class MarketoClient:
     def describe_leads(self) -> list[dict[str, Any]]:
         """Lead fields from describe.json: [{displayName, dataType, rest: {name, readOnly}}...]."""
         response = self.call("GET", "/rest/v1/leads/describe.json")
-        answer, result = self._result(response, "read the lead fields (describe)", advice=(
+        answer, result = self.result(response, "read the lead fields (describe)", advice=(
             "Check that the base URL is the REST endpoint from Admin > Web Services."
         ))
         return answer.objects(result, "result")
@@ -394,13 +399,15 @@ class MarketoClient:
             "/rest/v1/leads.json",
             json={"action": "createOrUpdate", "lookupField": lookup_field, "input": records},
         )
-        answer, result = self._result(response, "create or update leads", advice=NOT_WRITTEN)
+        answer, result = self.result(response, "create or update leads", advice=NOT_WRITTEN)
         if len(result) != len(records):
             # Results map to input by position only: with another count none can be trusted.
             raise answer.unexpected(f"{len(result)} results for {len(records)} leads")
-        return [self._scrubbed_result(item) for item in result]
+        return [self.record_scrubbed(item) for item in result]
 
-    def _scrubbed_result(self, item: Any) -> dict[str, Any]:
+    def record_scrubbed(self, item: Any) -> dict[str, Any]:
+        """One per-record result with its reasons (codes and messages) scrubbed; {} for an
+        entry that is not an object."""
         if not isinstance(item, dict):
             return {}
         reasons = item.get("reasons") or item.get("reason") or []
@@ -413,15 +420,21 @@ class MarketoClient:
             for r in reasons if isinstance(r, dict)
         ]}
 
-    def bulk_import_create(self, *, csv_bytes: bytes, lookup_field: str = "email") -> int:
-        """Queue a CSV bulk import; returns its batch id. Raises ImportQueueFullError (1016)."""
+    def bulk_import_create(
+        self, *, csv_bytes: bytes, lookup_field: str = "email", list_id: int | None = None
+    ) -> int:
+        """Queue a CSV bulk import (its rows also added to static list `list_id`, when
+        given); returns its batch id. Raises ImportQueueFullError (1016)."""
+        params: dict[str, Any] = {"format": "csv", "lookupField": lookup_field}
+        if list_id is not None:
+            params["listId"] = int(list_id)
         response = self.call(
             "POST",
             "/bulk/v1/leads.json",
-            params={"format": "csv", "lookupField": lookup_field},
+            params=params,
             files={"file": ("leads.csv", csv_bytes, "text/csv")},
         )
-        answer, result = self._result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
+        answer, result = self.result(response, "queue a bulk lead import", advice=NOT_WRITTEN)
         batch_id = answer.objects(result, "result")[0].get("batchId") if result else None
         if isinstance(batch_id, bool) or not isinstance(batch_id, int):
             raise answer.unexpected("without the number 'batchId'")
@@ -431,7 +444,7 @@ class MarketoClient:
         """result[0] of the status call: `status` is one of IMPORT_STATES, and a Complete
         import has its numOfRowsFailed and numOfRowsWithWarning counts; `message` is scrubbed."""
         response = self.call("GET", f"/bulk/v1/leads/batch/{int(batch_id)}.json")
-        answer, result = self._result(
+        answer, result = self.result(
             response, f"read the status of bulk import {int(batch_id)}", advice=NOT_WRITTEN
         )
         status = answer.objects(result, "result")[0] if result else None
@@ -448,10 +461,6 @@ class MarketoClient:
         as failed (the file lists the original columns plus 'Import Failure Reason')."""
         return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/failures.json", rows=rows,
                               purpose=f"read the failed rows of bulk import {int(batch_id)}")
-
-    def bulk_import_warnings(self, *, batch_id: int, rows: int) -> dict[str, str]:
-        return self._row_file(f"/bulk/v1/leads/batch/{int(batch_id)}/warnings.json", rows=rows,
-                              purpose=f"read the rows with warnings of bulk import {int(batch_id)}")
 
     def _row_file(self, path: str, *, rows: int, purpose: str) -> dict[str, str]:
         response = self.call("GET", path)

@@ -1,10 +1,6 @@
-"""MarketoConnector: a cohort is one Boolean custom lead field, set true/false by email.
-
-Members get true, leavers false; leads missing in Marketo are created (createOrUpdate with
-lookupField=email). Small runs use the sync endpoint (300 leads per call); runs above
-options.bulk_threshold go through bulk import, which is what keeps a 30M-profile cohort
-within Marketo's daily API quota.
-"""
+"""The Marketo connectors: what the Marketo kinds share (MarketoInstanceConnector), and the
+`marketo` kind's MarketoConnector (a cohort is one Boolean custom lead field, set true/false
+by email)."""
 
 from __future__ import annotations
 
@@ -17,29 +13,31 @@ from urllib.parse import urlsplit
 
 from destinations.base import (
     ConnectionReport,
+    Connector,
     DestinationConfig,
     FieldInfo,
     MembershipChange,
+    PlainIdentity,
     PushOutcome,
+    SendPlan,
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    UnitKind,
     target_checks,
 )
 from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, TargetValidationError
 from destinations.marketo import bulk, messages
 from destinations.marketo.client import MarketoClient
+from destinations.marketo.settings import MarketoOptions
 
-DEFAULT_CALLS_PER_20S = 50
-DEFAULT_MAX_CONCURRENCY = 5
-DEFAULT_BATCH_SIZE = 300
-DEFAULT_BULK_THRESHOLD = 50_000
 MAX_SYNC_BATCH = 300
 # Marketo imports two files at once per instance and queues ten. Two importing plus two
 # queued behind them keep both import slots busy (the next file starts the moment one
 # finishes, not when we notice) and leave six queue places to other integrations.
 MAX_PARALLEL_IMPORTS = 4
 MAX_EMAIL_LENGTH = 254
+INVALID_EMAIL = "invalid_email"
 
 _DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 # Characters that mean a pasted display name or a list ("Ann <ann@x.com>", "a@x.com; b@y.com").
@@ -56,9 +54,12 @@ _PLAINLY_VALID_EMAIL = re.compile(
 # The addresses normalize_identity returns unchanged, for PostgreSQL: _PLAINLY_VALID_EMAIL
 # without upper case (lower() would change it) and anchored. The engine takes such values
 # as they are in the database; everything else goes through normalize_identity.
-PLAIN_EMAIL_PATTERN = (
-    r"^[!#-'*+/-9=?^-~-]+(?:\.[!#-'*+/-9=?^-~-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
+PLAIN_EMAIL = PlainIdentity(
+    pattern=(
+        r"^[!#-'*+/-9=?^-~-]+(?:\.[!#-'*+/-9=?^-~-]+)*"
+        r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$"
+    ),
+    max_length=MAX_EMAIL_LENGTH,
 )
 
 
@@ -85,15 +86,17 @@ def email_problem(email: str) -> str:
     return ""
 
 
-def _email_refusal(email: str) -> str:
+def email_refusal(email: str) -> str:
+    """Why a (lower-cased) email is not sent, as a user's failure message, or ""."""
     problem = email_problem(email)
     return f"Not sent to Marketo: {problem}." if problem else ""
 
 
-class MarketoConnector:
-    kind = "marketo"
-    plain_identity_pattern = PLAIN_EMAIL_PATTERN
-    plain_identity_max_length = MAX_EMAIL_LENGTH
+class MarketoInstanceConnector(Connector):
+    """What the Marketo kinds share: a client for one instance, emails as identities, and
+    how a run is sent (the sync endpoint, or bulk import above bulk_threshold)."""
+
+    plain_identity = PLAIN_EMAIL
 
     def __init__(
         self,
@@ -103,53 +106,92 @@ class MarketoConnector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        options = dict(config.options or {})
-        self._max_concurrency = int(options.get("max_concurrency") or DEFAULT_MAX_CONCURRENCY)
-        self._sync_batch = min(MAX_SYNC_BATCH, int(options.get("batch_size") or DEFAULT_BATCH_SIZE))
-        self._bulk_threshold = int(options.get("bulk_threshold") or DEFAULT_BULK_THRESHOLD)
+        self.options = MarketoOptions.of(config.options)
+        self._sync_batch = min(MAX_SYNC_BATCH, self.options.batch_size)
         self._sleep = sleep
         self._clock = clock
         self.client = MarketoClient(
-            base_url=config.base_url,
+            base_url=config.setting("base_url"),
             client_id=config.client_id,
             client_secret=config.client_secret,
-            calls_per_20s=int(options.get("calls_per_20s") or DEFAULT_CALLS_PER_20S),
-            max_concurrency=self._max_concurrency,
+            calls_per_20s=self.options.calls_per_20s,
+            max_concurrency=self.options.max_concurrency,
             sleep=sleep,
             clock=clock,
         )
-        self._rest_names: dict[str, str] = {}
-        self._bulk_mode = False
-        self._import_slots = threading.BoundedSemaphore(MAX_PARALLEL_IMPORTS)
-        self._lock = threading.Lock()
-        self._resolve_lock = threading.Lock()
 
     @property
     def api_calls(self) -> int:
         return self.client.api_calls
 
-    @property
-    def max_concurrency(self) -> int:
-        # In bulk mode only MAX_PARALLEL_IMPORTS pushes make progress at once; more in
-        # flight would only hold whole import files of users in memory while they wait.
-        if self._bulk_mode:
-            return min(self._max_concurrency, MAX_PARALLEL_IMPORTS)
-        return self._max_concurrency
+    def normalize_identity(self, raw_value: Any) -> str:
+        email = "" if raw_value is None else str(raw_value).strip().lower()
+        problem = email_problem(email)
+        if problem:
+            raise InvalidIdentityError(f"Not sent to Marketo: {problem}.", code=INVALID_EMAIL)
+        return email
+
+    def send_plan(self, total_changes: int) -> SendPlan:
+        """The sync endpoint (batch_size leads per call) up to bulk_threshold changes; above
+        it, bulk import files, of which only MAX_PARALLEL_IMPORTS make progress at once
+        (more in flight would only hold whole files of users in memory while they wait)."""
+        if total_changes > self.options.bulk_threshold:
+            return SendPlan(
+                UnitKind.FILES,
+                batch_size=bulk.rows_per_file(),
+                concurrency=min(self.options.max_concurrency, MAX_PARALLEL_IMPORTS),
+            )
+        return SendPlan(UnitKind.BATCHES, batch_size=self._sync_batch, concurrency=self.options.max_concurrency)
+
+    def instance_logged_in(self) -> str:
+        """Log in (a token), and say where: "Marketo at 123-ABC-456.mktorest.com as api@x"."""
+        scope = self.client.access_token().extra.get("scope") or ""
+        who = f" as {scope}" if scope else ""
+        return f"Marketo at {urlsplit(self.client.base_url).netloc}{who}"
+
+    def _import(self, content: bytes, *, list_id: int | None = None) -> list[PushOutcome]:
+        """Import one CSV file; outcomes for the rows Marketo refused (the rest imported)."""
+        refused = bulk.bulk_import_file(
+            client=self.client, content=content, list_id=list_id, sleep=self._sleep, clock=self._clock
+        )
+        return [
+            PushOutcome(email, ok=False, code=row.code, message=row.message, retriable=row.retriable)
+            for email, row in refused.items()
+        ]
+
+
+class MarketoConnector(MarketoInstanceConnector):
+    """The `marketo` kind: one Boolean custom lead field per cohort.
+
+    Members get true, leavers false; leads missing in Marketo are created (createOrUpdate
+    with lookupField=email). Small runs use the sync endpoint (300 leads per call); runs
+    above options.bulk_threshold go through bulk import, which is what keeps a
+    30M-profile cohort within Marketo's daily API quota.
+    """
+
+    def __init__(
+        self,
+        config: DestinationConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config, sleep=sleep, clock=clock)
+        self._rest_names: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._resolve_lock = threading.Lock()
 
     # --- connection and fields ----------------------------------------------------------
 
     def check_connection(self) -> ConnectionReport:
-        token = self.client.access_token()
+        instance = self.instance_logged_in()
         fields = self.list_target_fields()
         usable = sum(1 for f in fields if f.is_target_compatible)
-        scope = token.extra.get("scope") or ""
-        who = f" as {scope}" if scope else ""
-        host = urlsplit(self.client.base_url).netloc
         return ConnectionReport(
             ok=True,
             summary=(
-                f"Marketo at {host}{who}: {len(fields)} lead fields, {usable} of them "
-                "writable Boolean fields usable for cohorts."
+                f"{instance}: {len(fields)} lead fields, {usable} of them writable Boolean fields "
+                "usable for cohorts."
             ),
             fields=fields,
         )
@@ -194,104 +236,19 @@ class MarketoConnector:
                 known = self._rest_names.get(target.field)
             return known or self.validate_target(target)
 
-    # --- identities and batches -----------------------------------------------------------
-
-    def normalize_identity(self, raw_value: Any) -> str:
-        email = "" if raw_value is None else str(raw_value).strip().lower()
-        problem = email_problem(email)
-        if problem:
-            raise InvalidIdentityError(
-                f"Not sent to Marketo: {problem}.", code="invalid_email"
-            )
-        return email
-
-    @property
-    def size_threshold(self) -> int:
-        """batch_size() is the same for every run above this size (files), and for every
-        run at or below it (the sync endpoint)."""
-        return self._bulk_threshold
-
-    def batch_size(self, total_changes: int) -> int:
-        if total_changes > self._bulk_threshold:
-            self._bulk_mode = True
-            return bulk.rows_per_file()
-        return self._sync_batch
-
-    # --- push -----------------------------------------------------------------------------
+    # --- batches: the sync endpoint ---------------------------------------------------------
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         if not changes:
             return []
         field = self._rest_field(target)
-        # One record per email: Marketo's behaviour for an email twice in one call is
-        # undocumented, and two upserts racing on one email can create duplicate leads.
-        # Two users sharing an email share one lead, so a member among them wins.
-        values: dict[str, bool] = {}
-        invalid: dict[int, str] = {}
-        for index, change in enumerate(changes):
-            email = str(change.identity or "").strip().lower()
-            problem = email_problem(email)
-            if problem:
-                invalid[index] = f"Not sent to Marketo: {problem}."
-                continue
-            values[email] = values.get(email, False) or change.is_member
-        records = list(values.items())
-        use_bulk = len(records) > self._bulk_threshold or (
-            self._bulk_mode and len(records) > self._sync_batch
-        )
-        results = self._push_bulk(field, records) if use_bulk else self._push_sync(field, records)
-        outcomes = []
-        for index, change in enumerate(changes):
-            if index in invalid:
-                outcomes.append(PushOutcome(change.identity, ok=False, code="invalid_email",
-                                            message=invalid[index]))
-                continue
-            email = str(change.identity).strip().lower()
-            row = results[email]
-            message = row.message
-            if row.ok and values[email] and not change.is_member:
-                message = ("Left the cohort, but another member has the same email, so the lead "
-                           "stays true.")
-            outcomes.append(PushOutcome(change.identity, ok=row.ok, code=row.code,
-                                        message=message, retriable=row.retriable))
-        return outcomes
+        members, invalid = emails_grouped(changes)
+        results = self._push_sync(field, list(members.items()))
+        return outcomes_by_change(changes, members, invalid, results, stays=(
+            "Left the cohort, but another member has the same email, so the lead stays true."))
 
-    # --- bulk files filled by the engine -------------------------------------------------
-
-    def bulk_file(self, target: SyncTarget) -> bulk.CsvFile | None:
-        """An empty import file for a run in bulk mode (None otherwise): the engine adds
-        the run's changes to it row by row until it is full, then hands it to
-        bulk_file_push. Nothing per user is kept but the CSV bytes."""
-        if not self._bulk_mode:
-            return None
-        return bulk.CsvFile(field=self._rest_field(target), check=_email_refusal)
-
-    def bulk_file_push(self, target: SyncTarget, file: bulk.CsvFile) -> list[PushOutcome]:
-        """Import one file; returns outcomes only for the users that failed (every other
-        row of the file was acknowledged)."""
-        failed = [
-            PushOutcome(email, ok=False, code="invalid_email", message=message)
-            for email, message in file.invalid
-        ]
-        if file.rows:
-            with self._import_slots:
-                refused = bulk.bulk_import_file(
-                    client=self.client, content=file.take(), sleep=self._sleep, clock=self._clock
-                )
-            failed += [
-                PushOutcome(email, ok=False, code=row.code, message=row.message, retriable=row.retriable)
-                for email, row in refused.items()
-            ]
-        return failed
-
-    def _push_bulk(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
-        with self._import_slots:
-            return bulk.bulk_import_run(
-                client=self.client, field=field, records=records, sleep=self._sleep, clock=self._clock
-            )
-
-    def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, bulk.RowOutcome]:
-        outcomes: dict[str, bulk.RowOutcome] = {}
+    def _push_sync(self, field: str, records: list[tuple[str, bool]]) -> dict[str, PushOutcome]:
+        outcomes: dict[str, PushOutcome] = {}
         for start in range(0, len(records), self._sync_batch):
             chunk = records[start : start + self._sync_batch]
             # One result per lead, in input order (the client checked the count).
@@ -299,18 +256,76 @@ class MarketoConnector:
                 records=[{"email": email, field: value} for email, value in chunk]
             )
             for (email, _), result in zip(chunk, results, strict=True):
-                outcomes[email] = _record_outcome(result, field)
+                outcomes[email] = _record_outcome(email, result, field)
         return outcomes
 
+    # --- files: bulk import, filled by the engine -------------------------------------------
 
-def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:
+    def new_file(self, target: SyncTarget) -> bulk.CsvFile:
+        """An empty import file: the engine adds the run's changes to it until it is full,
+        then hands it to push_file. Nothing per user is kept but the CSV bytes."""
+        return bulk.CsvFile(field=self._rest_field(target), check=email_refusal)
+
+    def push_file(self, target: SyncTarget, file: bulk.CsvFile) -> list[PushOutcome]:  # type: ignore[override]
+        """Import one file; returns outcomes only for the users that failed (every other
+        row of the file was acknowledged)."""
+        failed = [
+            PushOutcome(email, ok=False, code=INVALID_EMAIL, message=message)
+            for email, message in file.invalid
+        ]
+        if file.rows:
+            failed += self._import(file.take())
+        return failed
+
+
+def emails_grouped(changes: Sequence[MembershipChange]) -> tuple[dict[str, bool], dict[int, str]]:
+    """A batch by email: email -> whether it is a member, and change index -> why its email
+    is not sent. One entry per email: Marketo's behaviour for an email twice in one call is
+    undocumented, and two upserts racing on one email can create duplicate leads. Two users
+    sharing an email share one lead, so a member among them wins."""
+    members: dict[str, bool] = {}
+    invalid: dict[int, str] = {}
+    for index, change in enumerate(changes):
+        email = str(change.identity or "").strip().lower()
+        refusal = email_refusal(email)
+        if refusal:
+            invalid[index] = refusal
+            continue
+        members[email] = members.get(email, False) or change.is_member
+    return members, invalid
+
+
+def outcomes_by_change(
+    changes: Sequence[MembershipChange],
+    members: Mapping[str, bool],
+    invalid: Mapping[int, str],
+    results: Mapping[str, PushOutcome],
+    *,
+    stays: str,
+) -> list[PushOutcome]:
+    """One outcome per change, from the results by email (emails_grouped); a leaver whose
+    email a member shares is told so (`stays`)."""
+    outcomes = []
+    for index, change in enumerate(changes):
+        if index in invalid:
+            outcomes.append(PushOutcome(change.identity, ok=False, code=INVALID_EMAIL, message=invalid[index]))
+            continue
+        email = str(change.identity).strip().lower()
+        row = results[email]
+        message = stays if row.ok and members[email] and not change.is_member else row.message
+        outcomes.append(PushOutcome(change.identity, ok=row.ok, code=row.code, message=message,
+                                    retriable=row.retriable, remote_id=row.remote_id))
+    return outcomes
+
+
+def _record_outcome(email: str, result: Mapping[str, Any], field: str) -> PushOutcome:
     """One lead's result (its reasons scrubbed by the client)."""
     status = result.get("status")
     if status in ("created", "updated"):
-        return bulk.RowOutcome(ok=True)
+        return PushOutcome(email, ok=True)
     if status != "skipped":
-        return bulk.RowOutcome(
-            ok=False, code=UNEXPECTED_RESPONSE, retriable=True,
+        return PushOutcome(
+            email, ok=False, code=UNEXPECTED_RESPONSE, retriable=True,
             message="Marketo's answer to the lead sync had no documented status (created, "
             "updated or skipped) for this lead, so it is not acknowledged; it is sent again by "
             "the next run.",
@@ -324,8 +339,8 @@ def _record_outcome(result: Mapping[str, Any], field: str) -> bulk.RowOutcome:
             "custom field in Admin > Field Management, or point the sync at another field.",
             code=code,
         )
-    return bulk.RowOutcome(ok=False, code=code, message=messages.record_message(code, marketo_message),
-                           retriable=messages.record_is_retriable(code))
+    return PushOutcome(email, ok=False, code=code, message=messages.record_message(code, marketo_message),
+                       retriable=messages.record_is_retriable(code))
 
 
 def _usable_field(wanted: str, fields: list[FieldInfo]) -> FieldInfo:

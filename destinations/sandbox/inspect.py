@@ -14,13 +14,13 @@ from typing import Any
 
 from destinations.errors import DestinationError, TransientError
 from destinations.http import HttpTransport, RetryPolicy
-from destinations.models import Destination, DestinationKind
+from destinations.kinds import kind_spec
+from destinations.kindspec import KindSpec, UnknownKindError
+from destinations.models import Destination
 from destinations.selectors import destination_is_sandbox
 
 STATE_ROW_LIMIT = 200
 FETCH_TIMEOUT = (3.0, 10.0)
-SFMC_AUTH_SUFFIX = "/sfmc/auth"
-MARKETO_SUFFIX = "/marketo"
 # Long cell values (tokens never appear, but payload dumps might) are cut for display.
 MAX_CELL_LENGTH = 200
 
@@ -58,36 +58,41 @@ class SandboxSnapshot:
     raw_json: str = ""
 
 
+def _spec(destination: Destination) -> KindSpec:
+    try:
+        return kind_spec(destination.kind)
+    except UnknownKindError as exc:
+        raise SandboxInspectError(str(exc)) from None
+
+
 def sandbox_state_url(destination: Destination, *, limit: int = STATE_ROW_LIMIT) -> str:
     """The emulator's state URL for this destination, or SandboxInspectError."""
+    spec = _spec(destination)
+    sandbox = spec.sandbox
     if not destination_is_sandbox(destination):
         raise SandboxInspectError(
             "This destination talks to the real platform, not to a sandbox: there is no "
             "sandbox state to show."
         )
-    if destination.kind == DestinationKind.MARKETO:
-        base, suffix, prefix = destination.base_url.rstrip("/"), MARKETO_SUFFIX, "/marketo"
-        setting = "base URL"
-    else:
-        base, suffix, prefix = destination.auth_base_url.rstrip("/"), SFMC_AUTH_SUFFIX, "/sfmc"
-        setting = "auth base URL"
-    if not base.endswith(suffix):
+    base = (getattr(destination, sandbox.url_setting) or "").rstrip("/")
+    if not base.endswith(sandbox.url_suffix):
+        setting = next(s.label for s in spec.settings if s.name == sandbox.url_setting)
         raise SandboxInspectError(
-            f"The {setting} {base} does not end in '{suffix}', so it is not a CohortSync "
-            "sandbox emulator (a proxy, perhaps): there is no sandbox state to show."
+            f"The {setting} {base} does not end in '{sandbox.url_suffix}', so it is not a "
+            "CohortSync sandbox emulator (a proxy, perhaps): there is no sandbox state to show."
         )
-    root = base[: -len(suffix)]
-    return f"{root}{prefix}/_sandbox/state?limit={int(limit)}"
+    root = base[: -len(sandbox.url_suffix)]
+    return f"{root}{sandbox.state_prefix}/_sandbox/state?limit={int(limit)}"
 
 
 def sandbox_state_fetch(*, destination: Destination, limit: int = STATE_ROW_LIMIT) -> SandboxSnapshot:
     """GET the emulator's state and shape it; never raises (errors go in `.error`)."""
-    platform = "Marketo" if destination.kind == DestinationKind.MARKETO else "SFMC"
     try:
+        spec = _spec(destination)
         url = sandbox_state_url(destination, limit=limit)
     except SandboxInspectError as exc:
-        return SandboxSnapshot(url="", platform=platform, error=str(exc))
-    snapshot = SandboxSnapshot(url=url, platform=platform)
+        return SandboxSnapshot(url="", platform="", error=str(exc))
+    snapshot = SandboxSnapshot(url=url, platform=spec.sandbox.platform)
     # Through the destinations' transport: the same URL policy, and no redirect followed
     # (a redirect to an internal URL would otherwise be fetched and rendered here).
     transport = HttpTransport(
@@ -128,11 +133,7 @@ def sandbox_state_fetch(*, destination: Destination, limit: int = STATE_ROW_LIMI
     highlighted = frozenset(destination.syncs.values_list("target_field", flat=True))
     if destination.key_column:
         highlighted |= {destination.key_column}
-    snapshot.tables = (
-        marketo_tables(state, highlighted)
-        if destination.kind == DestinationKind.MARKETO
-        else sfmc_tables(state, highlighted)
-    )
+    snapshot.tables = spec.sandbox_tables()(state, highlighted)
     if not snapshot.tables:
         snapshot.error = "The sandbox has received nothing yet (its state is empty)."
     snapshot.raw_json = json.dumps(state, indent=2, sort_keys=True, default=str)[:200_000]

@@ -1,4 +1,5 @@
-"""An in-memory Marketo Engage emulator (identity, lead sync, describe, bulk import).
+"""An in-memory Marketo Engage emulator (identity, lead sync, describe, bulk import, static
+lists: destinations.sandbox.marketo_lists).
 
 It behaves like the documented API closely enough that the production client cannot tell
 the difference: HTTP 200 envelopes with string error codes, sticky tokens whose expires_in
@@ -28,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from destinations.sandbox.canned import CannedAnswers
 from destinations.sandbox.latency import answer_after
+from destinations.sandbox.marketo_lists import ListRequestError, StaticLists, list_leads, lists_find
 
 STANDARD_FIELDS: list[tuple[str, str, str, bool]] = [
     # (REST name, display name, data type, read-only)
@@ -79,6 +81,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 _QUOTA_ZONE = ZoneInfo("America/Chicago")
 _BATCH_ID_RE = re.compile(r"/batch/\d+")
+_LIST_ID_RE = re.compile(r"/lists/\d+")
+_LIST_LEADS_RE = re.compile(r"/rest/v1/lists/(?P<id>\d+)/leads(?P<ismember>/ismember)?\.json")
 
 
 class SandboxError(Exception):
@@ -104,6 +108,8 @@ class BulkJob:
     message: str = ""
     # (status, message) once the rows are imported; the job shows it when its step is over.
     outcome: tuple[str, str] | None = None
+    # listId: imported leads are also added to this static list.
+    list_id: int | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -136,6 +142,7 @@ class MarketoSandbox:
             self._current_token = ""
             self._injected: list[dict[str, Any]] = []
             self.canned = CannedAnswers()
+            self.lists = StaticLists()
             self._window: deque[float] = deque()
             self._in_flight = 0
             self._daily_used = 0
@@ -153,6 +160,7 @@ class MarketoSandbox:
     def configure(self, **knobs: Any) -> None:
         """Change limits/faults. Besides DEFAULT_CONFIG's keys: fields=[{name, displayName,
         dataType, readOnly}], leads=[{email, ...}] (duplicates allowed, to provoke 1007),
+        lists=[{name, id?, members?: [email, ...]}], delete_lists=[id, ...],
         inject=[{code: "606"|"502"|..., times: n, path: "substring"}], expire_tokens=True,
         answers=[...] (canned answers: destinations.sandbox.canned)."""
         with self._lock:
@@ -175,6 +183,14 @@ class MarketoSandbox:
                                                "path": str(fault.get("path", ""))})
                 elif key == "answers":
                     self.canned.replace(value)
+                elif key == "lists":
+                    for spec in value:
+                        list_id = self.lists.add(spec["name"], spec.get("id"))
+                        for email in spec.get("members", []):
+                            self.lists.members(list_id).update(self._by_email.get(str(email).strip().lower(), []))
+                elif key == "delete_lists":
+                    for list_id in value:
+                        self.lists.delete(int(list_id))
                 elif key == "expire_tokens":
                     if value:
                         self._tokens = dict.fromkeys(self._tokens, 0.0)
@@ -193,6 +209,7 @@ class MarketoSandbox:
                 "lead_count": len(lead_ids),
                 "fields": [dict(f) for f in self._fields.values()],
                 "bulk_jobs": jobs if limit is None else jobs[:limit],
+                "lists": self.lists.state(limit, lambda lead_id: self._leads[lead_id]["email"]),
                 "calls": {
                     "total": sum(self._calls.values()), "by_endpoint": dict(self._calls),
                     "refused": dict(self._refused),
@@ -200,6 +217,14 @@ class MarketoSandbox:
                     "token_in_query": self._token_in_query,
                 },
             }
+
+    def list_members(self, name: str) -> set[str]:
+        """The (lower-cased) emails of the members of the static list called `name`."""
+        with self._lock:
+            for data in self.state()["lists"]:
+                if data["name"] == name:
+                    return {email.lower() for email in data["members"]}
+            raise KeyError(name)
 
     def lead(self, email: str) -> dict[str, Any] | None:
         """The lead with this email (the newest if several), or None."""
@@ -259,7 +284,7 @@ class MarketoSandbox:
                 self._in_flight -= 1
 
     def _count(self, request: Request, path: str) -> None:
-        path = _BATCH_ID_RE.sub("/batch/{id}", path)
+        path = _LIST_ID_RE.sub("/lists/{id}", _BATCH_ID_RE.sub("/batch/{id}", path))
         with self._lock:
             self._calls[f"{request.method} {path}"] += 1
 
@@ -312,6 +337,11 @@ class MarketoSandbox:
         }
         if path == "/rest/v1/leads.json":
             return self._sync(request) if request.method == "POST" else self._get_leads(request)
+        if path == "/rest/v1/lists.json" and request.method == "GET":
+            return self._lists_find(request)
+        list_leads = _LIST_LEADS_RE.fullmatch(path)
+        if list_leads:
+            return self._list_leads(request, int(list_leads["id"]), ismember=bool(list_leads["ismember"]))
         if path in routes:
             method, handler = routes[path]
             if request.method != method:
@@ -376,11 +406,32 @@ class MarketoSandbox:
     def _get_leads(self, request: Request) -> Response:
         if request.args.get("filterType") != "email":
             raise SandboxError("1003", "Sandbox supports filterType=email only")
+        values = [v for v in request.args.get("filterValues", "").split(",") if v.strip()]
+        if len(values) > 300:
+            raise SandboxError("1003", "At most 300 filter values")
+        fields = [f.strip() for f in request.args.get("fields", "").split(",") if f.strip()]
         with self._lock:
             result = []
-            for email in request.args.get("filterValues", "").split(","):
-                result += [dict(self._leads[i]) for i in self._by_email.get(email.strip().lower(), [])]
+            for email in values:
+                for lead_id in self._by_email.get(email.strip().lower(), []):
+                    lead = self._leads[lead_id]
+                    # The id always; the fields asked for, or every field.
+                    result.append({"id": lead_id, **{f: lead.get(f) for f in fields}} if fields else dict(lead))
         return _ok(result)
+
+    # --- static lists (destinations.sandbox.marketo_lists) --------------------------------
+
+    def _lists_find(self, request: Request) -> Response:
+        with self._lock:
+            answer = lists_find(self.lists, request)
+        return _json({"requestId": _request_id(), "success": True, **answer})
+
+    def _list_leads(self, request: Request, list_id: int, *, ismember: bool) -> Response:
+        try:
+            with self._lock:
+                return _ok(list_leads(self.lists, request, list_id, ismember=ismember, leads=self._leads))
+        except ListRequestError as exc:
+            raise SandboxError(exc.code, exc.message) from None
 
     def _sync(self, request: Request) -> Response:
         if "json" not in (request.mimetype or ""):
@@ -473,12 +524,17 @@ class MarketoSandbox:
         content = request.files["file"].read()
         if len(content) > int(self.config["max_bulk_bytes"]):
             return Response("413 Request Entity Too Large", status=413)
+        list_id = request.values.get("listId", type=int)
         with self._lock:
+            if list_id is not None and not self.lists.exists(list_id):
+                # Sandbox choice: the real code for an unknown listId is undocumented.
+                raise SandboxError("1013", "Static list not found")
             self._advance_jobs()
             active = sum(1 for job in self._jobs.values() if job.status in ("Queued", "Importing"))
             if active >= int(self.config["bulk_queue_limit"]):
                 raise SandboxError("1016", "Too many imports")
-            job = BulkJob(next(self._job_ids), content.decode("utf-8", "replace"), delimiters[file_format])
+            job = BulkJob(next(self._job_ids), content.decode("utf-8", "replace"), delimiters[file_format],
+                          list_id=list_id)
             self._jobs[job.batch_id] = job
         return _ok([{"batchId": job.batch_id, "importId": str(job.batch_id), "status": job.status}])
 
@@ -594,9 +650,12 @@ class MarketoSandbox:
             # Sandbox choice: which duplicate the real import updates is undocumented.
             job.warnings.append([*row, "Multiple leads match the lookup criteria; updated the newest"])
         if ids:
-            self._update_lead(ids[-1], values, stamp)
+            lead_id = ids[-1]
+            self._update_lead(lead_id, values, stamp)
         else:
-            self._create_lead({"email": email, **values}, stamp)
+            lead_id = self._create_lead({"email": email, **values}, stamp)
+        if job.list_id is not None:
+            self.lists.members(job.list_id).add(lead_id)
         job.processed += 1
 
     def _bulk_values(self, header: list[str], row: list[str]) -> tuple[dict[str, Any], str]:

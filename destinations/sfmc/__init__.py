@@ -1,6 +1,6 @@
-"""Salesforce Marketing Cloud connectors: data extension rows and contact attributes.
+"""What both Salesforce Marketing Cloud kinds share: the client (`client.SfmcClient`, the
+only module that speaks SFMC HTTP), the settings and options of an SFMC account
+(`settings`), identities and payload helpers (`common`) and SFMC's messages.
 
-`client.SfmcClient` is the only module that speaks SFMC HTTP; the two connectors
-(`data_extension.DataExtensionConnector`, `contacts.ContactsConnector`) turn the engine's
-membership changes into SFMC calls and SFMC's answers into per-user outcomes.
+The kinds themselves are destinations.sfmc_data_extension and destinations.sfmc_contacts.
 """

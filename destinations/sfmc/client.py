@@ -35,16 +35,15 @@ from destinations.http import (
     TokenExpiredError,
     ensure_url_allowed,
 )
-from destinations.sfmc.common import json_bytes, option_float, option_int
+from destinations.sfmc.common import json_bytes
 from destinations.sfmc.messages import error_body, rest_error, shown, token_error
-from destinations.validation import (
-    SettingError,
+from destinations.sfmc.settings import (
+    SfmcOptions,
     normalize_sfmc_auth_base_url,
     normalize_sfmc_subdomain,
 )
+from destinations.validation import SettingError
 
-DEFAULT_REQUESTS_PER_SECOND = 20.0
-DEFAULT_MAX_CONCURRENCY = 4
 # Tokens are refreshed this long before SFMC says they expire (it already says ~1 min early).
 TOKEN_EARLY_EXPIRY_SECONDS = 60.0
 # A contact PATCH refused with one of these is that contact's failure, not the run's.
@@ -75,7 +74,7 @@ def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second:
 def sfmc_auth_base_url(config: DestinationConfig) -> str:
     """The auth base URL: the configured one (pasted token URLs trimmed) or the subdomain's."""
     try:
-        configured = normalize_sfmc_auth_base_url(config.auth_base_url)
+        configured = normalize_sfmc_auth_base_url(config.setting("auth_base_url"))
     except SettingError as exc:
         raise ConfigurationError(
             f"The auth base URL is refused: {exc} Leave it empty to use "
@@ -85,7 +84,7 @@ def sfmc_auth_base_url(config: DestinationConfig) -> str:
     if configured:
         return configured
     try:
-        subdomain = normalize_sfmc_subdomain(config.subdomain)
+        subdomain = normalize_sfmc_subdomain(config.setting("subdomain"))
     except SettingError as exc:
         raise ConfigurationError(str(exc), code="bad_subdomain") from None
     return f"https://{subdomain}.auth.marketingcloudapis.com"
@@ -131,14 +130,17 @@ class SfmcClient:
     def __init__(
         self,
         config: DestinationConfig,
+        options: SfmcOptions | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
         retry: RetryPolicy | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
-        options = config.options or {}
+        """`options`: the kind's parsed options (both SFMC kinds' extend SfmcOptions); by
+        default `config.options` read as SfmcOptions."""
+        options = options if options is not None else SfmcOptions.of(config.options)
         self.client_id = config.client_id
-        self.account_id = (config.account_id or "").strip()
+        self.account_id = config.setting("account_id")
         # A bad subdomain is reported on first use, like every other settings problem, so
         # building a connector (admin pages, the engine) never fails.
         self._config_error: ConfigurationError | None = None
@@ -148,10 +150,8 @@ class SfmcClient:
             self.auth_base_url, self._config_error = "", exc
         self._secret = config.client_secret
         scrubbing.secret_remember(self._secret)
-        self.requests_per_second = option_float(
-            options, "requests_per_second", DEFAULT_REQUESTS_PER_SECOND, 0.1, 1000.0
-        )
-        self.max_concurrency = option_int(options, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1, 32)
+        self.requests_per_second = options.requests_per_second
+        self.max_concurrency = options.max_concurrency
         self.sleep = sleep
         self.transport = HttpTransport(
             rate_limiter=shared_rate_limiter(self.auth_base_url, self.client_id, self.requests_per_second),

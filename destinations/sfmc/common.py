@@ -1,4 +1,4 @@
-"""Rules shared by both SFMC connectors: identities, options, mapped property values."""
+"""Rules shared by both SFMC connectors: identities, payload sizes, mapped property values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from destinations.base import MembershipChange, PushOutcome
+from destinations.base import MembershipChange, PlainIdentity, PushOutcome
 from destinations.errors import InvalidIdentityError
 
 # SFMC's documented limit for subscriber and contact keys.
@@ -15,7 +15,7 @@ MAX_KEY_LENGTH = 254
 # Keys contact_key_normalize returns unchanged (PostgreSQL regex): no ':' anywhere and a
 # printable, non-space ASCII character at each end, so strip() has nothing to remove. The
 # engine takes such values as they are in the database (first exports of a million keys).
-PLAIN_KEY_PATTERN = r"^[!-9;-~](?:[^:]*[!-9;-~])?$"
+PLAIN_KEY = PlainIdentity(pattern=r"^[!-9;-~](?:[^:]*[!-9;-~])?$", max_length=MAX_KEY_LENGTH)
 # The rowset endpoint's payload limit; the async endpoint publishes none, so the same is used.
 MAX_PAYLOAD_BYTES = 5_000_000
 # Leave room for the JSON wrapper and escaping differences between our estimate and the wire.
@@ -41,26 +41,6 @@ def contact_key_normalize(raw_value: Any) -> str:
             "The identity contains ':', which SFMC does not allow in subscriber or contact keys."
         )
     return value
-
-
-def option_int(options: Mapping[str, Any], name: str, default: int, minimum: int, maximum: int) -> int:
-    value = options.get(name, default)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        number = default
-    return max(minimum, min(maximum, number))
-
-
-def option_float(
-    options: Mapping[str, Any], name: str, default: float, minimum: float, maximum: float
-) -> float:
-    value = options.get(name, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = default
-    return max(minimum, min(maximum, number))
 
 
 def mapped_values(

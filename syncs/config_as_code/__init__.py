@@ -50,9 +50,12 @@ class _DryRunDone(Exception):
 
 
 def config_apply(
-    *, document: Any, environ: Mapping[str, str], dry_run: bool = False
+    *, document: Any, environ: Mapping[str, str], dry_run: bool = False, check_targets: bool = True
 ) -> ApplyReport:
     """Validate `document` and, unless `dry_run` or invalid, write it in one transaction.
+
+    `check_targets`: for kinds whose spec asks for it, check that the targets of new or
+    re-targeted syncs exist in the destination (False: leave it to the first run).
 
     After the commit, `syncs.services.sync_schedule_update` runs for every sync that was
     created or changed, so schedules follow the configuration.
@@ -76,7 +79,7 @@ def config_apply(
                 sections["profile_imports"], report.errors,
                 source_names={p.name for p in plan.sources}, invalid_sources=set(invalid_sources),
             )
-            plan_syncs(sections["syncs"], sections, plan, report.errors)
+            plan_syncs(sections["syncs"], sections, plan, report.errors, check_targets=check_targets)
             plan.alerts = plan_alerts(
                 sections["alerts"], environ, sink=report.errors,
                 document_syncs=_names(sections["syncs"]), document_destinations=_names(sections["destinations"]),

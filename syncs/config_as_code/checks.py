@@ -13,37 +13,15 @@ from cohortsync_site.json_values import (
     json_value_check,
     shown_text,
 )
-from destinations.models import DestinationKind
-from syncs.options import KIND_LABELS  # noqa: F401  (re-exported for the plans)
 
 SECTIONS = ("sources", "profile_imports", "destinations", "cohorts", "syncs", "alerts")
-DEFAULT_ATTRIBUTE_SET = "Email Demographics"
 # A month: a longer interval is almost certainly a unit mistake (hours or seconds).
 MAX_INTERVAL_MINUTES = 43_200
 MEMBERSHIP_CHUNK = 500
 
-# The settings each destination kind takes, besides name, kind, client_id, client_secret
-# and options. Anything else is an error, so a typo never silently does nothing.
-KIND_SETTINGS: dict[str, tuple[str, ...]] = {
-    DestinationKind.SFMC_DATA_EXTENSION: (
-        "subdomain",
-        "account_id",
-        "auth_base_url",
-        "data_extension_key",
-        "key_column",
-    ),
-    DestinationKind.SFMC_CONTACTS: ("subdomain", "account_id", "auth_base_url", "attribute_set"),
-    DestinationKind.MARKETO: ("base_url",),
-}
-ALL_KIND_SETTINGS = tuple(
-    dict.fromkeys(name for names in KIND_SETTINGS.values() for name in names)
-)
+# What every destination entry takes; the settings of its kind come from the kind's spec
+# (destinations.kinds). Anything else is an error, so a typo never silently does nothing.
 DESTINATION_COMMON = ("name", "kind", "client_id", "client_secret", "options")
-REQUIRED_SETTINGS = {
-    DestinationKind.SFMC_DATA_EXTENSION: ("subdomain", "data_extension_key", "key_column"),
-    DestinationKind.SFMC_CONTACTS: ("subdomain",),
-    DestinationKind.MARKETO: ("base_url",),
-}
 COHORT_KEYS = ("name", "description", "rules", "members", "source", "sql")
 SYNC_KEYS = (
     "name",
@@ -56,7 +34,6 @@ SYNC_KEYS = (
     "enabled",
     "options",
 )
-
 
 
 # --- Validation helpers ----------------------------------------------------------------------

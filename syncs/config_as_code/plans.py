@@ -9,27 +9,15 @@ from typing import Any
 from cohorts.models import Cohort, StaticMembership
 from cohorts.rules import rules_problems
 from destinations.encryption import SecretDecryptionError
-from destinations.errors import EndpointNotAllowedError
-from destinations.http import ensure_url_allowed
-from destinations.models import Destination, DestinationKind
-from destinations.validation import (
-    SettingError,
-    normalize_marketo_base_url,
-    normalize_sfmc_auth_base_url,
-    normalize_sfmc_subdomain,
-    validate_destination_options,
-    validate_sfmc_account_id,
-)
+from destinations.kinds import all_setting_names, kind_names, kind_spec
+from destinations.kindspec import KindSpec, SettingField, UnknownKindError
+from destinations.models import Destination
+from destinations.validation import SettingError, setting_clean, validate_destination_options
 from sources.validation import SettingError as SourceSettingError
 from sources.validation import sql_clean
 from syncs.config_as_code.checks import (
-    ALL_KIND_SETTINGS,
     COHORT_KEYS,
-    DEFAULT_ATTRIBUTE_SET,
     DESTINATION_COMMON,
-    KIND_LABELS,
-    KIND_SETTINGS,
-    REQUIRED_SETTINGS,
     EntryErrors,
     entry_name,
     json_type,
@@ -114,20 +102,18 @@ def _plan_destination(
     entry: dict[str, Any], name: str, environ: Mapping[str, str], errors: EntryErrors
 ) -> DestinationPlan | None:
     kind = entry.get("kind")
-    if kind not in KIND_SETTINGS:
+    try:
+        spec = kind_spec(kind)
+    except UnknownKindError:
         shown = "missing" if kind is None else f"{kind!r}"
-        errors.add("kind", f"must be one of {', '.join(KIND_SETTINGS)} ({shown}).")
+        errors.add("kind", f"must be one of {', '.join(kind_names())} ({shown}).")
         return None
-    label = KIND_LABELS[kind]
-    for key in unknown_keys(entry, (*DESTINATION_COMMON, *KIND_SETTINGS[kind])):
-        if key in ALL_KIND_SETTINGS:
-            errors.add(key, f"does not apply to {label} destinations; remove it.")
+    takes = (*DESTINATION_COMMON, *spec.setting_names)
+    for key in unknown_keys(entry, takes):
+        if key in all_setting_names():
+            errors.add(key, f"does not apply to {spec.short_label} destinations; remove it.")
         else:
-            errors.add(
-                key,
-                f"unknown key. {label} destinations take: "
-                f"{', '.join((*DESTINATION_COMMON, *KIND_SETTINGS[kind]))}.",
-            )
+            errors.add(key, f"unknown key. {spec.short_label} destinations take: {', '.join(takes)}.")
 
     existing = Destination.objects.filter(name=name).defer("client_secret").first()
     values: dict[str, Any] = {"kind": kind}
@@ -151,37 +137,12 @@ def _plan_destination(
             "it out of the file.",
         )
 
-    for setting in ALL_KIND_SETTINGS:
-        values[setting] = ""
-    for setting in KIND_SETTINGS[kind]:
-        value = entry.get(setting)
-        if setting == "account_id" and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)  # a MID is a number; JSON authors write it as one
-        cleaned = text_value(
-            {setting: value},
-            setting,
-            errors,
-            max_length=None,
-            required=setting in REQUIRED_SETTINGS[kind],
-            required_message=f"is required for {label} destinations.",
-        )
-        if cleaned is None:
-            continue
-        try:
-            cleaned = _normalize_setting(setting, cleaned)
-        except SettingError as exc:
-            errors.add(setting, str(exc))
-            continue
-        except EndpointNotAllowedError as exc:
-            errors.add(setting, exc.message)
-            continue
-        limit = max_length_of(Destination, setting)
-        if limit is not None and len(cleaned) > limit:
-            errors.add(setting, f"must be at most {limit} characters (it has {len(cleaned)}).")
-            continue
-        values[setting] = cleaned
-    if kind == DestinationKind.SFMC_CONTACTS and not values["attribute_set"]:
-        values["attribute_set"] = DEFAULT_ATTRIBUTE_SET
+    for setting_name in all_setting_names():
+        values[setting_name] = ""
+    for setting in spec.settings:
+        cleaned = _setting_value(entry, setting, spec, errors)
+        if cleaned is not None:
+            values[setting.name] = cleaned
     try:
         values["options"] = validate_destination_options(kind, entry.get("options"))
     except SettingError as exc:
@@ -207,20 +168,31 @@ def _plan_destination(
     return destination_plan
 
 
-def _normalize_setting(setting: str, value: str) -> str:
-    if setting == "subdomain":
-        return normalize_sfmc_subdomain(value)
-    if setting == "account_id":
-        return validate_sfmc_account_id(value)
-    if setting == "auth_base_url" and value:
-        value = normalize_sfmc_auth_base_url(value)
-        ensure_url_allowed(value)
-        return value
-    if setting == "base_url":
-        value = normalize_marketo_base_url(value)
-        ensure_url_allowed(value)
-        return value
-    return value
+def _setting_value(entry: dict[str, Any], setting: SettingField, spec: KindSpec, errors: EntryErrors) -> str | None:
+    """The value to store for one kind setting, or None after recording an error."""
+    value = entry.get(setting.name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a MID is a number; JSON authors write it as one
+    cleaned = text_value(
+        {setting.name: value},
+        setting.name,
+        errors,
+        max_length=None,
+        required=setting.required,
+        required_message=f"is required for {spec.short_label} destinations.",
+    )
+    if cleaned is None:
+        return None
+    try:
+        cleaned = setting_clean(setting, cleaned)
+    except SettingError as exc:
+        errors.add(setting.name, str(exc))
+        return None
+    limit = max_length_of(Destination, setting.name)
+    if limit is not None and len(cleaned) > limit:
+        errors.add(setting.name, f"must be at most {limit} characters (it has {len(cleaned)}).")
+        return None
+    return cleaned
 
 
 def _secret_differs(existing: Destination, secret: str) -> bool:

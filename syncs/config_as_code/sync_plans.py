@@ -1,5 +1,5 @@
 """Validate sync entries into plans: references, frozen fields, one field per destination
-account."""
+account, and (for kinds that ask for it) a target that exists in the destination."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from typing import Any
 
 from cohorts.models import Cohort
 from destinations.accounts import (
-    DestinationSettings,
+    KindSettings,
     destination_field_scope,
     destination_field_scope_label,
 )
-from destinations.base import DestinationConfig
+from destinations.base import Connector, DestinationConfig, SyncTarget
+from destinations.encryption import SecretDecryptionError
+from destinations.errors import DestinationError, TargetValidationError
+from destinations.kinds import all_setting_names, kind_spec, kind_specs
+from destinations.kindspec import UnknownKindError
 from destinations.models import Destination
+from destinations.registry import connector_build, connector_for
 from syncs.config_as_code.checks import (
     MAX_INTERVAL_MINUTES,
     SYNC_KEYS,
@@ -24,15 +29,17 @@ from syncs.config_as_code.checks import (
     text_value,
     unknown_keys,
 )
-from syncs.config_as_code.plans import Plan, SyncPlan
+from syncs.config_as_code.plans import DestinationPlan, Plan, SyncPlan
 from syncs.models import DISTINCT_ID_IDENTITY, Sync
 from syncs.options import sync_option_problems
 from syncs.selectors import sync_is_frozen
 
 
 def plan_syncs(
-    entries: list[Any], sections: dict[str, list[Any]], plan: Plan, sink: list[str]
+    entries: list[Any], sections: dict[str, list[Any]], plan: Plan, sink: list[str], *, check_targets: bool = True
 ) -> None:
+    """`check_targets`: ask the destination whether the targets of new or re-targeted syncs
+    exist, for kinds whose spec says so (seed_demo applies before the sandbox runs)."""
     seen: dict[str, int] = {}
     references = _References(
         destination_kinds={p.name: p.values["kind"] for p in plan.destinations},
@@ -52,6 +59,8 @@ def plan_syncs(
             plan.syncs.append(sync_plan)
     _check_unique_fields(plan.syncs, plan, sink, positions=seen,
                          destination_positions=_positions(sections["destinations"]))
+    if check_targets and not sink:
+        _check_targets(plan, sink, positions=seen)
 
 
 @dataclass
@@ -80,12 +89,14 @@ def _plan_sync(
                              required_message="is required: the name of the destination.")
     target_field = text_value(
         entry, "field", errors, max_length=max_length_of(Sync, "target_field"), required=True,
-        required_message="is required: the data extension column, contact attribute or "
-        "Marketo field that holds the membership.",
+        required_message="is required: where the destination holds the membership. "
+        + " ".join(spec.target_help for spec in kind_specs()),
     )
+    existing = Sync.objects.select_related("cohort", "destination").filter(name=name).first()
+    kind = _resolve_destination_kind(destination_name, references, errors)
     identity = text_value(
         entry, "identity_property", errors, max_length=max_length_of(Sync, "identity_property"),
-        default="$email", required=True,
+        default=_default_identity(existing, kind), required=True,
         required_message=f'must name a profile property such as "$email", or "{DISTINCT_ID_IDENTITY}".',
     )
     mode = entry.get("mode", Sync.Mode.DYNAMIC)
@@ -110,7 +121,6 @@ def _plan_sync(
     if not isinstance(enabled, bool):
         errors.add("enabled", f"must be true or false, not {json_type(enabled)}.")
 
-    kind = _resolve_destination_kind(destination_name, references, errors)
     if (
         cohort_name
         and cohort_name not in references.cohorts
@@ -132,7 +142,6 @@ def _plan_sync(
         "enabled": enabled,
         "options": options,
     }
-    existing = Sync.objects.select_related("cohort", "destination").filter(name=name).first()
     sync_plan = SyncPlan(
         name=name,
         existing=existing,
@@ -155,6 +164,18 @@ def _plan_sync(
     return sync_plan
 
 
+def _default_identity(existing: Sync | None, kind: str | None) -> str:
+    """An omitted identity_property: the sync's current one, else the kind's default for new
+    syncs (kept as it is, an omitted value never re-targets a sync)."""
+    if existing is not None:
+        return existing.identity_property
+    try:
+        return kind_spec(kind).default_identity
+    except UnknownKindError:
+        # No destination to take it from (its own error says why): the model's default.
+        return str(Sync._meta.get_field("identity_property").default)
+
+
 def _resolve_destination_kind(
     destination_name: str | None, references: _References, errors: EntryErrors
 ) -> str | None:
@@ -170,6 +191,12 @@ def _resolve_destination_kind(
             "destination",
             f'no destination named "{destination_name}" in this document or the database.',
         )
+        return None
+    try:
+        kind_spec(kind)
+    except UnknownKindError as exc:
+        errors.add("destination", f'"{destination_name}" cannot be used: {exc}')
+        return None
     return kind
 
 
@@ -265,14 +292,14 @@ class _DestinationScopes:
     """Field scopes of destinations by name, as they will be once the plan is written."""
 
     def __init__(self, plan: Plan) -> None:
-        self._settings: dict[str, DestinationSettings] = {
-            destination.name: destination for destination in Destination.objects.defer("client_secret")
-        }
+        self._settings: dict[str, KindSettings] = {}
+        for destination in Destination.objects.defer("client_secret"):
+            try:
+                self._settings[destination.name] = KindSettings.of(destination)
+            except UnknownKindError:
+                continue  # a kind this version does not know holds no field it could clash on
         for destination_plan in plan.destinations:
-            values = {key: value for key, value in destination_plan.values.items() if key in _SETTINGS}
-            self._settings[destination_plan.name] = DestinationConfig(
-                name=destination_plan.name, client_id="", client_secret="", **values
-            )
+            self._settings[destination_plan.name] = KindSettings.from_values(destination_plan.values)
 
     def scope(self, name: str) -> str | None:
         settings = self._settings.get(name)
@@ -282,6 +309,58 @@ class _DestinationScopes:
         return destination_field_scope_label(self._settings[name])
 
 
-_SETTINGS = frozenset(
-    {"kind", "subdomain", "account_id", "auth_base_url", "data_extension_key", "attribute_set", "base_url"}
-)
+# Changing these points a destination elsewhere.
+_SETTINGS = frozenset({"kind", *all_setting_names()})
+
+
+def _check_targets(plan: Plan, sink: list[str], *, positions: dict[str, int]) -> None:
+    """Syncs that are new or change their target, to a kind whose target must exist
+    (KindSpec.target_checked_on_apply): the destination is asked, and a missing target is
+    an error naming it, so nothing is written."""
+    planned_destinations = {p.name: p for p in plan.destinations}
+    connectors: dict[str, Connector] = {}
+    for sync_plan in plan.syncs:
+        if sync_plan.existing is not None and not {"target_field", "destination"} & set(sync_plan.changed):
+            continue
+        errors = EntryErrors(sink, "syncs", positions[sync_plan.name])
+        errors.name = sync_plan.name
+        try:
+            connector = connectors.get(sync_plan.destination_name)
+            if connector is None:
+                connector = _connector(sync_plan.destination_name, planned_destinations)
+                if connector is None:
+                    continue
+                connectors[sync_plan.destination_name] = connector
+            connector.validate_target(SyncTarget(
+                field=sync_plan.values["target_field"],
+                identity_property=sync_plan.values["identity_property"],
+                options=sync_plan.values["options"],
+            ))
+        except TargetValidationError as exc:
+            errors.add("field", f'refused by "{sync_plan.destination_name}": {exc.message}')
+        except (DestinationError, SecretDecryptionError) as exc:
+            errors.add("field", f'could not be checked in "{sync_plan.destination_name}": {exc}')
+
+
+def _connector(name: str, planned: dict[str, DestinationPlan]) -> Connector | None:
+    """A connector for the destination as it will be after applying, when its kind checks
+    targets on apply; None otherwise."""
+    destination_plan = planned.get(name)
+    if destination_plan is None:
+        destination = Destination.objects.filter(name=name).first()
+        if destination is None or not kind_spec(destination.kind).target_checked_on_apply:
+            return None
+        return connector_for(destination)
+    values = destination_plan.values
+    spec = kind_spec(values["kind"])
+    if not spec.target_checked_on_apply:
+        return None
+    existing = destination_plan.existing
+    secret = destination_plan.secret if destination_plan.secret is not None else (
+        existing.client_secret if existing is not None else ""
+    )
+    return connector_build(DestinationConfig(
+        kind=spec.kind, name=name, client_id=values.get("client_id", ""), client_secret=secret,
+        settings={setting: values.get(setting, "") for setting in spec.setting_names},
+        options=spec.options.of(values.get("options") or {}),
+    ))

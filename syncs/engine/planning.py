@@ -6,14 +6,14 @@ a steady state that is the churn, not the cohort. This relies on normalize_ident
 idempotent (a normalised value normalises to itself), which every connector's is.
 
 A first export (nothing acknowledged yet; PostgreSQL) is planned one range of profile ids
-at a time and comes back streamed: the run starts pushing the first chunks while the rest
-is planned (Plan.more, called by the push loop when it runs out of planned changes).
+at a time and comes back streamed: the run starts sending the first chunks while the rest
+is planned (Plan.more, called by the send loop when it runs out of planned changes).
 
 Per-user skip rows (missing or invalid identity) are capped per run: a cohort where half a
 million profiles lack an email would otherwise write half a million rows every 15 minutes.
 Every skipped user is counted in SyncRun.skipped_users; the first
-COHORTSYNC_SKIP_ROWS_PER_RUN (default 1,000) get a SyncFailure row each, and the plan
-sample says how many were recorded.
+COHORTSYNC_SKIP_ROWS_PER_RUN (default 1,000) get a SyncFailure row each (written by the run
+ledger), and the plan sample says how many were recorded.
 """
 
 from __future__ import annotations
@@ -29,23 +29,25 @@ from django.db.models.fields.json import KeyTextTransform
 
 from cohorts.models import Profile
 from cohorts.selectors import cohort_members
-from destinations.base import Connector
+from destinations.base import Connector, PlainIdentity
 from destinations.errors import InvalidIdentityError
+from syncs import codes
 from syncs.engine import staging
-from syncs.models import DISTINCT_ID_IDENTITIES, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.engine.ledger import RunLedger
+from syncs.models import DISTINCT_ID_IDENTITIES, Sync, SyncedMember, SyncRun
 
 STREAM_CHUNK = 10_000
 # A first export is planned in chunks of profile ids, pushed while the next chunk is
 # planned: at 1M its whole plan took 5-10 s before the first batch left. Chunks start
 # small, so the first batch leaves early, and double up to MAX_CHUNK_IDS (a chunk is
-# planned while the batches already handed out are sent: see pushing.STREAM_RUNWAY_ROWS).
+# planned while the batches already handed out are sent: see units.STREAM_RUNWAY_ROWS).
 FIRST_CHUNK_IDS = 5_000
 MAX_CHUNK_IDS = 50_000
 SAMPLE_SIZE = 20
 DEFAULT_SKIP_ROWS_PER_RUN = 1000
-MISSING_IDENTITY = "missing_identity"
+MISSING_IDENTITY = codes.MISSING_IDENTITY
+INVALID_IDENTITY = codes.INVALID_IDENTITY
 MAX_IDENTITY_LENGTH = SyncedMember._meta.get_field("identity_value").max_length or 512
-INVALID_IDENTITY = "invalid_identity"
 
 
 @dataclass
@@ -64,7 +66,7 @@ class Plan:
     # `unplanned_at_most` changes are still to come.
     rest: Callable[[], bool] | None = None
     unplanned_at_most: int = 0
-    # The last change kept in the run's plan record (staging.staging_plan_record).
+    # The last change kept in the run's plan record (RunLedger.plan_record).
     recorded_seq: int = 0
 
     @property
@@ -126,39 +128,14 @@ def _identity_or_skip(connector: Connector, raw: Any, missing_message: str) -> s
     return identity
 
 
-def _plain_identity(connector: Connector) -> staging.PlainIdentity | None:
+def _plain_identity(connector: Connector) -> PlainIdentity | None:
     """The connector's pattern for raw values that normalise to themselves, when it has one
     and the database can use it: a first export of a million members then normalises in
     the database, and only the odd values go through normalize_identity."""
-    pattern = getattr(connector, "plain_identity_pattern", None)
-    if not pattern or not staging.plain_identity_supported():
+    plain = connector.plain_identity
+    if plain is None or not staging.plain_identity_supported():
         return None
-    length = int(getattr(connector, "plain_identity_max_length", MAX_IDENTITY_LENGTH))
-    return staging.PlainIdentity(pattern=pattern, max_length=min(length, MAX_IDENTITY_LENGTH))
-
-
-def _skips_record(run: SyncRun, skipped: list[tuple[int, Any, str, str]]) -> None:
-    if not skipped:
-        return
-    distinct_ids = dict(
-        Profile.objects.filter(pk__in=[s[0] for s in skipped]).values_list("pk", "distinct_id")
-    )
-    SyncFailure.objects.bulk_create(
-        [
-            SyncFailure(
-                run_id=run.pk,
-                profile_id=profile_id,
-                distinct_id=distinct_ids.get(profile_id, ""),
-                identity_value="" if raw is None else str(raw)[:512],
-                operation=SyncFailure.Operation.SKIP,
-                code=code[:64],
-                message=message,
-                retriable=False,
-            )
-            for profile_id, raw, code, message in skipped
-        ],
-        batch_size=1000,
-    )
+    return PlainIdentity(pattern=plain.pattern, max_length=min(plain.max_length, MAX_IDENTITY_LENGTH))
 
 
 def _unknown_normalise(
@@ -208,16 +185,18 @@ def plan_build(
     run: SyncRun,
     sync: Sync,
     connector: Connector,
-    heartbeat: Callable[[], None],
+    ledger: RunLedger,
     heartbeat_every: float = 30.0,
     stream: bool = False,
 ) -> Plan:
-    """Stage the run's changes (see staging) and return their counts and a sample.
+    """Stage the run's changes (see staging) and return their counts and a sample; skipped
+    members are written by `ledger`, which also beats the run's heartbeat.
 
     `stream`: a first export may come back streamed (Plan.more), planned far enough that
-    the connector sizes its batches for the final total alike: beyond its `size_threshold`,
-    or at most that many changes in all (connectors without one are planned whole).
+    the connector's send plan for the final total is already known: the same for the
+    changes planned so far as for the most there can be.
     """
+    heartbeat = ledger.heartbeat
     # Only when nothing is acknowledged yet (first exports): with a synced state the members
     # it does not know are the churn, and one more scan of the cohort would cost the
     # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
@@ -227,8 +206,8 @@ def plan_build(
     # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
     # straight to the changes table, only the odd ones through normalize_identity.
     if plain is not None and retry_of_run_id is None:
-        return _first_export_plan(run=run, sync=sync, connector=connector, plain=plain, stream=stream,
-                                  heartbeat=heartbeat, heartbeat_every=heartbeat_every)
+        return _first_export_plan(sync=sync, connector=connector, plain=plain, stream=stream,
+                                  ledger=ledger, heartbeat_every=heartbeat_every)
     plan = Plan()
     skip_cap = _skip_cap()
     missing_message = _missing_message(sync)
@@ -276,8 +255,8 @@ def plan_build(
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
-    _plan_record(run, plan)
-    _skips_record(run, skipped)
+    ledger.plan_record(plan)
+    ledger.skips_record(skipped)
     plan.skipped_recorded = len(skipped)
     _sample(plan)
     return plan
@@ -292,16 +271,15 @@ class _FirstExportChunks:
     def __init__(
         self,
         *,
-        run: SyncRun,
         sync: Sync,
         connector: Connector,
-        plain: staging.PlainIdentity,
+        plain: PlainIdentity,
         plan: Plan,
-        heartbeat: Callable[[], None],
+        ledger: RunLedger,
         heartbeat_every: float,
     ) -> None:
-        self._run, self._sync, self._connector, self._plain, self._plan = run, sync, connector, plain, plan
-        self._heartbeat, self._heartbeat_every = heartbeat, heartbeat_every
+        self._sync, self._connector, self._plain, self._plan = sync, connector, plain, plan
+        self._ledger, self._heartbeat_every = ledger, heartbeat_every
         self._members = _members(sync)
         self._skip_cap = _skip_cap()
         self._missing_message = _missing_message(sync)
@@ -340,11 +318,12 @@ class _FirstExportChunks:
         ]
         _unknown_normalise(
             self._connector, plan=plan, skipped=skipped, skip_cap=self._skip_cap - plan.skipped_recorded,
-            missing_message=self._missing_message, heartbeat=self._heartbeat, heartbeat_every=self._heartbeat_every,
+            missing_message=self._missing_message, heartbeat=self._ledger.heartbeat,
+            heartbeat_every=self._heartbeat_every,
         )
         plan.adds += staging.staging_normalised_adds()
-        _plan_record(self._run, plan)
-        _skips_record(self._run, skipped)
+        self._ledger.plan_record(plan)
+        self._ledger.skips_record(skipped)
         plan.skipped_recorded += len(skipped)
         self._note_unplanned()
         return True
@@ -352,33 +331,28 @@ class _FirstExportChunks:
 
 def _first_export_plan(
     *,
-    run: SyncRun,
     sync: Sync,
     connector: Connector,
-    plain: staging.PlainIdentity,
+    plain: PlainIdentity,
     stream: bool,
-    heartbeat: Callable[[], None],
+    ledger: RunLedger,
     heartbeat_every: float,
 ) -> Plan:
     plan = Plan()
     staging.staging_create(streamed=True)
-    chunks = _FirstExportChunks(run=run, sync=sync, connector=connector, plain=plain, plan=plan,
-                                heartbeat=heartbeat, heartbeat_every=heartbeat_every)
-    threshold = getattr(connector, "size_threshold", None) if stream else None
+    chunks = _FirstExportChunks(sync=sync, connector=connector, plain=plain, plan=plan,
+                                ledger=ledger, heartbeat_every=heartbeat_every)
     while chunks.more():
-        # Streamed once there is something to send and batch_size(total) is settled: it is
-        # the same for every total above the threshold, and for every total at or below it.
-        if threshold is not None and plan.total and (plan.total > threshold or plan.total_at_most <= threshold):
+        # Streamed once there is something to send and the send plan is settled: the send
+        # plan is a step function of the total (Connector.send_plan), so when the changes
+        # planned so far and the most there can be get the same plan, every total between
+        # them does.
+        if stream and plan.total and connector.send_plan(plan.total) == connector.send_plan(plan.total_at_most):
             if not chunks.done:
                 plan.rest = chunks.more
             break
     _sample(plan)
     return plan
-
-
-def _plan_record(run: SyncRun, plan: Plan) -> None:
-    """Keep what was planned since the last call in the run's plan record, for its CSV."""
-    plan.recorded_seq = staging.staging_plan_record(run_id=run.pk, after_seq=plan.recorded_seq)
 
 
 def _sample(plan: Plan) -> None:

@@ -4,7 +4,7 @@ Planning a million members must not build a million Python objects: the cohort i
 into a temporary table inside the database, joined to SyncedMember on the way; only
 members whose raw identity is not in the synced state (in a steady state, the churn) are
 read by Python, normalised, and written back. The diff is then a pair of set operations in
-the database, written to a changes table the push loop reads in keyset pages. A first
+the database, written to a changes table the send loop reads in keyset pages. A first
 export fills the changes table one chunk of profiles at a time while the push reads it
 (see planning). Temporary tables belong to the connection, so two workers planning at
 once never see each other's rows; they are dropped when the run ends (and with the
@@ -20,19 +20,18 @@ from typing import Any, TypeVar
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from syncs.models import RunPlanChunk, SyncedMember, SyncFailure
+from destinations.base import PlainIdentity
+from syncs.models import SyncedMember, SyncFailure
 
 RAW_TABLE = "cohortsync_plan_raw"
 NORMALISED_TABLE = "cohortsync_plan_normalised"
 CHANGES_TABLE = "cohortsync_plan_changes"
-# The identities of one pushed range that failed, so the rest of the range is acknowledged
-# in one statement.
+# The identities of one sent file's range that failed, so the rest of the range is
+# acknowledged in one statement (syncs.engine.ledger).
 FAILED_TABLE = "cohortsync_plan_failed"
 # Acknowledged members no longer in the cohort, before the churn is taken out (PostgreSQL).
 GONE_TABLE = "cohortsync_plan_gone"
 TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE)
-# Users per RunPlanChunk row: ~250 KB of identities, the most the plan CSV holds at once.
-PLAN_RECORD_ROWS = 10_000
 # PostgreSQL's default is 0.1 per row.
 PARALLEL_TUPLE_COST_FOR_CHURN = "0.001"
 
@@ -47,8 +46,12 @@ class StagedChange:
     profile_id: int | None
 
 
-def _q(name: str) -> str:
+def quoted(name: str) -> str:
+    """A table name quoted for SQL (the ledger writes from these tables too)."""
     return connection.ops.quote_name(name)
+
+
+_q = quoted
 
 
 def _is_postgres() -> bool:
@@ -108,16 +111,6 @@ def staging_drop() -> None:
     with connection.cursor() as cursor:
         for table in TABLES:
             cursor.execute(f"DROP TABLE IF EXISTS {_q(table)}")
-
-
-@dataclass(frozen=True)
-class PlainIdentity:
-    """A connector's description of raw values that are already their own normalised
-    identity (a PostgreSQL regular expression, anchored, and a maximum length): those are
-    taken as they are in the database instead of going through Python one by one."""
-
-    pattern: str
-    max_length: int
 
 
 def plain_identity_supported() -> bool:
@@ -239,31 +232,6 @@ def _changes_insert_new(select: str) -> int:
             [True],
         )
         return max(cursor.rowcount, 0)
-
-
-def staging_plan_record(*, run_id: int, after_seq: int) -> int:
-    """Keep the changes planned after `after_seq` as the run's plan (RunPlanChunk), packed
-    in the database by one INSERT ... SELECT: PLAN_RECORD_ROWS users to add or to remove per
-    row, as JSON arrays. `after_seq` 0 starts the record afresh (an approved run plans
-    again). Returns the last seq recorded, the `after_seq` of the next call."""
-    chunks, changes = _q(RunPlanChunk._meta.db_table), _q(CHANGES_TABLE)
-    # Both arrays of a row are built over the same rows in the same order, so they pair up.
-    packed = "json_agg" if _is_postgres() else "json_group_array"
-    with connection.cursor() as cursor:
-        if after_seq == 0:
-            cursor.execute(f"DELETE FROM {chunks} WHERE run_id = %s", [run_id])
-        cursor.execute(f"SELECT MAX(seq) FROM {changes}")
-        last = cursor.fetchone()[0]
-        if last is None or last <= after_seq:
-            return after_seq
-        cursor.execute(
-            f"INSERT INTO {chunks} (run_id, first_seq, is_member, users, identities, profile_ids) "
-            f"SELECT %s, MIN(seq), is_member, COUNT(*), CAST({packed}(identity) AS TEXT), "
-            f"CAST({packed}(profile_id) AS TEXT) FROM {changes} WHERE seq > %s AND seq <= %s "
-            "GROUP BY (seq - 1) / %s, is_member",
-            [run_id, after_seq, last, PLAN_RECORD_ROWS],
-        )
-    return int(last)
 
 
 def staging_raw_missing(*, limit: int) -> tuple[int, list[int]]:
@@ -540,20 +508,3 @@ def staging_range_failed(*, first_seq: int, last_seq: int) -> list[StagedChange]
             StagedChange(seq=seq, identity=identity, is_member=bool(is_member), profile_id=profile_id)
             for seq, identity, is_member, profile_id in cursor.fetchall()
         ]
-
-
-def staging_range_acknowledge(*, sync_id: int, first_seq: int, last_seq: int, now: Any) -> None:
-    """Move the synced state of every change in the range whose identity is not marked
-    failed, in one statement (the plan holds each identity once)."""
-    synced = _q(SyncedMember._meta.db_table)
-    changes, failed = _q(CHANGES_TABLE), _q(FAILED_TABLE)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {synced} (sync_id, identity_value, is_member, acknowledged_at) "
-            f"SELECT %s, c.identity, c.is_member, %s FROM {changes} c "
-            "WHERE c.seq BETWEEN %s AND %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {failed} f WHERE f.identity = c.identity) "
-            "ON CONFLICT (sync_id, identity_value) DO UPDATE SET "
-            "is_member = excluded.is_member, acknowledged_at = excluded.acknowledged_at",
-            [sync_id, now, first_seq, last_seq],
-        )

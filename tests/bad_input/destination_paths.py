@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
-from django.utils.module_loading import import_string
 
 from destinations.base import DestinationConfig
-from destinations.models import Destination, DestinationKind
-from destinations.registry import CONNECTOR_CLASSES, override_connector
+from destinations.kinds import kind_spec
+from destinations.models import Destination
+from destinations.registry import override_connector
 from destinations.sandbox.server import SandboxServer
 from syncs.models import Sync
 from tests.factories import DestinationFactory, SyncFactory
@@ -41,7 +41,7 @@ class ClientPath:
 
     @property
     def is_marketo(self) -> bool:
-        return self.kind == DestinationKind.MARKETO
+        return self.kind == "marketo"
 
     def emulator(self, sandbox: SandboxServer) -> Any:
         return sandbox.sandboxes.marketo if self.is_marketo else sandbox.sandboxes.sfmc
@@ -52,7 +52,7 @@ class ClientPath:
             return DestinationFactory(marketo=True, base_url=sandbox.marketo_base_url,
                                       options={"max_concurrency": 2, **self.options}, **common)
         options = {"requests_per_second": 1000, "max_concurrency": 2, **self.options}
-        if self.kind == DestinationKind.SFMC_CONTACTS:
+        if self.kind == "sfmc_contacts":
             return DestinationFactory(contacts=True, auth_base_url=sandbox.sfmc_auth_base_url,
                                       attribute_set=ATTRIBUTE_SET, options=options, **common)
         return DestinationFactory(auth_base_url=sandbox.sfmc_auth_base_url, data_extension_key=DE_KEY,
@@ -89,20 +89,20 @@ class ClientPath:
             leads = sandbox.sandboxes.marketo.state()["leads"]
             return {lead["email"]: lead[field] for lead in leads if field in lead}
         sfmc = sandbox.sandboxes.sfmc
-        if self.kind == DestinationKind.SFMC_CONTACTS:
+        if self.kind == "sfmc_contacts":
             return {key: sets[ATTRIBUTE_SET][field] for key, sets in sfmc.state()["contacts"].items()
                     if field in sets.get(ATTRIBUTE_SET, {})}
         return {row["SubscriberKey"]: row[field] for row in sfmc.rows(DE_KEY) if field in row}
 
     def member_value(self) -> Any:
-        return "realized" if self.kind == DestinationKind.SFMC_CONTACTS else True
+        return "realized" if self.kind == "sfmc_contacts" else True
 
 
-ROWSET = ClientPath("sfmc_rowset", DestinationKind.SFMC_DATA_EXTENSION, "In_Demo_Cohort")
-ASYNC = ClientPath("sfmc_async", DestinationKind.SFMC_DATA_EXTENSION, "In_Demo_Cohort", {"async_threshold": 0})
-CONTACTS = ClientPath("sfmc_contacts", DestinationKind.SFMC_CONTACTS, "Cohort_Demo")
-MARKETO_SYNC = ClientPath("marketo_sync", DestinationKind.MARKETO, "cohortProUsers")
-MARKETO_BULK = ClientPath("marketo_bulk", DestinationKind.MARKETO, "cohortProUsers", {"bulk_threshold": 5})
+ROWSET = ClientPath("sfmc_rowset", "sfmc_data_extension", "In_Demo_Cohort")
+ASYNC = ClientPath("sfmc_async", "sfmc_data_extension", "In_Demo_Cohort", {"async_threshold": 0})
+CONTACTS = ClientPath("sfmc_contacts", "sfmc_contacts", "Cohort_Demo")
+MARKETO_SYNC = ClientPath("marketo_sync", "marketo", "cohortProUsers")
+MARKETO_BULK = ClientPath("marketo_bulk", "marketo", "cohortProUsers", {"bulk_threshold": 5})
 PATHS = {path.name: path for path in (ROWSET, ASYNC, CONTACTS, MARKETO_SYNC, MARKETO_BULK)}
 
 
@@ -111,7 +111,7 @@ def _fast_sleep(seconds: float) -> None:
 
 
 def _build(config: DestinationConfig) -> Any:
-    return import_string(CONNECTOR_CLASSES[config.kind])(config, sleep=_fast_sleep)
+    return kind_spec(config.kind).connector_class()(config, sleep=_fast_sleep)
 
 
 @pytest.fixture

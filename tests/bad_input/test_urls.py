@@ -23,16 +23,16 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 from django.urls import reverse
 
-from destinations.base import DestinationConfig
-from destinations.errors import EndpointNotAllowedError, RedirectRefusedError
+from destinations.errors import EndpointNotAllowedError, RedirectRefusedError, error_retriable
 from destinations.http import RetryPolicy, TokenCache
 from destinations.marketo.client import MarketoClient
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from destinations.sfmc.client import SfmcClient
 from destinations.url_policy import REDIRECT_REFUSED
 from syncs.config_as_code import config_apply
 from syncs.models import RunStatus
 from tests.bad_input.listeners import Listener, ScriptedHttpServer
+from tests.destinations.configs import config_of
 from tests.factories import DestinationFactory, ProfileFactory, SyncFactory
 from tests.syncs.fakes import run_now
 
@@ -151,20 +151,20 @@ class UrlField:
     def entry(self, url: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": "Hostile", "kind": self.kind, "client_id": "client-id",
                                  "client_secret": SECRET, self.name: url}
-        if self.kind != DestinationKind.MARKETO:
+        if self.kind != "marketo":
             entry.update(subdomain="mc-test-tenant", data_extension_key="COHORTS_DE",
                          key_column="SubscriberKey")
         return entry
 
     def destination(self) -> Destination:
-        if self.kind == DestinationKind.MARKETO:
+        if self.kind == "marketo":
             return DestinationFactory(marketo=True, client_secret=SECRET)
         return DestinationFactory(client_secret=SECRET)
 
 
 FIELDS = {
-    "sfmc-auth_base_url": UrlField("auth_base_url", DestinationKind.SFMC_DATA_EXTENSION),
-    "marketo-base_url": UrlField("base_url", DestinationKind.MARKETO),
+    "sfmc-auth_base_url": UrlField("auth_base_url", "sfmc_data_extension"),
+    "marketo-base_url": UrlField("base_url", "marketo"),
 }
 
 
@@ -379,8 +379,8 @@ def stolen(listener: Listener) -> dict[str, str]:
 
 
 def sfmc_client(server: ScriptedHttpServer) -> SfmcClient:
-    config = DestinationConfig(
-        kind=DestinationKind.SFMC_DATA_EXTENSION, name="redirected", client_id="client-id",
+    config = config_of(
+        "sfmc_data_extension", name="redirected", client_id="client-id",
         client_secret=SECRET, auth_base_url=f"{server.base}/sfmc/auth", data_extension_key="DE",
         key_column="SubscriberKey",
     )
@@ -437,7 +437,7 @@ def test_a_redirect_is_never_followed(server, listener, case, status):
 
     assert listener.received == []
     assert caught.value.code == REDIRECT_REFUSED
-    assert not caught.value.retriable
+    assert not error_retriable(caught.value)
     message = str(caught.value)
     assert f"127.0.0.1:{listener.port}" in message
     assert f"HTTP {status}" in message
@@ -446,9 +446,9 @@ def test_a_redirect_is_never_followed(server, listener, case, status):
     assert server.paths().count(path) == 1, "a refused redirect is not retried"
 
 
-@pytest.mark.parametrize("kind", [DestinationKind.SFMC_DATA_EXTENSION, DestinationKind.MARKETO])
+@pytest.mark.parametrize("kind", ["sfmc_data_extension", "marketo"])
 def test_test_connection_reports_the_refused_redirect(admin_client, server, listener, kind):
-    if kind == DestinationKind.MARKETO:
+    if kind == "marketo":
         destination = DestinationFactory(marketo=True, base_url=f"{server.base}/marketo")
         server.script("POST", "/marketo/identity/oauth/token", 307, headers=stolen(listener))
     else:

@@ -76,7 +76,7 @@ def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
     assert steps[("profiles", "import")].values["created"] == TINY
     for path in ("marketo_sync", "sfmc_rowset"):
         first, churn, idle = (steps[(path, label)] for label in ("first export", "1% churn", "nothing changed"))
-        assert first.values["status"] == RunStatus.SUCCEEDED
+        assert first.values["status"] == RunStatus.SUCCEEDED, first.values
         # 99 % of the profiles are members; one in a thousand has an address Marketo refuses.
         assert first.values["users"] + first.values["skipped"] == 297
         assert first.write_calls > 0 and first.bound and first.users_per_second

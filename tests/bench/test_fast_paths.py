@@ -8,6 +8,7 @@ from django.db import connection
 
 from destinations.registry import connector_for
 from syncs.engine import staging
+from syncs.engine.ledger import RunLedger
 from syncs.engine.planning import _identity_or_skip, plan_build
 from tests.factories import DestinationFactory, SyncFactory, SyncRunFactory
 from tests.syncs.fakes import fake_connector_fixture, pro_profile  # noqa: F401
@@ -57,7 +58,8 @@ def test_identities_planned_in_the_database_match_normalize_identity(kind: str) 
     }
 
     try:
-        plan = plan_build(run=SyncRunFactory(sync=sync), sync=sync, connector=connector, heartbeat=lambda: None)
+        run = SyncRunFactory(sync=sync)
+        plan = plan_build(run=run, sync=sync, connector=connector, ledger=RunLedger(run))
         planned = {c.identity for c in staging.staging_changes_page(after_seq=0, limit=1000)}
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM {staging.RAW_TABLE} WHERE plain")

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from destinations.encryption import encrypt_secret
 from destinations.errors import AuthenticationError
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from tests.destinations.destadmin_fakes import fake_connector
 from tests.factories import DestinationFactory, SyncFactory, UserFactory
 from tests.sandbox_destinations import sandbox_destination
@@ -39,7 +39,7 @@ def raw_secret(pk: int) -> str:
 def form_data(**overrides: str) -> dict[str, str]:
     data = {
         "name": "Growth DE",
-        "kind": DestinationKind.SFMC_DATA_EXTENSION,
+        "kind": "sfmc_data_extension",
         "subdomain": "mc-test-tenant",
         "account_id": "",
         "auth_base_url": "",
@@ -255,7 +255,7 @@ def test_data_extension_required_fields(admin_client, missing, message):
 
 def test_contacts_destination_defaults_to_email_demographics_and_drops_de_fields(admin_client):
     response = admin_client.post(
-        ADD, form_data(kind=DestinationKind.SFMC_CONTACTS, new_client_secret=SECRET, base_url="x")
+        ADD, form_data(kind="sfmc_contacts", new_client_secret=SECRET, base_url="x")
     )
 
     assert response.status_code == 302
@@ -267,7 +267,7 @@ def test_contacts_destination_defaults_to_email_demographics_and_drops_de_fields
 
 
 def test_marketo_destination_needs_a_base_url(admin_client):
-    response = admin_client.post(ADD, form_data(kind=DestinationKind.MARKETO, new_client_secret=SECRET))
+    response = admin_client.post(ADD, form_data(kind="marketo", new_client_secret=SECRET))
 
     assert "REST endpoint" in errors_of(response)["base_url"][0]
 
@@ -276,7 +276,7 @@ def test_marketo_pasted_rest_url_is_normalised_and_sfmc_fields_dropped(admin_cli
     response = admin_client.post(
         ADD,
         form_data(
-            kind=DestinationKind.MARKETO,
+            kind="marketo",
             new_client_secret=SECRET,
             base_url="https://123-ABC-456.mktorest.com/rest/",
         ),
@@ -295,7 +295,7 @@ def test_api_urls_must_be_official_or_explicitly_allowed(admin_client):
     )
     marketo_http = admin_client.post(
         ADD,
-        form_data(kind=DestinationKind.MARKETO, new_client_secret=SECRET,
+        form_data(kind="marketo", new_client_secret=SECRET,
                   base_url="http://123-ABC-456.mktorest.com"),
     )
     allowed = admin_client.post(
@@ -343,7 +343,7 @@ def test_kind_cannot_change_once_syncs_use_the_destination(admin_client):
 
     response = admin_client.post(
         change_url(destination),
-        form_data(kind=DestinationKind.MARKETO, base_url="https://123-ABC-456.mktorest.com"),
+        form_data(kind="marketo", base_url="https://123-ABC-456.mktorest.com"),
     )
 
     assert "cannot change" in errors_of(response)["kind"][0]
@@ -433,7 +433,7 @@ def test_test_connection_button_on_the_change_page(admin_client):
 
 
 def test_a_marketo_connection_says_connected_once(admin_client, sandbox):
-    destination = sandbox_destination(sandbox, DestinationKind.MARKETO, name="Marketo sandbox")
+    destination = sandbox_destination(sandbox, "marketo", name="Marketo sandbox")
     url = reverse("admin:destinations_destination_test_connection", args=[destination.pk])
 
     response = admin_client.post(url, follow=True)

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from destinations.answers import Answer, media_type
-from destinations.errors import UNEXPECTED_RESPONSE, UnexpectedResponseError
+from destinations.errors import UNEXPECTED_RESPONSE, UnexpectedResponseError, error_retriable
 
 
 def response(status: int = 200, body: bytes = b"{}", content_type: str | None = "application/json") -> requests.Response:
@@ -38,7 +38,7 @@ def test_an_undocumented_answer_is_an_unexpected_response(made: Answer, call: st
         getattr(made, call)()
 
     error = caught.value
-    assert (error.code, error.retriable) == (UNEXPECTED_RESPONSE, True)
+    assert (error.code, error_retriable(error)) == (UNEXPECTED_RESPONSE, True)
     assert error.message.startswith("SFMC gave an unexpected answer to the request to write rows: ")
     assert says in error.message and error.message.endswith("They are sent again.")
     assert "secret-body" not in error.message

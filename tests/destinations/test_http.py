@@ -21,6 +21,7 @@ from destinations.errors import (
     RateLimitedError,
     RedirectRefusedError,
     TransientError,
+    error_retriable,
 )
 from destinations.http import (
     MAX_RETRY_AFTER_SECONDS,
@@ -428,7 +429,7 @@ def test_unexpected_request_exceptions_are_not_retried(transport, sleeps):
     with pytest.raises(DestinationError) as excinfo:
         transport.request("GET", URL)
 
-    assert not excinfo.value.retriable
+    assert not error_retriable(excinfo.value)
     assert sleeps == []
 
 

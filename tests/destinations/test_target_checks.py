@@ -14,7 +14,6 @@ from django.test import override_settings
 from destinations.base import SyncTarget, TargetStatus
 from destinations.errors import TransientError
 from destinations.http import HttpTransport, RetryPolicy, interactive_calls
-from destinations.models import DestinationKind
 from destinations.services import destination_targets_check
 from tests.factories import DestinationFactory
 from tests.sandbox_destinations import DE_KEY, sandbox_destination
@@ -71,7 +70,7 @@ def test_outside_interactive_calls_the_transport_retries_as_before(monkeypatch) 
 
 
 def test_data_extension_column_exists_or_will_be_created_without_creating_it(sandbox) -> None:
-    destination = sandbox_destination(sandbox, DestinationKind.SFMC_DATA_EXTENSION)
+    destination = sandbox_destination(sandbox, "sfmc_data_extension")
 
     exists, missing, refused_type, not_allowed = destination_targets_check(
         destination=destination,
@@ -89,7 +88,7 @@ def test_data_extension_column_exists_or_will_be_created_without_creating_it(san
 
 
 def test_a_missing_marketo_field_is_refused_with_how_to_create_it(sandbox) -> None:
-    destination = sandbox_destination(sandbox, DestinationKind.MARKETO)
+    destination = sandbox_destination(sandbox, "marketo")
 
     good, missing, read_only = destination_targets_check(
         destination=destination,
@@ -103,7 +102,7 @@ def test_a_missing_marketo_field_is_refused_with_how_to_create_it(sandbox) -> No
 
 
 def test_a_contacts_attribute_must_exist(sandbox) -> None:
-    destination = sandbox_destination(sandbox, DestinationKind.SFMC_CONTACTS)
+    destination = sandbox_destination(sandbox, "sfmc_contacts")
 
     good, missing = destination_targets_check(
         destination=destination, targets=[target("Cohort_Demo"), target("Cohort_New")]
@@ -114,7 +113,7 @@ def test_a_contacts_attribute_must_exist(sandbox) -> None:
 
 
 def test_wrong_credentials_leave_the_field_unchecked_with_the_reason(sandbox) -> None:
-    destination = sandbox_destination(sandbox, DestinationKind.MARKETO, client_secret="wrong-secret")
+    destination = sandbox_destination(sandbox, "marketo", client_secret="wrong-secret")
 
     [check] = destination_targets_check(destination=destination, targets=[target("cohortProUsers")])
 

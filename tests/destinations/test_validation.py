@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from destinations.validation import (
-    SettingError,
-    normalize_marketo_base_url,
-    normalize_sfmc_subdomain,
-    validate_destination_options,
-    validate_sfmc_account_id,
-)
+from destinations.marketo.settings import normalize_marketo_base_url
+from destinations.sfmc.settings import normalize_sfmc_subdomain, validate_sfmc_account_id
+from destinations.validation import SettingError, validate_destination_options
 
 SUB = "mc563885gzs27c5t9-63k636ttgm"
 
@@ -120,6 +116,13 @@ def test_known_options_are_accepted_and_typed():
         ("sfmc_data_extension", {"requests_per_second": 0}, "between 0.1 and 1000"),
         ("sfmc_data_extension", {"async_batch_size": 50000}, "between 1 and 32000"),
         ("sfmc_data_extension", ["max_concurrency"], "must be a JSON object"),
+        # Each kind takes only what it reads, within the bounds it uses.
+        ("sfmc_data_extension", {"rowset_batch_size": 51}, "between 1 and 50"),
+        ("sfmc_contacts", {"async_threshold": 10}, "Unknown option 'async_threshold'"),
+        ("sfmc_contacts", {"async_batch_size": 10}, "Unknown option 'async_batch_size'"),
+        ("sfmc_contacts", {"rowset_batch_size": 201}, "between 1 and 200"),
+        ("marketo", {"bulk_threshold": 0}, "between 1 and 100000000"),
+        ("no_such_kind", {}, "Unknown destination kind 'no_such_kind'"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(kind, options, message):

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from destinations.models import DestinationKind
 from syncs.models import RunStatus, SyncRun
 from tests.factories import CohortFactory, SyncFactory
 from tests.sandbox_destinations import sandbox_destination
@@ -20,7 +19,7 @@ def test_approve_a_guarded_run(log_in: Any, live_server: Any, sandbox: Any) -> N
     profiles = [pro_profile(f"pro{n}@example.com") for n in range(4)]
     cohort = CohortFactory(name="Pro users", rules={"all": [{"property": "plan", "op": "eq", "value": "pro"}]})
     sync = SyncFactory(name="Pro users → Marketo", cohort=cohort, target_field="cohortProUsers",
-                       destination=sandbox_destination(sandbox, DestinationKind.MARKETO))
+                       destination=sandbox_destination(sandbox, "marketo"))
     assert run_now(sync).status == RunStatus.SUCCEEDED
     for profile in profiles[:3]:
         set_plan(profile, "free")

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from destinations.models import DestinationKind
 from syncs.models import Sync
 from tests.factories import CohortFactory, ProfileFactory
 from tests.sandbox_destinations import sandbox_destination
@@ -26,15 +25,17 @@ def pro_cohort() -> Any:
 
 def test_create_a_sync_from_the_destinations_fields(log_in: Any, live_server: Any, sandbox: Any,
                                                      pro_cohort: Any) -> None:
-    marketo = sandbox_destination(sandbox, DestinationKind.MARKETO, name="Marketo sandbox")
+    marketo = sandbox_destination(sandbox, "marketo", name="Marketo sandbox")
     page = log_in()
     page.goto(f"{live_server.url}/admin/syncs/sync/add/")
 
     page.get_by_label("Name").fill("Pro users → Marketo")
     page.get_by_label("Cohort").select_option(label="Pro users")
+    page.get_by_label("Destination").select_option(label="Marketo sandbox")
+    # Left empty, the identity is the destination kind's default: $email for Marketo.
+    expect(page.get_by_label("Identity property")).to_have_attribute("placeholder", "$email (the destination's default)")
     expect(page.locator("#identity-coverage")).to_have_text(
         "2 of 3 members have $email; 1 without it would be skipped.")
-    page.get_by_label("Destination").select_option(label="Marketo sandbox")
     choices = page.get_by_role("group", name="Fields you can pick")
     expect(choices.get_by_role("button", name="cohortProUsers")).to_be_visible()
     expect(choices.get_by_role("button", name="cohortCrmLocked")).to_have_count(0)  # read-only
@@ -56,7 +57,7 @@ def test_create_a_sync_from_the_destinations_fields(log_in: Any, live_server: An
 
 def test_a_field_marketo_does_not_have_is_refused_on_save(log_in: Any, live_server: Any, sandbox: Any,
                                                            pro_cohort: Any) -> None:
-    sandbox_destination(sandbox, DestinationKind.MARKETO, name="Marketo sandbox")
+    sandbox_destination(sandbox, "marketo", name="Marketo sandbox")
     page = log_in()
     page.goto(f"{live_server.url}/admin/syncs/sync/add/")
 

@@ -11,13 +11,16 @@ import pytest
 
 from destinations.base import (
     ConnectionReport,
+    Connector,
     DestinationConfig,
     FieldInfo,
     MembershipChange,
     PushOutcome,
+    SendPlan,
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    UnitKind,
 )
 from destinations.errors import DestinationError, InvalidIdentityError, TransientError
 from destinations.registry import override_connector
@@ -34,16 +37,17 @@ class WorkerKilled(BaseException):
     """Simulates the worker process dying mid-run: nothing in the engine may catch it."""
 
 
-class FakeConnector:
+class FakeConnector(Connector):
     """Implements destinations.base.Connector and records everything it is asked to do.
 
     Knobs (set attributes between runs):
-      batch: changes per push; concurrency: max_concurrency;
+      batch: changes per push; concurrency: batches sent at once;
       reject: identity -> Rejection (per-user ok=False outcome);
       fail_batches: push call numbers (1-based) that raise `batch_error`;
       transient_errors: the next N push calls raise TransientError;
       raise_on_push: an exception raised by the push call number `raise_on_push_call`;
-      validation_error: raised by validate_target.
+      validation_error: raised by validate_target;
+      properties_wanted: the profile properties asked for with each change.
     `destination` holds what was acknowledged: identity -> is_member.
     """
 
@@ -58,6 +62,7 @@ class FakeConnector:
         self.raise_on_push: BaseException | None = None
         self.raise_on_push_call = 1
         self.validation_error: DestinationError | None = None
+        self.properties_wanted: tuple[str, ...] = ()
         self.pushes: list[list[MembershipChange]] = []
         self.validations: list[SyncTarget] = []
         self.destination: dict[str, bool] = {}
@@ -69,10 +74,6 @@ class FakeConnector:
     @property
     def api_calls(self) -> int:
         return self._calls
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.concurrency
 
     def check_connection(self) -> ConnectionReport:
         return ConnectionReport(ok=True, summary="fake")
@@ -98,8 +99,11 @@ class FakeConnector:
             raise InvalidIdentityError(f"'{value}' is not an email address.", code="invalid_email")
         return value
 
-    def batch_size(self, total_changes: int) -> int:
-        return self.batch
+    def profile_properties(self, target: SyncTarget) -> Sequence[str]:
+        return self.properties_wanted
+
+    def send_plan(self, total_changes: int) -> SendPlan:
+        return SendPlan(UnitKind.BATCHES, batch_size=self.batch, concurrency=self.concurrency)
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         with self._lock:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from destinations.models import DestinationKind
 from syncs.models import RunStatus, Sync, SyncRun
 from syncs.selectors import sync_next_run_at
 from tests.factories import CohortFactory, DestinationFactory, ProfileFactory, SyncFactory
@@ -138,7 +137,7 @@ def test_needs_add_and_run_permissions(cohorts):
 
 def test_fields_are_checked_against_the_destination_before_anything_is_created(admin_client, cohorts, sandbox):
     pro, trial = cohorts
-    marketo = sandbox_destination(sandbox, DestinationKind.MARKETO)
+    marketo = sandbox_destination(sandbox, "marketo")
 
     response = admin_client.post(URL, post_data(cohorts, marketo, **{
         f"target_field_{pro.pk}": "cohortProUsers", f"target_field_{trial.pk}": "cohortTrial",
@@ -153,7 +152,7 @@ def test_fields_are_checked_against_the_destination_before_anything_is_created(a
 
 def test_a_column_the_first_run_creates_is_announced(admin_client, cohorts, sandbox, django_capture_on_commit_callbacks):
     pro, _ = cohorts
-    data_extension = sandbox_destination(sandbox, DestinationKind.SFMC_DATA_EXTENSION)
+    data_extension = sandbox_destination(sandbox, "sfmc_data_extension")
 
     with django_capture_on_commit_callbacks(execute=False):
         response = admin_client.post(URL, post_data([pro], data_extension), follow=True)
@@ -172,3 +171,12 @@ def test_a_field_used_through_another_record_of_the_same_instance_is_refused(adm
 
     assert "is already written by the sync 'Older' through the destination Marketo" in \
         response.context["form"].errors[f"target_field_{pro.pk}"][0]
+
+
+def test_an_empty_identity_takes_the_destination_kinds_default(admin_client, cohorts, fake):
+    pro, _ = cohorts
+    destination = DestinationFactory(name="SFMC prod")
+
+    admin_client.post(URL, post_data([pro], destination, identity_property=""))
+
+    assert Sync.objects.get(cohort=pro).identity_property == "$distinct_id"

@@ -109,8 +109,9 @@ def test_add_form_explains_fields_and_defaults(admin_client):
     page = admin_client.get(ADD).content.decode()
 
     assert "Boolean column" in page and "text attribute" in page and "REST API name" in page
-    assert "use $email" in page
-    assert "15 minutes for SFMC, 120 minutes for Marketo" in page
+    # Each kind's default identity and interval, from the kinds' specs.
+    assert "$distinct_id for SFMC data extension and SFMC contacts, $email for Marketo" in page
+    assert "15 minutes for SFMC data extension and SFMC contacts, 120 minutes for Marketo" in page
     assert 'list="target-field-choices"' in page
 
 
@@ -260,3 +261,16 @@ def test_pages_work_when_a_destination_secret_cannot_be_decrypted(admin_client):
         reverse("admin:index"),
     ):
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ({}, "$distinct_id"), ({"contacts": True}, "$distinct_id"), ({"marketo": True}, "$email"),
+])
+def test_a_new_sync_left_without_an_identity_takes_its_destination_kinds_default(admin_client, kind, expected):
+    destination = DestinationFactory(**kind)
+    assert admin_client.get(ADD).context["adminform"].form["identity_property"].value() in ("", None)
+
+    response = admin_client.post(ADD, form_data(destination=destination.pk, identity_property=""))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Sync.objects.get().identity_property == expected

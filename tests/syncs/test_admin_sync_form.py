@@ -10,7 +10,6 @@ from django.urls import reverse
 from cohorts.models import Cohort
 from destinations.base import ConnectionReport, FieldInfo
 from destinations.errors import TransientError
-from destinations.models import DestinationKind
 from syncs.models import Sync
 from tests.destinations.destadmin_fakes import fake_connector
 from tests.factories import CohortFactory, DestinationFactory, ProfileFactory, SyncFactory
@@ -57,7 +56,7 @@ def form_errors(response) -> dict:
 
 
 def test_a_missing_marketo_field_is_an_error_at_save(admin_client, sandbox):
-    marketo = sandbox_destination(sandbox, DestinationKind.MARKETO)
+    marketo = sandbox_destination(sandbox, "marketo")
 
     response = admin_client.post(ADD, form_data(destination=marketo.pk, target_field="cohortTypo"))
 
@@ -67,7 +66,7 @@ def test_a_missing_marketo_field_is_an_error_at_save(admin_client, sandbox):
 
 
 def test_an_existing_marketo_field_is_saved_and_said_to_be_checked(admin_client, sandbox):
-    marketo = sandbox_destination(sandbox, DestinationKind.MARKETO)
+    marketo = sandbox_destination(sandbox, "marketo")
 
     response = admin_client.post(ADD, form_data(destination=marketo.pk, target_field="cohortProUsers"))
 
@@ -77,7 +76,7 @@ def test_an_existing_marketo_field_is_saved_and_said_to_be_checked(admin_client,
 
 
 def test_an_sfmc_column_that_will_be_created_says_so(admin_client, sandbox):
-    data_extension = sandbox_destination(sandbox, DestinationKind.SFMC_DATA_EXTENSION)
+    data_extension = sandbox_destination(sandbox, "sfmc_data_extension")
 
     response = admin_client.post(ADD, form_data(destination=data_extension.pk, target_field="Pro_users"))
 

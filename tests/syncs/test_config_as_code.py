@@ -620,3 +620,27 @@ def test_apply_keeps_django_q_schedules_in_step(django_capture_on_commit_callbac
     with django_capture_on_commit_callbacks(execute=True):
         apply(document)
     assert not Schedule.objects.filter(func="syncs.tasks.run_scheduled_sync").exists()
+
+
+def test_a_new_sync_without_an_identity_takes_its_destination_kinds_default():
+    document = full_document()
+    del document["syncs"][0]["identity_property"]
+
+    assert apply(document).ok
+    assert Sync.objects.get(name="Pro → SFMC").identity_property == "$distinct_id"
+    assert Sync.objects.get(name="Beta → Marketo").identity_property == "$email"
+
+
+def test_an_omitted_identity_keeps_an_existing_syncs_own():
+    document = full_document()
+    document["syncs"][0]["identity_property"] = "$email"
+    assert apply(document).ok
+    SyncedMemberFactory(sync=Sync.objects.get(name="Pro → SFMC"))
+    del document["syncs"][0]["identity_property"]
+
+    report = apply(document)
+
+    # Not re-targeted to the kind's default ($distinct_id), which the frozen sync refuses.
+    assert report.ok, report.errors
+    assert report.totals == {"created": 0, "updated": 0, "unchanged": 7}
+    assert Sync.objects.get(name="Pro → SFMC").identity_property == "$email"

@@ -21,8 +21,9 @@ from django.urls import reverse
 
 from cohorts.models import Profile
 from cohorts.selectors import cohort_members
+from destinations.kinds import kind_names
 from destinations.marketo.connector import email_problem
-from destinations.models import Destination, DestinationKind
+from destinations.models import Destination
 from syncs.management.commands.seed_demo import _ODD_EMAILS
 from syncs.models import DISTINCT_ID_IDENTITY, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 
@@ -60,11 +61,15 @@ def _identity(sync: Sync, profile: Profile) -> Any:
 def _received(sandbox: Any, sync: Sync) -> dict[str, Any]:
     """identity -> what the sandbox holds in the sync's field."""
     destination = sync.destination
-    if destination.kind == DestinationKind.MARKETO:
+    if destination.kind == "marketo_static_list":
+        marketo = sandbox.sandboxes.marketo
+        members = marketo.list_members(sync.target_field)
+        return {lead["email"].lower(): lead["email"].lower() in members for lead in marketo.state()["leads"]}
+    if destination.kind == "marketo":
         leads = sandbox.sandboxes.marketo.state()["leads"]
         return {lead["email"]: lead[sync.target_field] for lead in leads if sync.target_field in lead}
     sfmc = sandbox.sandboxes.sfmc
-    if destination.kind == DestinationKind.SFMC_CONTACTS:
+    if destination.kind == "sfmc_contacts":
         contacts = sfmc.state()["contacts"]
         return {key: sets[destination.attribute_set][sync.target_field] for key, sets in contacts.items()
                 if sync.target_field in sets.get(destination.attribute_set, {})}
@@ -74,7 +79,7 @@ def _received(sandbox: Any, sync: Sync) -> dict[str, Any]:
 
 
 def _member_value(sync: Sync) -> Any:
-    if sync.destination.kind == DestinationKind.SFMC_CONTACTS:
+    if sync.destination.kind == "sfmc_contacts":
         return sync.options.get("member_value", "realized")
     return True
 
@@ -86,7 +91,7 @@ def _is_deliberately_bad(identity: Any) -> bool:
 def test_the_demo_exports_every_seeded_cohort_from_the_admin(sandbox, django_capture_on_commit_callbacks) -> None:
     client = _admin_client(_seed(sandbox))
     syncs = list(Sync.objects.select_related("destination", "cohort").order_by("name"))
-    assert {s.destination.kind for s in syncs} == set(DestinationKind.values)
+    assert {s.destination.kind for s in syncs} == set(kind_names())
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(reverse("admin:syncs_sync_changelist"), {
@@ -109,7 +114,7 @@ def test_the_demo_exports_every_seeded_cohort_from_the_admin(sandbox, django_cap
         # Everyone else is acknowledged, and the sandbox holds exactly them as members.
         failed_ids = {f.profile_id for f in failures}
         expected = {_identity(sync, p) for p in members if p.pk not in failed_ids}
-        if sync.destination.kind == DestinationKind.MARKETO:
+        if sync.destination.kind in ("marketo", "marketo_static_list"):
             expected = {e.lower() for e in expected}
         acknowledged = set(SyncedMember.objects.filter(sync=sync, is_member=True)
                            .values_list("identity_value", flat=True))
@@ -119,7 +124,7 @@ def test_the_demo_exports_every_seeded_cohort_from_the_admin(sandbox, django_cap
         assert set(received) == expected, sync.name
 
     # The odd demo emails show up per user on a Marketo run, with the reason.
-    marketo_failures = SyncFailure.objects.filter(run__sync__destination__kind=DestinationKind.MARKETO)
+    marketo_failures = SyncFailure.objects.filter(run__sync__destination__kind="marketo")
     assert {"missing_identity", "invalid_email"} <= set(marketo_failures.values_list("code", flat=True))
     invalid = marketo_failures.filter(code="invalid_email").first()
     assert invalid is not None and email_problem(invalid.identity_value.strip().lower())

@@ -24,11 +24,11 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from destinations.base import DestinationConfig, MembershipChange, PushOutcome, SyncTarget
-from destinations.models import Destination, DestinationKind
-from destinations.registry import CONNECTOR_CLASSES, connector_for, override_connector
+from destinations.kinds import kind_spec
+from destinations.models import Destination
+from destinations.registry import connector_for, override_connector
 from destinations.sandbox.server import SandboxServer
 from syncs.models import RunStatus, Sync, SyncFailure, SyncRun
 from syncs.services import SyncRunStateError, sync_run_request, sync_run_retry_failed
@@ -55,14 +55,20 @@ class Kind:
     member: Any
     exited: Any
     missing_field: str
+    # Write requests one batch of joining users takes (a static list: the leads, then the list).
+    writes_per_add_batch: int = 1
+
+    @property
+    def is_marketo(self) -> bool:
+        return self.kind in ("marketo", "marketo_static_list")
 
     def destination(self, sandbox: SandboxServer, *, secret: str = SANDBOX_SECRET, **options: Any) -> Destination:
         common = {"client_id": SANDBOX_ID, "client_secret": secret}
-        if self.kind == DestinationKind.MARKETO:
-            return DestinationFactory(marketo=True, base_url=sandbox.marketo_base_url,
+        if self.is_marketo:
+            return DestinationFactory(marketo=True, kind=self.kind, base_url=sandbox.marketo_base_url,
                                       options={"max_concurrency": 2, **options}, **common)
         options = {"requests_per_second": 1000, "max_concurrency": 2, **options}
-        if self.kind == DestinationKind.SFMC_CONTACTS:
+        if self.kind == "sfmc_contacts":
             return DestinationFactory(contacts=True, auth_base_url=sandbox.sfmc_auth_base_url,
                                       options=options, **common)
         return DestinationFactory(auth_base_url=sandbox.sfmc_auth_base_url, data_extension_key=DE_KEY,
@@ -70,16 +76,21 @@ class Kind:
 
     def small_batches(self) -> dict[str, Any]:
         """Destination options for two users per push, one push at a time."""
-        size = "batch_size" if self.kind == DestinationKind.MARKETO else "rowset_batch_size"
+        size = "batch_size" if self.is_marketo else "rowset_batch_size"
         return {size: 2, "max_concurrency": 1}
 
     def written(self, sandbox: SandboxServer) -> dict[str, Any]:
         """identity -> the value the emulator holds in this kind's field."""
-        if self.kind == DestinationKind.MARKETO:
+        if self.kind == "marketo_static_list":
+            # Every lead the emulator has: whether it is in the list.
+            members = sandbox.sandboxes.marketo.list_members(self.field)
+            return {lead["email"]: lead["email"].lower() in members
+                    for lead in sandbox.sandboxes.marketo.state()["leads"]}
+        if self.kind == "marketo":
             leads = sandbox.sandboxes.marketo.state()["leads"]
             return {lead["email"]: lead[self.field] for lead in leads if self.field in lead}
         sfmc = sandbox.sandboxes.sfmc
-        if self.kind == DestinationKind.SFMC_CONTACTS:
+        if self.kind == "sfmc_contacts":
             contacts = sfmc.state()["contacts"]
             return {key: sets[ATTRIBUTE_SET][self.field] for key, sets in contacts.items()
                     if self.field in sets.get(ATTRIBUTE_SET, {})}
@@ -87,53 +98,60 @@ class Kind:
 
     def writes(self, sandbox: SandboxServer) -> int:
         """Write requests the emulator has received (reads for validation do not count)."""
-        if self.kind == DestinationKind.MARKETO:
+        if self.is_marketo:
             calls = sandbox.sandboxes.marketo.state()["calls"]["by_endpoint"]
-            return calls.get("POST /rest/v1/leads.json", 0) + calls.get("POST /bulk/v1/leads.json", 0)
+            labels = ("POST /rest/v1/leads.json", "POST /bulk/v1/leads.json",
+                      "POST /rest/v1/lists/{id}/leads.json", "DELETE /rest/v1/lists/{id}/leads.json")
+            return sum(calls.get(label, 0) for label in labels)
         calls = sandbox.sandboxes.sfmc.state()["calls"]["by_endpoint"]
-        labels = ("PATCH /contacts/v1/contacts",) if self.kind == DestinationKind.SFMC_CONTACTS else (
+        labels = ("PATCH /contacts/v1/contacts",) if self.kind == "sfmc_contacts" else (
             "POST /hub/v1/dataevents/{key}/rowset", "PUT /data/v1/async/dataextensions/{key}/rows")
         return sum(calls.get(label, 0) for label in labels)
 
     def reject(self, sandbox: SandboxServer, identity: str, message: str) -> None:
-        if self.kind == DestinationKind.MARKETO:
+        if self.is_marketo:
             sandbox.sandboxes.marketo.configure(reject_emails={identity: {"code": "1003", "message": message}})
         else:
             sandbox.sandboxes.sfmc.configure(reject_identities={identity: message})
 
     def clear_rejections(self, sandbox: SandboxServer) -> None:
-        if self.kind == DestinationKind.MARKETO:
+        if self.is_marketo:
             sandbox.sandboxes.marketo.configure(reject_emails={})
         else:
             sandbox.sandboxes.sfmc.configure(reject_identities={})
 
     def inject_transient_faults(self, sandbox: SandboxServer) -> None:
         """A server error and throttling on the next requests (the client must absorb them)."""
-        if self.kind == DestinationKind.MARKETO:
+        if self.is_marketo:
+            # The static list kind reads lists.json where the field kind reads describe.
+            validation = "lists.json" if self.kind == "marketo_static_list" else "describe"
             sandbox.sandboxes.marketo.configure(inject=[
                 {"code": "502", "times": 1, "path": "leads.json"},
                 {"code": "606", "times": 1, "path": "leads.json"},
-                {"code": "604", "times": 1, "path": "describe"},
+                {"code": "604", "times": 1, "path": validation},
             ])
         else:
             sandbox.sandboxes.sfmc.configure(fail_next=2, throttle_next=1)
 
     def expire_tokens(self, sandbox: SandboxServer) -> None:
-        emulator = sandbox.sandboxes.marketo if self.kind == DestinationKind.MARKETO else sandbox.sandboxes.sfmc
+        emulator = sandbox.sandboxes.marketo if self.is_marketo else sandbox.sandboxes.sfmc
         emulator.configure(expire_tokens=True)
 
     def tokens_issued(self, sandbox: SandboxServer) -> int:
-        emulator = sandbox.sandboxes.marketo if self.kind == DestinationKind.MARKETO else sandbox.sandboxes.sfmc
+        emulator = sandbox.sandboxes.marketo if self.is_marketo else sandbox.sandboxes.sfmc
         return emulator.state()["calls"]["tokens_issued"]
 
 
 KINDS = [
-    Kind(DestinationKind.SFMC_DATA_EXTENSION, field="Pro_Users_E2E", member=True, exited=False,
+    Kind("sfmc_data_extension", field="Pro_Users_E2E", member=True, exited=False,
          missing_field="Not_A_Column"),
-    Kind(DestinationKind.SFMC_CONTACTS, field="Cohort_Demo", member="realized", exited="exited",
+    Kind("sfmc_contacts", field="Cohort_Demo", member="realized", exited="exited",
          missing_field="Not_An_Attribute"),
-    Kind(DestinationKind.MARKETO, field="cohortProUsers", member=True, exited=False,
+    Kind("marketo", field="cohortProUsers", member=True, exited=False,
          missing_field="cohortDoesNotExist"),
+    # A static list: members are in it (True), leavers are leads out of it (False).
+    Kind("marketo_static_list", field="Pro users", member=True, exited=False,
+         missing_field="Pro Users", writes_per_add_batch=2),  # names match exactly, capitals included
 ]
 
 
@@ -158,7 +176,7 @@ class Harness:
         time.sleep(min(seconds, 0.01))
 
     def build(self, config: DestinationConfig) -> Any:
-        connector = import_string(CONNECTOR_CLASSES[config.kind])(config, sleep=self.sleep)
+        connector = kind_spec(config.kind).connector_class()(config, sleep=self.sleep)
         real_push = connector.push
 
         def push(target: SyncTarget, changes: list[MembershipChange]) -> list[PushOutcome]:
@@ -231,7 +249,7 @@ def test_first_run_no_change_join_leave_rejection_and_retry(kind: Kind, sandbox,
     assert retry.status == RunStatus.SUCCEEDED, retry.error_message
     assert (retry.trigger, retry.retry_of_id) == (SyncRun.Trigger.RETRY, first.pk)
     assert harness.sent() == [(c, True)]
-    assert kind.writes(sandbox) == writes_before + 1
+    assert kind.writes(sandbox) == writes_before + kind.writes_per_add_batch
     assert kind.written(sandbox)[c] == kind.member
     assert synced_state(sync) == {a: True, b: True, c: True, d: True}
 
@@ -360,7 +378,7 @@ def test_a_missing_destination_field_fails_the_run_and_sends_nothing(kind: Kind,
     for email in _emails(3):
         pro_profile(email)
     sync = _sync(kind, kind.destination(sandbox), target_field=kind.missing_field,
-                 options={"create_missing_field": False} if kind.kind == DestinationKind.SFMC_DATA_EXTENSION else {})
+                 options={"create_missing_field": False} if kind.kind == "sfmc_data_extension" else {})
 
     run = run_now(sync)
 
@@ -368,7 +386,7 @@ def test_a_missing_destination_field_fails_the_run_and_sends_nothing(kind: Kind,
     assert kind.missing_field in run.error_message and "Nothing was sent." in run.error_message
     assert kind.writes(sandbox) == 0 and harness.pushes == []
     assert not synced_state(sync)
-    if kind.kind == DestinationKind.SFMC_DATA_EXTENSION:
+    if kind.kind == "sfmc_data_extension":
         columns = [f["name"] for f in sandbox.sandboxes.sfmc.state()["data_extensions"][DE_KEY]["fields"]]
         assert kind.missing_field not in columns
 
@@ -412,9 +430,9 @@ def test_connectors_for_one_marketo_instance_share_its_rate_budget(sandbox) -> N
 
 def _large_run_options(kind: Kind) -> dict[str, Any]:
     """Options that send a 6-user run the way a large run is sent (async upsert, bulk import)."""
-    if kind.kind == DestinationKind.SFMC_DATA_EXTENSION:
+    if kind.kind == "sfmc_data_extension":
         return {"async_threshold": 2}
-    if kind.kind == DestinationKind.MARKETO:
+    if kind.is_marketo:
         return {"bulk_threshold": 2}
     return {}
 
@@ -424,7 +442,7 @@ def test_large_run_paths_report_rejections_per_user_and_retry_them(kind: Kind, s
     for email in emails:
         pro_profile(email)
     kind.reject(sandbox, emails[3], "Subscriber is on a blocklist.")
-    if kind.kind == DestinationKind.SFMC_DATA_EXTENSION:
+    if kind.kind == "sfmc_data_extension":
         # SFMC asks for deadlocked async rows to be sent again; the connector does, once.
         sandbox.sandboxes.sfmc.configure(deadlock_identities=[emails[1]])
     sync = _sync(kind, kind.destination(sandbox, **_large_run_options(kind)))
@@ -436,7 +454,7 @@ def test_large_run_paths_report_rejections_per_user_and_retry_them(kind: Kind, s
     failure = SyncFailure.objects.get(run=first)
     assert failure.identity_value == emails[3] and "Subscriber is on a blocklist." in failure.message
     assert kind.written(sandbox) == {e: kind.member for e in emails if e != emails[3]}
-    if kind.kind == DestinationKind.SFMC_DATA_EXTENSION:
+    if kind.kind == "sfmc_data_extension":
         assert sandbox.sandboxes.sfmc.config["deadlock_identities"] == []  # it did deadlock
 
     kind.clear_rejections(sandbox)
@@ -520,7 +538,7 @@ def test_full_resync_and_one_time_exports(kind: Kind, sandbox, harness) -> None:
 
     # A one-time export sends today's members and never clears anyone it wrote before.
     other_field = {"sfmc_data_extension": "Once_E2E", "sfmc_contacts": "Last Name",
-                   "marketo": "cohortStaticVip"}[kind.kind]
+                   "marketo": "cohortStaticVip", "marketo_static_list": "VIP customers"}[kind.kind]
     once = _sync(kind, dynamic.destination, target_field=other_field, mode=Sync.Mode.ONE_TIME)
     assert run_now(once).succeeded_adds == 3
     set_plan(profiles[0], "free")

@@ -159,13 +159,22 @@ def test_distinct_id_identity(fake: FakeConnector) -> None:
     assert fake.pushed_values() == {profile.distinct_id: True}
 
 
-def test_mapped_properties_travel_with_the_change(fake: FakeConnector) -> None:
+def test_the_profile_properties_the_connector_asks_for_travel_with_the_change(fake: FakeConnector) -> None:
     pro_profile("ana@example.com", country="PT", secret="no")
-    sync = SyncFactory(options={"property_mapping": {"country": "Country", "plan": "Plan"}})
+    fake.properties_wanted = ("country", "plan")
+    sync = SyncFactory()
 
     run_now(sync)
 
     assert fake.pushed[0].properties == {"country": "PT", "plan": "pro"}
+
+
+def test_changes_carry_no_properties_unless_the_connector_asks(fake: FakeConnector) -> None:
+    pro_profile("ana@example.com", country="PT")
+
+    run_now(SyncFactory())
+
+    assert fake.pushed[0].properties is None
 
 
 def test_changes_go_in_connector_sized_batches_with_concurrency(fake: FakeConnector) -> None:
@@ -301,30 +310,30 @@ def _six_members_and_a_slow_validation(fake: FakeConnector, monkeypatch: pytest.
     the events seen: "read" (a batch converted), "validated", "push"."""
     import time
 
-    from syncs.engine import pushing
+    from syncs.engine import units
 
     for i in range(6):
         pro_profile(f"user{i}@example.com")
     fake.batch, fake.concurrency = 2, 2
     events: list[str] = []
 
-    real_validate, real_changes_for, real_push = fake.validate_target, pushing._changes_for, fake.push
+    real_validate, real_changes_for, real_push = fake.validate_target, units._ChangeReader.changes, fake.push
 
     def validate(target):  # type: ignore[no-untyped-def]
         time.sleep(0.3)  # SFMC creating the column, say
         events.append("validated")
         real_validate(target)
 
-    def changes_for(batch, mapping):  # type: ignore[no-untyped-def]
+    def changes_for(reader, batch):  # type: ignore[no-untyped-def]
         events.append("read")
-        return real_changes_for(batch, mapping)
+        return real_changes_for(reader, batch)
 
     def push(target, changes):  # type: ignore[no-untyped-def]
         events.append("push")
         return real_push(target, changes)
 
     monkeypatch.setattr(fake, "validate_target", validate)
-    monkeypatch.setattr(pushing, "_changes_for", changes_for)
+    monkeypatch.setattr(units._ChangeReader, "changes", changes_for)
     monkeypatch.setattr(fake, "push", push)
     return events
 

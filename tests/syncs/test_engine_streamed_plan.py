@@ -1,4 +1,4 @@
-"""First exports are planned one range of profile ids at a time and pushed while the rest
+"""First exports are planned one range of profile ids at a time and sent while the rest
 is planned (PostgreSQL, where identities are taken as they are in SQL). Elsewhere the plan
 is made whole first; the results must be the same either way."""
 
@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from destinations.base import PlainIdentity, SendPlan, UnitKind
 from destinations.errors import QuotaExhaustedError
 from destinations.registry import override_connector
-from syncs.engine import planning, pushing, staging
+from syncs.engine import planning, staging, units
+from syncs.engine.ledger import RunLedger
 from syncs.models import RunStatus, SyncFailure, SyncRun
 from tests.factories import SyncFactory, SyncRunFactory
 from tests.syncs.fakes import FakeConnector, pro_profile, run_now, synced_state
@@ -20,18 +22,24 @@ pytestmark = pytest.mark.django_db
 
 
 class StreamingConnector(FakeConnector):
-    """The fake, with the hooks that let the planner take plain identities in SQL and
-    stream: batch_size() is the same on either side of `size_threshold`."""
+    """The fake, with plain identities the planner takes in SQL, and a send plan that is the
+    same on either side of `threshold` (None: a batch size that follows the total, so the
+    plan is never settled before it is complete)."""
 
-    plain_identity_pattern = r"^[a-z0-9._-]+@[a-z0-9.-]+$"
-    plain_identity_max_length = 254
+    plain_identity = PlainIdentity(pattern=r"^[a-z0-9._-]+@[a-z0-9.-]+$", max_length=254)
 
     def __init__(self) -> None:
         super().__init__()
-        self.size_threshold: int | None = 0
+        self.threshold: int | None = 0
         self.events: list[str] = []
         # The run's planned_adds as recorded when each chunk starts being planned.
         self.planned_on_record: list[int] = []
+
+    def send_plan(self, total_changes: int) -> SendPlan:
+        if self.threshold is None:
+            return SendPlan(UnitKind.BATCHES, batch_size=max(1, total_changes), concurrency=self.concurrency)
+        size = self.batch if total_changes <= self.threshold else self.batch + 1
+        return SendPlan(UnitKind.BATCHES, batch_size=size, concurrency=self.concurrency)
 
     def push(self, target: Any, changes: Any) -> Any:
         self.events.append("push")
@@ -45,11 +53,11 @@ def streaming_connector(monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamingCo
     monkeypatch.setattr(planning, "FIRST_CHUNK_IDS", 2)
     monkeypatch.setattr(planning, "MAX_CHUNK_IDS", 3)
     # No batches beyond the concurrency: the next chunk is planned only once a batch is done.
-    monkeypatch.setattr(pushing, "STREAM_RUNWAY_ROWS", 0)
+    monkeypatch.setattr(units, "STREAM_RUNWAY_ROWS", 0)
     more = planning._FirstExportChunks.more
 
     def noted_more(chunks: planning._FirstExportChunks) -> bool:
-        connector.planned_on_record.append(SyncRun.objects.get(pk=chunks._run.pk).planned_adds)
+        connector.planned_on_record.append(SyncRun.objects.get(pk=chunks._ledger.run.pk).planned_adds)
         planned = more(chunks)
         connector.events.append(f"plan:{planned}")
         return planned
@@ -111,19 +119,18 @@ def test_a_dry_run_of_a_first_export_is_planned_whole(streaming: StreamingConnec
 
 
 @pytest.mark.parametrize("threshold", [5, 100, None])
-def test_a_plan_streams_once_the_connector_sizes_batches_for_its_final_total_alike(
+def test_a_plan_streams_once_the_connector_sends_its_final_total_alike(
     streaming: StreamingConnector, threshold: int | None
 ) -> None:
     expected, _ = _profiles()
     sync = SyncFactory()
-    streaming.size_threshold = threshold
+    streaming.threshold = threshold
+    run = SyncRunFactory(sync=sync)
     try:
-        plan = planning.plan_build(
-            run=SyncRunFactory(sync=sync), sync=sync, connector=streaming, heartbeat=lambda: None, stream=True
-        )
+        plan = planning.plan_build(run=run, sync=sync, connector=streaming, ledger=RunLedger(run), stream=True)
         streamed = plan.streamed
         total_at_first = plan.total
-        # Whatever it is handed, batch_size() answers as it would for the final total.
+        # Whatever it is handed, send_plan() answers as it would for the final total.
         bound = plan.total_at_most
         while plan.more():
             pass

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from destinations.errors import DestinationError
-from syncs.engine import staging
+from syncs.engine import ledger
 from syncs.models import RunPlanChunk, RunStatus, SyncFailure, SyncRun
 from syncs.selectors import run_planned_users
 from syncs.services import sync_run_approve, sync_runs_prune
@@ -73,7 +73,7 @@ def test_profiles_sharing_an_identity_are_planned_once(fake: FakeConnector) -> N
 
 
 def test_a_large_plan_is_kept_in_several_packed_rows(fake: FakeConnector, monkeypatch) -> None:
-    monkeypatch.setattr(staging, "PLAN_RECORD_ROWS", 3)
+    monkeypatch.setattr(ledger, "PLAN_RECORD_ROWS", 3)
     for n in range(8):
         pro_profile(f"user{n}@example.com")
     sync = SyncFactory()
@@ -87,7 +87,7 @@ def test_a_large_plan_is_kept_in_several_packed_rows(fake: FakeConnector, monkey
 
 
 def test_a_streamed_first_export_records_every_chunk_once(streaming: StreamingConnector, monkeypatch) -> None:
-    monkeypatch.setattr(staging, "PLAN_RECORD_ROWS", 2)
+    monkeypatch.setattr(ledger, "PLAN_RECORD_ROWS", 2)
     for n in range(12):
         pro_profile(f"user{n:02d}@example.com")
     pro_profile("User00@Example.com")  # normalised in Python, same identity as the first

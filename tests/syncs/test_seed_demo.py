@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 
 from cohorts.models import Cohort, Profile, StaticMembership
 from cohorts.selectors import cohort_member_count
-from destinations.models import Destination, DestinationKind
+from destinations.kinds import kind_names
+from destinations.models import Destination
 from syncs.models import Sync
 
 pytestmark = pytest.mark.django_db
@@ -41,8 +42,8 @@ def test_seed_creates_a_usable_demo():
 
     assert Profile.objects.count() == 400
     by_kind = {d.kind: d for d in Destination.objects.all()}
-    assert set(by_kind) == set(DestinationKind.values)
-    de = by_kind[DestinationKind.SFMC_DATA_EXTENSION]
+    assert set(by_kind) == set(kind_names())
+    de = by_kind["sfmc_data_extension"]
     assert de.auth_base_url == f"{SANDBOX_URL}/sfmc/auth"
     assert (de.subdomain, de.data_extension_key, de.key_column) == (
         "sandbox",
@@ -50,10 +51,11 @@ def test_seed_creates_a_usable_demo():
         "SubscriberKey",
     )
     assert (de.client_id, de.client_secret) == ("sandbox-client-id", "sandbox-client-secret")
-    assert by_kind[DestinationKind.SFMC_CONTACTS].attribute_set == "Email Demographics"
-    assert by_kind[DestinationKind.MARKETO].base_url == f"{SANDBOX_URL}/marketo"
+    assert by_kind["sfmc_contacts"].attribute_set == "Email Demographics"
+    assert by_kind["marketo"].base_url == f"{SANDBOX_URL}/marketo"
+    assert by_kind["marketo_static_list"].base_url == f"{SANDBOX_URL}/marketo"
     assert {s.destination.kind for s in Sync.objects.select_related("destination")} == set(
-        DestinationKind.values
+        kind_names()
     )
     for cohort in Cohort.objects.all():
         assert cohort_member_count(cohort) > 0, cohort.name
@@ -84,7 +86,7 @@ def test_seed_twice_duplicates_nothing_and_resets_the_password():
 
     assert [m.objects.count() for m in (Profile, Cohort, StaticMembership, Destination, Sync)] == counts
     assert dict(Profile.objects.values_list("distinct_id", "properties")) == properties
-    assert "0 created, 0 updated, 16 unchanged." in second
+    assert "0 created, 0 updated, 18 unchanged." in second
     second_password = printed_password(second)
     assert second_password != first_password
     assert authenticate(username="admin", password=second_password) is not None

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cohorts.models import Profile
+from destinations.kinds import kind_spec
 from sources.demo import application_database_ensure
 from syncs.config_as_code import config_apply
 
@@ -84,18 +85,17 @@ def _profiles(count: int, today: dt.date) -> Iterator[Profile]:
 
 
 def demo_document(sandbox_url: str, app_database: Path | None = None) -> dict[str, Any]:
-    """docs/examples/demo.json with its destinations pointed at `sandbox_url` and its source
-    at the demo application database."""
+    """docs/examples/demo.json with its destinations pointed at `sandbox_url` (each kind's
+    spec says which setting holds its emulator's URL) and its source at the demo
+    application database."""
     document = json.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     path = Path(app_database or settings.COHORTSYNC_DEMO_APP_DB).resolve()
     for source in document.get("sources", []):
         source["url"] = f"sqlite:///{path}"
     base = sandbox_url.rstrip("/")
     for destination in document["destinations"]:
-        if destination["kind"] == "marketo":
-            destination["base_url"] = f"{base}/marketo"
-        else:
-            destination["auth_base_url"] = f"{base}/sfmc/auth"
+        sandbox = kind_spec(destination["kind"]).sandbox
+        destination[sandbox.url_setting] = f"{base}{sandbox.url_suffix}"
     return document
 
 
@@ -139,7 +139,10 @@ class Command(BaseCommand):
             )
             app_database = Path(settings.COHORTSYNC_DEMO_APP_DB).resolve()
             application_database_ensure(path=app_database, users=_users(profiles, today))
-            report = config_apply(document=demo_document(sandbox_url, app_database), environ=environ)
+            # The sandbox is not running yet (`make demo` starts it afterwards): the targets
+            # the demo names exist in it by construction.
+            report = config_apply(document=demo_document(sandbox_url, app_database), environ=environ,
+                                  check_targets=False)
             if not report.ok:
                 transaction.set_rollback(True)
                 raise CommandError(

@@ -122,7 +122,11 @@
   function loadCoverage() {
     if (!coverage) { return; }
     const cohort = cohortSelect.value;
-    const identity = identityInput ? identityInput.value.trim() : config.identityProperty;
+    // Left empty on a new sync, the identity is the destination kind's default.
+    const destination = config.destinations[destinationId()];
+    const identity = identityInput
+      ? identityInput.value.trim() || (destination ? destination.defaultIdentity : "")
+      : config.identityProperty;
     if (coverageRequest) { coverageRequest.abort(); }
     if (!cohort || !identity) { coverage.textContent = ""; return; }
     coverageRequest = new AbortController();
@@ -156,13 +160,16 @@
     if (intervalInput) { intervalInput.disabled = !dynamic; }
   }
 
-  function applyDefaultInterval() {
+  function applyDefaults() {
     const destination = config.destinations[destinationId()];
     if (intervalInput) { intervalInput.placeholder = destination ? String(destination.defaultInterval) : ""; }
+    if (identityInput && !identityInput.value) {
+      identityInput.placeholder = destination ? destination.defaultIdentity + " (the destination's default)" : "the destination's default";
+    }
   }
 
   if (destinationSelect) {
-    destinationSelect.addEventListener("change", function () { loadFields(); applyDefaultInterval(); });
+    destinationSelect.addEventListener("change", function () { loadFields(); applyDefaults(); loadCoverage(); });
   }
   if (cohortSelect) { cohortSelect.addEventListener("change", loadCoverage); }
   if (identityInput) { identityInput.addEventListener("input", debounce(loadCoverage, 500)); }
@@ -170,5 +177,5 @@
   loadFields();
   loadCoverage();
   applyMode();
-  applyDefaultInterval();
+  applyDefaults();
 })();

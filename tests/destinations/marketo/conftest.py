@@ -12,6 +12,7 @@ from destinations.base import DestinationConfig, SyncTarget
 from destinations.marketo.connector import MarketoConnector
 from destinations.sandbox.marketo import MarketoSandbox
 from destinations.sandbox.server import SandboxServer
+from tests.destinations.configs import config_of
 
 SANDBOX_ID = "sandbox-client-id"
 SANDBOX_SECRET = "sandbox-client-secret"
@@ -36,10 +37,8 @@ def marketo(sandbox: SandboxServer) -> MarketoSandbox:
 
 def config_for(base_url: str, *, client_id: str = SANDBOX_ID, client_secret: str = SANDBOX_SECRET,
                **options: Any) -> DestinationConfig:
-    return DestinationConfig(
-        kind="marketo", name="Marketo sandbox", client_id=client_id, client_secret=client_secret,
-        base_url=base_url, options=options,
-    )
+    return config_of("marketo", name="Marketo sandbox", client_id=client_id, client_secret=client_secret,
+                     base_url=base_url, options=options)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import io
 import pytest
 import responses
 
-from destinations.base import MembershipChange
+from destinations.base import MembershipChange, PushOutcome, SendPlan, UnitKind
 from destinations.errors import PermanentError, TransientError
 from destinations.marketo import bulk
 from destinations.marketo.connector import MarketoConnector
@@ -42,16 +42,35 @@ def fake_time() -> FakeTime:
 def bulk_connector(sandbox, fake_time) -> MarketoConnector:
     config = config_for(sandbox.marketo_base_url, bulk_threshold=10)
     connector = MarketoConnector(config, sleep=fake_time.sleep, clock=fake_time.clock)
-    assert connector.batch_size(11) == bulk.rows_per_file()
+    assert connector.send_plan(11).units == UnitKind.FILES
     return connector
 
 
-def test_runs_above_the_threshold_use_files_of_at_most_10_mb(make_connector):
-    connector = make_connector(bulk_threshold=50_000)
+def _import(connector: MarketoConnector, changes: list[MembershipChange], field: str = "cohortProUsers") -> list[PushOutcome]:
+    """Send `changes` as the engine does above bulk_threshold: one file, filled, imported."""
+    file = connector.new_file(target(field))
+    assert file.add_many([(c.identity, c.is_member) for c in changes]) == len(changes)
+    return connector.push_file(target(field), file)
 
-    assert connector.batch_size(50_000) == 300
-    rows = connector.batch_size(50_001)
-    assert rows * bulk.ESTIMATED_ROW_BYTES <= 10_000_000 and rows >= 100_000
+
+def test_runs_above_the_threshold_use_files_of_at_most_10_mb(make_connector):
+    connector = make_connector(bulk_threshold=50_000, max_concurrency=5)
+
+    assert connector.send_plan(50_000) == SendPlan(UnitKind.BATCHES, batch_size=300, concurrency=5)
+    files = connector.send_plan(50_001)
+    assert files.units == UnitKind.FILES
+    assert files.batch_size * bulk.ESTIMATED_ROW_BYTES <= 10_000_000 and files.batch_size >= 100_000
+    # Only as many files as Marketo imports at once (plus those queued behind them) are out.
+    assert files.concurrency == 4
+
+
+def test_the_send_plan_depends_on_the_run_size_alone(make_connector):
+    connector = make_connector(bulk_threshold=100)
+
+    # A large run asked about first changes nothing for a small one: no mode is remembered.
+    assert connector.send_plan(60_000).units == UnitKind.FILES
+    assert connector.send_plan(100).units == UnitKind.BATCHES
+    assert connector.send_plan(101) == connector.send_plan(60_000)
 
 
 def test_bulk_import_reports_failures_per_user_and_writes_the_rest(bulk_connector, marketo, fake_time):
@@ -64,15 +83,14 @@ def test_bulk_import_reports_failures_per_user_and_writes_the_rest(bulk_connecto
     members = [f"m{i}@example.com" for i in range(40)] + ["bad1@example.com", "bad2@example.com", "dup@example.com"]
     changes = [MembershipChange(e, True) for e in members] + [MembershipChange("leaver@example.com", False)]
 
-    outcomes = {o.identity: o for o in bulk_connector.push(target(), changes)}
+    failed = {o.identity: o for o in _import(bulk_connector, changes)}
 
-    assert len(outcomes) == len(changes)
-    assert not outcomes["bad1@example.com"].ok
-    assert "Invalid email address" in outcomes["bad1@example.com"].message
-    assert "Check the user's email address" in outcomes["bad1@example.com"].message
-    assert "Lead is blocklisted" in outcomes["bad2@example.com"].message
-    assert outcomes["dup@example.com"].ok and "warning" in outcomes["dup@example.com"].message
-    assert sum(o.ok for o in outcomes.values()) == len(changes) - 2
+    # Only the refused rows come back; every other row of the file was imported.
+    assert set(failed) == {"bad1@example.com", "bad2@example.com"}
+    assert not any(o.ok for o in failed.values())
+    assert "Invalid email address" in failed["bad1@example.com"].message
+    assert "Check the user's email address" in failed["bad1@example.com"].message
+    assert "Lead is blocklisted" in failed["bad2@example.com"].message
     assert marketo.lead("m39@example.com")["cohortProUsers"] is True
     assert marketo.lead("leaver@example.com")["cohortProUsers"] is False
     assert marketo.lead("bad1@example.com") is None
@@ -87,9 +105,7 @@ def test_a_full_import_queue_is_waited_for(bulk_connector, marketo, fake_time):
     marketo.configure(inject=[{"code": "1016", "times": 7, "path": "/bulk/v1/leads.json"}])
     changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
 
-    outcomes = bulk_connector.push(target(), changes)
-
-    assert all(o.ok for o in outcomes)
+    assert _import(bulk_connector, changes) == []
     assert fake_time.sleeps.count(30.0) == 7
     assert marketo.state()["lead_count"] == 20
 
@@ -99,7 +115,7 @@ def test_a_queue_that_stays_full_gives_up_after_a_bounded_wait(bulk_connector, m
     changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
 
     with pytest.raises(TransientError, match=r"queue stayed full for 3\d minutes"):
-        bulk_connector.push(target(), changes)
+        _import(bulk_connector, changes)
     assert fake_time.now >= bulk.QUEUE_MAX_WAIT_SECONDS
 
 
@@ -109,28 +125,18 @@ def test_an_import_that_never_finishes_is_given_up_with_its_batch_id(bulk_connec
     changes = [MembershipChange(f"u{i}@example.com", True) for i in range(20)]
 
     with pytest.raises(TransientError, match="bulk import 3401 was still 'Queued'"):
-        bulk_connector.push(target(), changes)
+        _import(bulk_connector, changes)
 
 
-def test_large_batches_are_split_into_files_below_the_size_limit(bulk_connector, marketo, monkeypatch):
-    monkeypatch.setattr(bulk, "MAX_FILE_BYTES", 2_000)
-    changes = [MembershipChange(f"person{i:04d}@example.com", i % 3 != 0) for i in range(200)]
+def test_csv_files_are_rfc4180():
+    file = bulk.CsvFile(field="cohortX")
 
-    outcomes = bulk_connector.push(target(), changes)
+    assert file.add_many([("a@x.com", True), ('"quoted",b@x.com', False)]) == 2
+    content = file.take()
 
-    assert all(o.ok for o in outcomes)
-    jobs = marketo.state()["bulk_jobs"]
-    assert len(jobs) == 3 and sum(j["numOfLeadsProcessed"] for j in jobs) == 200
-    assert marketo.lead("person0000@example.com")["cohortProUsers"] is False
-    assert marketo.lead("person0001@example.com")["cohortProUsers"] is True
-
-
-def test_csv_files_are_rfc4180_with_a_header_in_each():
-    files = list(bulk.csv_files(field="cohortX", records=[("a@x.com", True), ("b@x.com", False)], max_bytes=30))
-
-    assert [emails for _, emails in files] == [["a@x.com"], ["b@x.com"]]
-    assert files[0][0] == b"email,cohortX\r\na@x.com,true\r\n"
-    assert list(csv.reader(io.StringIO(files[1][0].decode()))) == [["email", "cohortX"], ["b@x.com", "false"]]
+    assert content.startswith(b"email,cohortX\r\na@x.com,true\r\n")
+    assert list(csv.reader(io.StringIO(content.decode()))) == [
+        ["email", "cohortX"], ["a@x.com", "true"], ['"quoted",b@x.com', "false"]]
 
 
 def test_a_file_over_the_instance_limit_is_refused_with_a_sentence(bulk_connector, marketo):
@@ -138,7 +144,7 @@ def test_a_file_over_the_instance_limit_is_refused_with_a_sentence(bulk_connecto
     changes = [MembershipChange(f"user{i}@example.com", True) for i in range(40)]
 
     with pytest.raises(PermanentError, match="at most 10 MB"):
-        bulk_connector.push(target(), changes)
+        _import(bulk_connector, changes)
 
 
 @responses.activate
@@ -153,10 +159,9 @@ def test_a_failed_import_stops_with_marketos_reason(fake_time):
         responses.get(f"{REAL}/bulk/v1/leads/batch/77.json", json={"success": True, "result": [
             {"batchId": 77, "status": status, "message": "Import failed: unsupported file encoding"}]})
     connector = MarketoConnector(config_for(REAL, bulk_threshold=1), sleep=fake_time.sleep, clock=fake_time.clock)
-    connector.batch_size(5)
 
     with pytest.raises(PermanentError, match="unsupported file encoding"):
-        connector.push(target("cohortPro"), [MembershipChange(f"u{i}@x.com", True) for i in range(5)])
+        _import(connector, [MembershipChange(f"u{i}@x.com", True) for i in range(5)], field="cohortPro")
     upload = responses.calls[2].request
     assert "format=csv" in upload.url and "lookupField=email" in upload.url
     assert upload.headers["Content-Type"].startswith("multipart/form-data")
@@ -212,9 +217,9 @@ def test_csv_files_filled_row_by_row_are_cut_at_their_real_size():
 
 
 def test_add_many_takes_rows_until_one_would_not_fit_and_says_how_many() -> None:
-    from destinations.marketo.connector import _email_refusal
+    from destinations.marketo.connector import email_refusal
 
-    file = bulk.CsvFile(field="cohortPro", check=_email_refusal, max_bytes=100)
+    file = bulk.CsvFile(field="cohortPro", check=email_refusal, max_bytes=100)
     rows = [("a@example.com", True), ("not an email", True), ("b@example.com", False), ("c@example.com", True),
             ("d@example.com", True), ("e@example.com", True)]
 
@@ -232,11 +237,11 @@ def test_add_many_takes_rows_until_one_would_not_fit_and_says_how_many() -> None
 
 
 def test_a_file_sends_refused_addresses_back_as_failures_instead_of_writing_them(bulk_connector, marketo):
-    file = bulk_connector.bulk_file(target())
+    file = bulk_connector.new_file(target())
     for email in ("ok1@example.com", "not an email", "ok2@example.com"):
         assert file.add(email, True)
 
-    failed = bulk_connector.bulk_file_push(target(), file)
+    failed = bulk_connector.push_file(target(), file)
 
     assert [(o.identity, o.code) for o in failed] == [("not an email", "invalid_email")]
     assert file.rows == 2

@@ -8,7 +8,13 @@ import pytest
 import responses
 
 from destinations.base import MembershipChange
-from destinations.errors import UNEXPECTED_RESPONSE, InvalidIdentityError, UnexpectedResponseError
+from destinations.errors import (
+    UNEXPECTED_RESPONSE,
+    ConfigurationError,
+    InvalidIdentityError,
+    UnexpectedResponseError,
+    error_retriable,
+)
 from destinations.marketo.connector import MarketoConnector
 
 from .conftest import config_for, target
@@ -30,9 +36,17 @@ def _sent_inputs() -> list[list[dict]]:
     return [json.loads(c.request.body)["input"] for c in responses.calls if c.request.url.endswith("/leads.json")]
 
 
-@pytest.mark.parametrize(("options", "expected"), [({}, 300), ({"batch_size": 100}, 100), ({"batch_size": 900}, 300)])
+@pytest.mark.parametrize(("options", "expected"), [({}, 300), ({"batch_size": 100}, 100)])
 def test_sync_batches_never_exceed_300(make_connector, options, expected):
-    assert make_connector(**options).batch_size(5_000) == expected
+    assert make_connector(**options).send_plan(5_000).batch_size == expected
+
+
+def test_options_out_of_bounds_are_refused_when_the_connector_is_made(make_connector):
+    # Stored options are checked again where they are used (saved under older bounds, or
+    # edited in the database): a clear settings error, not a silently clamped value.
+    with pytest.raises(ConfigurationError, match="'batch_size' must be between 1 and 300") as caught:
+        make_connector(batch_size=900)
+    assert caught.value.code == "bad_options"
 
 
 def test_a_large_batch_is_sent_in_calls_of_at_most_300(connector, marketo):
@@ -92,7 +106,7 @@ def test_a_result_count_that_does_not_match_fails_every_user_for_a_retry():
     with pytest.raises(UnexpectedResponseError) as caught:
         connector.push(target("cohortPro"), [MembershipChange("a@x.com", True), MembershipChange("b@x.com", True)])
 
-    assert caught.value.code == UNEXPECTED_RESPONSE and caught.value.retriable
+    assert caught.value.code == UNEXPECTED_RESPONSE and error_retriable(caught.value)
     assert "1 results for 2 leads" in caught.value.message
 
 

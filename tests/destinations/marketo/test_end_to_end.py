@@ -28,9 +28,10 @@ def test_700_changes_with_a_few_rejected_emails_end_up_as_the_right_booleans(con
             changes.append(MembershipChange(connector.normalize_identity(value), is_member))
         except InvalidIdentityError as exc:
             local_failures.append(exc.message)
-    size = connector.batch_size(len(changes))
+    plan = connector.send_plan(len(changes))
+    size = plan.batch_size
     batches = [changes[i:i + size] for i in range(0, len(changes), size)]
-    with ThreadPoolExecutor(connector.max_concurrency) as pool:
+    with ThreadPoolExecutor(plan.concurrency) as pool:
         outcomes = [o for result in pool.map(lambda b: connector.push(sync_target, b), batches) for o in result]
 
     assert field == "cohortChurnRisk" and size == 300 and len(changes) == 700

@@ -11,8 +11,9 @@ from django.core.cache import cache
 from destinations.base import DestinationConfig, SyncTarget
 from destinations.sandbox.server import SandboxServer
 from destinations.sandbox.sfmc import SfmcSandbox
-from destinations.sfmc.contacts import ContactsConnector
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_contacts.connector import ContactsConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
+from tests.destinations.configs import config_of
 
 SECRET = "sandbox-client-secret"
 OFFICIAL_AUTH = "https://mcexample123.auth.marketingcloudapis.com"
@@ -44,9 +45,16 @@ def sfmc(sandbox: SandboxServer) -> SfmcSandbox:
     return sandbox.sandboxes.sfmc
 
 
+def _config(kind: str, values: dict[str, Any]) -> DestinationConfig:
+    if kind == "sfmc_contacts":
+        values.pop("data_extension_key", None)
+    else:
+        values.pop("attribute_set", None)
+    return config_of(kind, **values)
+
+
 def sandbox_config(sandbox: SandboxServer, kind: str = "sfmc_data_extension", **overrides: Any) -> DestinationConfig:
     values: dict[str, Any] = {
-        "kind": kind,
         "name": "SFMC sandbox",
         "client_id": "sandbox-client-id",
         "client_secret": SECRET,
@@ -56,16 +64,16 @@ def sandbox_config(sandbox: SandboxServer, kind: str = "sfmc_data_extension", **
         "options": {"requests_per_second": 1000},
     }
     values.update(overrides)
-    return DestinationConfig(**values)
+    return _config(kind, values)
 
 
 def official_config(kind: str = "sfmc_data_extension", **overrides: Any) -> DestinationConfig:
     values: dict[str, Any] = {
-        "kind": kind, "name": "SFMC", "client_id": "cid", "client_secret": "very-secret-value",
+        "name": "SFMC", "client_id": "cid", "client_secret": "very-secret-value",
         "subdomain": "mcexample123", "data_extension_key": "Cohorts", "options": {"requests_per_second": 1000},
     }
     values.update(overrides)
-    return DestinationConfig(**values)
+    return _config(kind, values)
 
 
 @pytest.fixture

@@ -8,8 +8,13 @@ import pytest
 import responses
 
 from destinations.base import MembershipChange
-from destinations.errors import UNEXPECTED_RESPONSE, ConfigurationError, UnexpectedResponseError
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.errors import (
+    UNEXPECTED_RESPONSE,
+    ConfigurationError,
+    UnexpectedResponseError,
+    error_retriable,
+)
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, official_config, target
 
 ASYNC_OPTIONS = {"requests_per_second": 1000, "async_threshold": 10, "rowset_batch_size": 50}
@@ -156,7 +161,7 @@ def test_missing_results_are_never_counted_as_written(sleeps):
     with pytest.raises(UnexpectedResponseError) as caught:
         connector.push(target(), [MembershipChange("a", True), MembershipChange("b", True)])
 
-    assert caught.value.code == UNEXPECTED_RESPONSE and caught.value.retriable
+    assert caught.value.code == UNEXPECTED_RESPONSE and error_retriable(caught.value)
     assert "per-row results of queued upsert req-2" in caught.value.message
 
 

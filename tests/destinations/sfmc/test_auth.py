@@ -8,7 +8,7 @@ import pytest
 import responses
 
 from destinations.errors import AuthenticationError, ConfigurationError, TransientError
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, SECRET, official_config
 
 TOKEN_URL = f"{OFFICIAL_AUTH}/v2/token"

@@ -8,7 +8,7 @@ import pytest
 
 from destinations.base import MembershipChange
 from destinations.errors import AuthenticationError, ConfigurationError, TargetValidationError
-from destinations.sfmc.contacts import ContactsConnector
+from destinations.sfmc_contacts.connector import ContactsConnector
 from tests.destinations.sfmc.conftest import sandbox_config, target
 
 
@@ -141,5 +141,5 @@ def test_parallel_pushes_stay_within_the_servers_concurrency(sandbox, sfmc):
 
 
 def test_batch_size_is_configurable(make_contacts):
-    assert make_contacts().batch_size(10_000) == 50
-    assert make_contacts(options={"rowset_batch_size": 20}).batch_size(10_000) == 20
+    assert make_contacts().send_plan(10_000).batch_size == 50
+    assert make_contacts(options={"rowset_batch_size": 20}).send_plan(10_000).batch_size == 20

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 def run_like_the_engine(connector, sync_target, changes):
     connector.validate_target(sync_target)
-    size = connector.batch_size(len(changes))
+    size = connector.send_plan(len(changes)).batch_size
     outcomes = []
     for start in range(0, len(changes), size):
         outcomes += connector.push(sync_target, changes[start:start + size])

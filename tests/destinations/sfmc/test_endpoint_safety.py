@@ -6,8 +6,8 @@ import pytest
 import responses
 
 from destinations.errors import EndpointNotAllowedError
-from destinations.sfmc.contacts import ContactsConnector
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_contacts.connector import ContactsConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, official_config
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from destinations.errors import InvalidIdentityError
-from destinations.sfmc.contacts import ContactsConnector
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_contacts.connector import ContactsConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import official_config
 
 

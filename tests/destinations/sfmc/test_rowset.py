@@ -10,7 +10,7 @@ import responses
 
 from destinations.base import MembershipChange
 from destinations.errors import PermanentError, TransientError
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, official_config, target
 
 ROWSET_URL = f"{OFFICIAL_REST}hub/v1/dataevents/key:Cohorts/rowset"
@@ -32,11 +32,11 @@ def stored(sfmc, key="CohortSync_Demo", column="In_Demo_Cohort"):
 
 @pytest.mark.parametrize(
     ("options", "total", "expected"),
-    [({}, 120, 50), ({"rowset_batch_size": 10}, 120, 10), ({"rowset_batch_size": 500}, 120, 50),
+    [({}, 120, 50), ({"rowset_batch_size": 10}, 120, 10),
      ({}, 1000, 50), ({}, 1001, 32000), ({"async_threshold": 100, "async_batch_size": 5000}, 101, 5000)],
 )
 def test_batch_size_follows_run_size_and_options(make_de, options, total, expected):
-    assert make_de(options={"requests_per_second": 1000, **options}).batch_size(total) == expected
+    assert make_de(options={"requests_per_second": 1000, **options}).send_plan(total).batch_size == expected
 
 
 def test_batch_is_written_in_one_rowset_call_with_booleans(make_de, sfmc):

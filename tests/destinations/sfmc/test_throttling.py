@@ -8,7 +8,7 @@ import responses
 from destinations.base import MembershipChange
 from destinations.errors import RateLimitedError
 from destinations.sfmc.client import shared_rate_limiter
-from destinations.sfmc.data_extension import DataExtensionConnector
+from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, official_config, target
 
 

@@ -22,33 +22,35 @@ from django.conf import settings
 
 from destinations.base import (
     ConnectionReport,
+    Connector,
     DestinationConfig,
     FieldInfo,
     MembershipChange,
     PushOutcome,
+    SendPlan,
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    UnitKind,
     target_checks,
 )
 from destinations.errors import ConfigurationError, PermanentError, TargetValidationError
 from destinations.http import RetryPolicy, TokenCache
 from destinations.sfmc.client import SfmcClient
 from destinations.sfmc.common import (
-    MAX_KEY_LENGTH,
-    PLAIN_KEY_PATTERN,
+    PLAIN_KEY,
     chunks_by_size,
     contact_key_normalize,
     mapped_values,
-    option_int,
     outcomes_failed,
     outcomes_ok,
 )
+from destinations.sfmc_data_extension.spec import (
+    DEFAULT_KEY_COLUMN,
+    ROWSET_MAX_BATCH,
+    DataExtensionOptions,
+)
 
-DEFAULT_KEY_COLUMN = "SubscriberKey"
-ROWSET_MAX_BATCH = 50
-ASYNC_MAX_BATCH = 32_000
-DEFAULT_ASYNC_THRESHOLD = 1000
 # Below this many rows a rejected rowset is retried row by row instead of bisected.
 ONE_BY_ONE_BELOW = 4
 # Waits between re-reads of the columns after asking SFMC to add one (async on its side).
@@ -59,11 +61,8 @@ RESULTS_PAGE_SIZE = 2500
 DEADLOCK_SUFFIX = "rerun the transaction."
 
 
-
-
-class DataExtensionConnector:
-    plain_identity_pattern = PLAIN_KEY_PATTERN
-    plain_identity_max_length = MAX_KEY_LENGTH
+class DataExtensionConnector(Connector):
+    plain_identity = PLAIN_KEY
 
     def __init__(
         self,
@@ -74,13 +73,13 @@ class DataExtensionConnector:
         token_cache: TokenCache | None = None,
     ) -> None:
         self.config = config
-        self.client = SfmcClient(config, sleep=sleep, retry=retry, token_cache=token_cache)
-        self.key = (config.data_extension_key or "").strip()
-        self.key_column = (config.key_column or "").strip() or DEFAULT_KEY_COLUMN
-        options = config.options or {}
-        self.rowset_batch_size = option_int(options, "rowset_batch_size", ROWSET_MAX_BATCH, 1, ROWSET_MAX_BATCH)
-        self.async_threshold = option_int(options, "async_threshold", DEFAULT_ASYNC_THRESHOLD, 0, 10**9)
-        self.async_batch_size = option_int(options, "async_batch_size", ASYNC_MAX_BATCH, 1, ASYNC_MAX_BATCH)
+        options = DataExtensionOptions.of(config.options)
+        self.client = SfmcClient(config, options, sleep=sleep, retry=retry, token_cache=token_cache)
+        self.key = config.setting("data_extension_key")
+        self.key_column = config.setting("key_column") or DEFAULT_KEY_COLUMN
+        self.rowset_batch_size = options.rowset_batch_size
+        self.async_threshold = options.async_threshold
+        self.async_batch_size = options.async_batch_size
         self.async_wait_seconds = float(getattr(settings, "COHORTSYNC_SFMC_ASYNC_WAIT_SECONDS", 900))
         self._de_id: str | None = None
         self._lock = threading.Lock()
@@ -88,10 +87,6 @@ class DataExtensionConnector:
     @property
     def api_calls(self) -> int:
         return self.client.api_calls
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.client.max_concurrency
 
     # --- schema --------------------------------------------------------------------------
 
@@ -192,7 +187,7 @@ class DataExtensionConnector:
         column = target.field.strip()
         if not column:
             raise TargetValidationError("Enter the Boolean column this sync writes to.", code="no_target")
-        mapping = target.options.get("property_mapping") or {}
+        mapping = _property_mapping(target)
         missing = [str(c) for c in mapping.values() if str(c).lower() not in fields]
         if missing:
             raise TargetValidationError(
@@ -254,23 +249,21 @@ class DataExtensionConnector:
     def normalize_identity(self, raw_value: Any) -> str:
         return contact_key_normalize(raw_value)
 
-    @property
-    def size_threshold(self) -> int:
-        """batch_size() is the same for every run at or below this size (rowsets), and for
-        every run above it (async upserts)."""
-        return self.async_threshold
+    def send_plan(self, total_changes: int) -> SendPlan:
+        """Rowsets for runs up to async_threshold changes, async upserts above it."""
+        size = self.rowset_batch_size if total_changes <= self.async_threshold else self.async_batch_size
+        return SendPlan(UnitKind.BATCHES, batch_size=size, concurrency=self.client.max_concurrency)
 
-    def batch_size(self, total_changes: int) -> int:
-        if total_changes <= self.async_threshold:
-            return self.rowset_batch_size
-        return self.async_batch_size
+    def profile_properties(self, target: SyncTarget) -> Sequence[str]:
+        """The properties the sync's property_mapping writes to columns."""
+        return tuple(_property_mapping(target))
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         """Rowset for small batches, async upsert for batches above rowset_batch_size or
         async_threshold (so a run past the threshold is written async, tail batch included)."""
         if not changes:
             return []
-        mapping = target.options.get("property_mapping") or {}
+        mapping = _property_mapping(target)
         if len(changes) <= min(self.rowset_batch_size, self.async_threshold):
             rows = [
                 {"keys": {self.key_column: c.identity},
@@ -407,6 +400,11 @@ def _result_outcome(change: MembershipChange, item: Mapping[str, Any]) -> PushOu
         identity=change.identity, ok=False, code=str(item.get("errorCode", "") or ""),
         message=text or "SFMC rejected this row without a reason.",
     )
+
+
+def _property_mapping(target: SyncTarget) -> Mapping[str, str]:
+    """The sync's {"profile property": "Column"} mapping (a sync option of this kind)."""
+    return target.options.get("property_mapping") or {}
 
 
 def _field_type(field_spec: Mapping[str, Any]) -> str:

@@ -14,29 +14,34 @@ from typing import Any
 
 from destinations.base import (
     ConnectionReport,
+    Connector,
     DestinationConfig,
     FieldInfo,
     MembershipChange,
     PushOutcome,
+    SendPlan,
     SyncTarget,
     TargetCheck,
     TargetStatus,
+    UnitKind,
     target_checks,
 )
-from destinations.errors import ConfigurationError, TargetValidationError, TransientError
+from destinations.errors import (
+    ConfigurationError,
+    TargetValidationError,
+    TransientError,
+    error_retriable,
+)
 from destinations.http import RetryPolicy, TokenCache
 from destinations.sfmc.client import SfmcClient
-from destinations.sfmc.common import (
-    MAX_KEY_LENGTH,
-    PLAIN_KEY_PATTERN,
-    contact_key_normalize,
-    option_int,
+from destinations.sfmc.common import PLAIN_KEY, contact_key_normalize
+from destinations.sfmc_contacts.spec import (
+    DEFAULT_ATTRIBUTE_SET,
+    DEFAULT_EXITED_VALUE,
+    DEFAULT_MEMBER_VALUE,
+    ContactsOptions,
 )
 
-DEFAULT_ATTRIBUTE_SET = "Email Demographics"
-DEFAULT_MEMBER_VALUE = "realized"
-DEFAULT_EXITED_VALUE = "exited"
-DEFAULT_BATCH_SIZE = 50
 DEFINITIONS_PAGE_SIZE = 50
 # Past this many pages the attribute set list is not what we think it is.
 MAX_DEFINITION_PAGES = 200
@@ -44,9 +49,9 @@ MAX_DEFINITION_PAGES = 200
 NON_TEXT_TYPES = frozenset({"boolean", "number", "decimal", "date", "datetime", "integer"})
 
 
-class ContactsConnector:
-    plain_identity_pattern = PLAIN_KEY_PATTERN
-    plain_identity_max_length = MAX_KEY_LENGTH
+class ContactsConnector(Connector):
+    plain_identity = PLAIN_KEY
+
     def __init__(
         self,
         config: DestinationConfig,
@@ -56,17 +61,14 @@ class ContactsConnector:
         token_cache: TokenCache | None = None,
     ) -> None:
         self.config = config
-        self.client = SfmcClient(config, sleep=sleep, retry=retry, token_cache=token_cache)
-        self.attribute_set = (config.attribute_set or "").strip() or DEFAULT_ATTRIBUTE_SET
-        self._batch_size = option_int(config.options or {}, "rowset_batch_size", DEFAULT_BATCH_SIZE, 1, 200)
+        options = ContactsOptions.of(config.options)
+        self.client = SfmcClient(config, options, sleep=sleep, retry=retry, token_cache=token_cache)
+        self.attribute_set = config.setting("attribute_set") or DEFAULT_ATTRIBUTE_SET
+        self._batch_size = options.rowset_batch_size
 
     @property
     def api_calls(self) -> int:
         return self.client.api_calls
-
-    @property
-    def max_concurrency(self) -> int:
-        return self.client.max_concurrency
 
     # --- schema --------------------------------------------------------------------------
 
@@ -170,18 +172,16 @@ class ContactsConnector:
     def normalize_identity(self, raw_value: Any) -> str:
         return contact_key_normalize(raw_value)
 
-    # batch_size() is the same for every run.
-    size_threshold = 0
-
-    def batch_size(self, total_changes: int) -> int:
-        return self._batch_size
+    def send_plan(self, total_changes: int) -> SendPlan:
+        """The same for every run: batches of rowset_batch_size contacts."""
+        return SendPlan(UnitKind.BATCHES, batch_size=self._batch_size, concurrency=self.client.max_concurrency)
 
     def push(self, target: SyncTarget, changes: Sequence[MembershipChange]) -> list[PushOutcome]:
         if not changes:
             return []
         if len(changes) == 1:
             return [self._push_one(target, changes[0])]
-        workers = min(self.max_concurrency, len(changes))
+        workers = min(self.client.max_concurrency, len(changes))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sfmc-contacts") as pool:
             return list(pool.map(lambda change: self._push_one(target, change), changes))
 
@@ -196,10 +196,10 @@ class ContactsConnector:
         try:
             status, data = self.client.contact_update(body)
         except TransientError as exc:
-            # One contact that kept failing is that contact's retriable failure; problems
-            # with the whole account (auth, permissions) are permanent and still raised.
+            # One contact that kept failing is that contact's failure; problems with the
+            # whole account (auth, permissions) are permanent and still raised.
             return PushOutcome(identity=change.identity, ok=False, code=exc.code,
-                               message=exc.message, retriable=True)
+                               message=exc.message, retriable=error_retriable(exc))
         operation = str(data.get("operationStatus", "")).upper()
         if status < 400 and operation == "OK":
             return PushOutcome(identity=change.identity, ok=True)
