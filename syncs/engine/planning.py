@@ -239,7 +239,11 @@ def plan_build(
         has_state and retry_of_run_id is None and not run.is_full_resync and sync.mode == Sync.Mode.DYNAMIC
     )
     members = _members(sync)
-    staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
+    gone = 0
+    if churn_only:
+        staged, gone = staging.staging_churn_load(members=members, sync_id=sync.pk)
+    else:
+        staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, has_state=has_state)
     if plain is not None:
         staging.staging_plain_normalise()
     heartbeat()
@@ -259,20 +263,22 @@ def plan_build(
         plan.skipped = plan.missing = 0
         skipped = []
     staging.staging_index()
-    removes = staging.staging_changes_compute(
+    staging.staging_changes_compute(
         sync_id=sync.pk,
         full_resync=run.is_full_resync,
         retry_of_run_id=retry_of_run_id,
         retry_non_retriable=run.retry_non_retriable,
         # A one-time export writes today's members; it never clears anyone it wrote before.
         include_removes=sync.mode == Sync.Mode.DYNAMIC,
-        members=members if churn_only else None,
+        gone_staged=churn_only,
     )
     if churn_only:
         # Members, counted without staging them: the staged ones plus the acknowledged
-        # members that stay (by identity: profiles sharing one count once).
+        # members that a member has as its raw identity, every acknowledged member but the
+        # gone ones (by identity: profiles sharing one count once). One reached through
+        # normalising is gone, so its member counts once, as staged.
         acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
-        staged += acknowledged - removes
+        staged += acknowledged - gone
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()
