@@ -33,6 +33,7 @@ from destinations.base import Connector
 from destinations.errors import InvalidIdentityError
 from syncs.engine import staging
 from syncs.models import DISTINCT_ID_IDENTITIES, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.selectors import sync_has_synced_state
 
 STREAM_CHUNK = 10_000
 # A first export is planned in chunks of profile ids, pushed while the next chunk is
@@ -221,7 +222,7 @@ def plan_build(
     # Only when nothing is acknowledged yet (first exports): with a synced state the members
     # it does not know are the churn, and one more scan of the cohort would cost the
     # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
-    has_state = SyncedMember.objects.filter(sync_id=sync.pk).exists()
+    has_state = sync_has_synced_state(sync_id=sync.pk)
     plain = None if has_state else _plain_identity(connector)
     retry_of_run_id = run.retry_of_id if run.trigger == SyncRun.Trigger.RETRY else None
     # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
