@@ -31,8 +31,8 @@ FAILED_TABLE = "cohortsync_plan_failed"
 # Acknowledged members no longer in the cohort, before the churn is taken out.
 GONE_TABLE = "cohortsync_plan_gone"
 # A steady-state run's churn, both sides of it, from one pass over the cohort (PostgreSQL).
-CHURN_TABLE = "cohortsync_plan_churn"
-TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE, CHURN_TABLE)
+DIFF_TABLE = "cohortsync_plan_diff"
+TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE, DIFF_TABLE)
 # Users per RunPlanChunk row: ~250 KB of identities, the most the plan CSV holds at once.
 PLAN_RECORD_ROWS = 10_000
 # PostgreSQL's default is 0.1 per row.
@@ -204,13 +204,13 @@ def staging_churn_load(*, members: QuerySet[Any], sync_id: int) -> tuple[int, in
             f"CAST(j.state_identity AS TEXT) AS state_identity FROM ({joined}) j "
             f"WHERE (j.profile_id IS NOT NULL AND {unacknowledged}) OR (j.profile_id IS NULL AND j.acked = %s)"
         )
-        _table_fill(cursor, CHURN_TABLE, "", churn_select, [*joined_params, False, True], churn=True)
+        _table_fill(cursor, DIFF_TABLE, "", churn_select, [*joined_params, False, True], churn=True)
         gone = _table_fill(cursor, GONE_TABLE, "id, identity_value",
-                           f"SELECT state_id AS id, state_identity AS identity_value FROM {_q(CHURN_TABLE)} "
+                           f"SELECT state_id AS id, state_identity AS identity_value FROM {_q(DIFF_TABLE)} "
                            "WHERE profile_id IS NULL", [])
         staged = _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain",
                              "SELECT raw, profile_id, acked, CAST(NULL AS BOOLEAN) AS plain "
-                             f"FROM {_q(CHURN_TABLE)} WHERE profile_id IS NOT NULL", [])
+                             f"FROM {_q(DIFF_TABLE)} WHERE profile_id IS NOT NULL", [])
         return staged, gone
 
 
