@@ -28,7 +28,7 @@ from bench.paths import PathSpec, path_spec
 from bench.sandbox import HOST, MANAGE, SandboxProcess
 from cohorts.models import Cohort, Profile
 from destinations.models import Destination
-from syncs.models import RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
+from syncs.models import RunPlanChunk, RunStatus, Sync, SyncedMember, SyncFailure, SyncRun
 
 RESULT_MARK = "BENCH-RESULT "
 NAME_PREFIX = "bench: "
@@ -243,6 +243,7 @@ def bench_data_clear() -> None:
         if syncs:
             runs = f"SELECT id FROM {q(SyncRun._meta.db_table)} WHERE sync_id = ANY(%s)"
             cursor.execute(f"DELETE FROM {q(SyncFailure._meta.db_table)} WHERE run_id IN ({runs})", [syncs])
+            cursor.execute(f"DELETE FROM {q(RunPlanChunk._meta.db_table)} WHERE run_id IN ({runs})", [syncs])
             cursor.execute(f"UPDATE {q(SyncRun._meta.db_table)} SET retry_of_id = NULL WHERE sync_id = ANY(%s)", [syncs])
             cursor.execute(f"DELETE FROM {q(SyncRun._meta.db_table)} WHERE sync_id = ANY(%s)", [syncs])
             cursor.execute(f"DELETE FROM {q(SyncedMember._meta.db_table)} WHERE sync_id = ANY(%s)", [syncs])

@@ -32,7 +32,18 @@ def sync_is_frozen(sync: Sync) -> bool:
     """True once the destination has acknowledged users of this sync."""
     if sync.pk is None:
         return False
-    return SyncedMember.objects.filter(sync_id=sync.pk).exists()
+    return sync_has_synced_state(sync_id=sync.pk)
+
+
+def sync_has_synced_state(*, sync_id: int) -> bool:
+    """Whether any user of the sync is acknowledged (as a member or not).
+
+    Read along the state's unique index (sync, identity): a bare `LIMIT 1` led PostgreSQL
+    to read the table from its start, expecting one of the sync's rows every N rows of N
+    syncs, while each sync's rows lie together (the 31st of 60 syncs of 100k: 26,000
+    pages, 0.4 s). (`exists()` would drop the ordering that picks the index.)"""
+    first = SyncedMember.objects.filter(sync_id=sync_id).order_by("identity_value")
+    return bool(first.values_list("identity_value", flat=True)[:1])
 
 
 def sync_frozen_changes(sync: Sync) -> list[str]:

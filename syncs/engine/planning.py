@@ -35,6 +35,7 @@ from syncs import codes
 from syncs.engine import staging
 from syncs.engine.ledger import RunLedger
 from syncs.models import DISTINCT_ID_IDENTITIES, Sync, SyncedMember, SyncRun
+from syncs.selectors import sync_has_synced_state
 
 STREAM_CHUNK = 10_000
 # A first export is planned in chunks of profile ids, pushed while the next chunk is
@@ -200,7 +201,7 @@ def plan_build(
     # Only when nothing is acknowledged yet (first exports): with a synced state the members
     # it does not know are the churn, and one more scan of the cohort would cost the
     # steady-state plan more (~0.5 s at 1M) than normalising the churn in Python does.
-    has_state = SyncedMember.objects.filter(sync_id=sync.pk).exists()
+    has_state = sync_has_synced_state(sync_id=sync.pk)
     plain = None if has_state else _plain_identity(connector)
     retry_of_run_id = run.retry_of_id if run.trigger == SyncRun.Trigger.RETRY else None
     # A first export (nothing acknowledged, not a retry) is every member: the plain ones go
@@ -218,7 +219,11 @@ def plan_build(
         has_state and retry_of_run_id is None and not run.is_full_resync and sync.mode == Sync.Mode.DYNAMIC
     )
     members = _members(sync)
-    staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, unacknowledged_only=churn_only)
+    gone = 0
+    if churn_only:
+        staged, gone = staging.staging_churn_load(members=members, sync_id=sync.pk)
+    else:
+        staged = staging.staging_raw_load(members=members, sync_id=sync.pk, plain=plain, has_state=has_state)
     if plain is not None:
         staging.staging_plain_normalise()
     heartbeat()
@@ -238,20 +243,22 @@ def plan_build(
         plan.skipped = plan.missing = 0
         skipped = []
     staging.staging_index()
-    removes = staging.staging_changes_compute(
+    staging.staging_changes_compute(
         sync_id=sync.pk,
         full_resync=run.is_full_resync,
         retry_of_run_id=retry_of_run_id,
         retry_non_retriable=run.retry_non_retriable,
         # A one-time export writes today's members; it never clears anyone it wrote before.
         include_removes=sync.mode == Sync.Mode.DYNAMIC,
-        members=members if churn_only else None,
+        gone_staged=churn_only,
     )
     if churn_only:
         # Members, counted without staging them: the staged ones plus the acknowledged
-        # members that stay (by identity: profiles sharing one count once).
+        # members that a member has as its raw identity, every acknowledged member but the
+        # gone ones (by identity: profiles sharing one count once). One reached through
+        # normalising is gone, so its member counts once, as staged.
         acknowledged = SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
-        staged += acknowledged - removes
+        staged += acknowledged - gone
     plan.members = staged
     staging.staging_changes_index()
     plan.adds, plan.removes = staging.staging_changes_counts()

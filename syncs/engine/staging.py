@@ -29,9 +29,11 @@ CHANGES_TABLE = "cohortsync_plan_changes"
 # The identities of one sent file's range that failed, so the rest of the range is
 # acknowledged in one statement (syncs.engine.ledger).
 FAILED_TABLE = "cohortsync_plan_failed"
-# Acknowledged members no longer in the cohort, before the churn is taken out (PostgreSQL).
+# Acknowledged members no longer in the cohort, before the churn is taken out.
 GONE_TABLE = "cohortsync_plan_gone"
-TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE)
+# A steady-state run's churn, both sides of it, from one pass over the cohort (PostgreSQL).
+DIFF_TABLE = "cohortsync_plan_diff"
+TABLES = (RAW_TABLE, NORMALISED_TABLE, CHANGES_TABLE, FAILED_TABLE, GONE_TABLE, DIFF_TABLE)
 # PostgreSQL's default is 0.1 per row.
 PARALLEL_TUPLE_COST_FOR_CHURN = "0.001"
 
@@ -122,42 +124,119 @@ def staging_raw_load(
     members: QuerySet[Any],
     sync_id: int,
     plain: PlainIdentity | None = None,
-    unacknowledged_only: bool = False,
     has_state: bool = True,
 ) -> int:
     """One pass over the cohort, in the database: every member's raw identity (`_identity`
-    annotation) and profile id (`_pid`), joined to the synced state. With `plain` (PostgreSQL
-    only), members not in the state whose raw value is already normalised are marked
-    `plain`. With `unacknowledged_only`, members whose raw identity is an acknowledged
-    member are left out (a steady-state run stages its churn, not its cohort; see
-    staging_changes_compute). `has_state=False` (nothing acknowledged yet): the synced state
-    is not joined at all. Returns the row count."""
-    sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
-    sql += _projected()
-    acked, state_sql, state_params = "NULL", "", []
+    annotation) and profile id (`_pid`) and, when that raw value is an identity of the
+    synced state, the state's is_member (`acked`). With `plain` (PostgreSQL only), members
+    not in the state whose raw value is already normalised are marked `plain`.
+    `has_state=False` (nothing acknowledged yet): the synced state is not joined at all.
+    Returns the row count. (A steady-state run stages its churn instead: staging_churn_load.)"""
+    members_sql, params = _members_sql(members)
     if has_state:
-        where = " WHERE s.is_member IS NULL OR s.is_member = %s" if unacknowledged_only else ""
-        acked = "s.is_member"
-        state_sql = (
-            f"LEFT JOIN {_q(SyncedMember._meta.db_table)} s "
-            f'ON s.sync_id = %s AND s.identity_value = sub."_identity"{where}'
+        joined, joined_params = _state_joined(members_sql, params, sync_id)
+        where = " WHERE j.profile_id IS NOT NULL"
+    else:
+        joined = (
+            f'SELECT sub."_identity" AS raw, sub."_pid" AS profile_id, CAST(NULL AS BOOLEAN) AS acked '
+            f"FROM ({members_sql}) sub"
         )
-        state_params = [sync_id, *([False] if unacknowledged_only else [])]
+        joined_params, where = list(params), ""
     plain_sql, plain_params = "NULL", []
     if plain is not None and _is_postgres():
         # Only rows the state does not know are tested: a steady-state run costs nothing more.
-        plain_sql = (
-            f'CASE WHEN {acked} IS NULL THEN (char_length(sub."_identity") <= %s '
-            'AND sub."_identity" ~ %s) END'
-        )
+        plain_sql = "CASE WHEN j.acked IS NULL THEN (char_length(j.raw) <= %s AND j.raw ~ %s) END"
         plain_params = [plain.max_length, plain.pattern]
     select = (
-        f'SELECT CAST(sub."_identity" AS TEXT) AS raw, CAST(sub."_pid" AS BIGINT) AS profile_id, '
-        f"CAST({acked} AS BOOLEAN) AS acked, CAST({plain_sql} AS BOOLEAN) AS plain FROM ({sql}) sub {state_sql}"
+        "SELECT CAST(j.raw AS TEXT) AS raw, CAST(j.profile_id AS BIGINT) AS profile_id, "
+        f"CAST(j.acked AS BOOLEAN) AS acked, CAST({plain_sql} AS BOOLEAN) AS plain FROM ({joined}) j{where}"
     )
     with connection.cursor() as cursor:
-        return _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain", select,
-                           [*plain_params, *params, *state_params], churn=unacknowledged_only)
+        return _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain", select, [*plain_params, *joined_params])
+
+
+def staging_churn_load(*, members: QuerySet[Any], sync_id: int) -> tuple[int, int]:
+    """A steady-state run (a dynamic sync with a synced state; no retry, no full resync)
+    stages both sides of its diff from one pass over the cohort: the raw table gets the
+    members whose raw identity is not an acknowledged member (joins, changed identities,
+    values that need normalising, members without one), and the gone table the acknowledged
+    members whose identity no member has as its raw value any more (the removes, once the
+    normalised churn is taken out: staging_changes_compute with `gone_staged`). Both are
+    the churn, a few thousand rows, not the cohort. Returns the rows in each table.
+
+    PostgreSQL: the cohort and the sync's state meet in one FULL JOIN by raw identity, so
+    the cohort is evaluated once (its rule predicates on every profile's properties are most
+    of a plan's cost) instead of once per side of the diff. A FULL JOIN is also hashed or
+    merged, never a nested loop: jsonb containment (`@>`) is estimated at ~1 % of the
+    profiles whatever it matches, and a cohort taken for 1,000 rows when it has 100,000 made
+    the state join a nested loop of one index probe per member. SQLite: two statements, a
+    LEFT JOIN of the cohort and an anti-join against it."""
+    members_sql, params = _members_sql(members)
+    joined, joined_params = _state_joined(members_sql, params, sync_id)
+    unacknowledged = "(j.acked IS NULL OR j.acked = %s)"
+    with connection.cursor() as cursor:
+        if not _is_postgres():
+            # SQLite indexes a NOT IN list once; a correlated NOT EXISTS would rescan the cohort.
+            # (Without the NULLs, or NOT IN would be unknown for every row.)
+            gone_select = (
+                f"SELECT s.id, s.identity_value FROM {_q(SyncedMember._meta.db_table)} s "
+                "WHERE s.sync_id = %s AND s.is_member = %s AND s.identity_value NOT IN "
+                f'(SELECT m."_identity" FROM ({members_sql}) m WHERE m."_identity" IS NOT NULL)'
+            )
+            gone = _table_fill(cursor, GONE_TABLE, "id, identity_value", gone_select, [sync_id, True, *params])
+            raw_select = (
+                "SELECT j.raw, j.profile_id, j.acked, NULL AS plain "
+                f"FROM ({joined}) j WHERE {unacknowledged}"
+            )
+            staged = _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain", raw_select,
+                                 [*joined_params, False])
+            return staged, gone
+        churn_select = (
+            "SELECT CAST(j.raw AS TEXT) AS raw, CAST(j.profile_id AS BIGINT) AS profile_id, "
+            "CAST(j.acked AS BOOLEAN) AS acked, CAST(j.state_id AS BIGINT) AS state_id, "
+            f"CAST(j.state_identity AS TEXT) AS state_identity FROM ({joined}) j "
+            f"WHERE (j.profile_id IS NOT NULL AND {unacknowledged}) OR (j.profile_id IS NULL AND j.acked = %s)"
+        )
+        _table_fill(cursor, DIFF_TABLE, "", churn_select, [*joined_params, False, True], churn=True)
+        gone = _table_fill(cursor, GONE_TABLE, "id, identity_value",
+                           f"SELECT state_id AS id, state_identity AS identity_value FROM {_q(DIFF_TABLE)} "
+                           "WHERE profile_id IS NULL", [])
+        staged = _table_fill(cursor, RAW_TABLE, "raw, profile_id, acked, plain",
+                             "SELECT raw, profile_id, acked, CAST(NULL AS BOOLEAN) AS plain "
+                             f"FROM {_q(DIFF_TABLE)} WHERE profile_id IS NOT NULL", [])
+        return staged, gone
+
+
+def _members_sql(members: QuerySet[Any]) -> tuple[str, Sequence[Any]]:
+    """The cohort's (`_identity`, `_pid`) as SQL for a subquery, and its parameters."""
+    sql, params = members.values_list("_identity", "_pid").query.sql_with_params()
+    return sql + _projected(), params
+
+
+def _state_joined(members_sql: str, params: Sequence[Any], sync_id: int) -> tuple[str, list[Any]]:
+    """The cohort (`members_sql`) beside the sync's synced state, by raw identity: a member's
+    raw, profile_id and, when its raw identity is in the state, acked (the state's
+    is_member), state_id and state_identity. PostgreSQL: a FULL JOIN, whose rows with no
+    profile_id are the state's identities that no member has (see staging_churn_load); its
+    `OFFSET 0` keeps a WHERE on the member side from turning it back into a LEFT JOIN, which
+    the misestimated cohort would make a nested loop. SQLite: members only (a LEFT JOIN on
+    the state's unique index)."""
+    synced = _q(SyncedMember._meta.db_table)
+    columns = (
+        'sub."_identity" AS raw, sub."_pid" AS profile_id, s.is_member AS acked, s.id AS state_id, '
+        "s.identity_value AS state_identity"
+    )
+    if _is_postgres():
+        sql = (
+            f"SELECT {columns} FROM ({members_sql}) sub FULL JOIN (SELECT id, identity_value, is_member "
+            f'FROM {synced} WHERE sync_id = %s) s ON s.identity_value = sub."_identity" OFFSET 0'
+        )
+    else:
+        sql = (
+            f"SELECT {columns} FROM ({members_sql}) sub LEFT JOIN {synced} s "
+            'ON s.sync_id = %s AND s.identity_value = sub."_identity"'
+        )
+    return sql, [*params, sync_id]
 
 
 def _projected() -> str:
@@ -187,7 +266,7 @@ def _table_fill(
             cursor.execute("SHOW parallel_tuple_cost")
             tuple_cost = cursor.fetchone()[0]
             cursor.execute("SELECT set_config('parallel_tuple_cost', %s, true)", [PARALLEL_TUPLE_COST_FOR_CHURN])
-        cursor.execute(f"DROP TABLE {_q(table)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_q(table)}")
         cursor.execute(f"CREATE TEMPORARY TABLE {_q(table)} AS {select}", params)
         count = max(cursor.rowcount, 0)
         if churn:
@@ -301,18 +380,20 @@ def staging_changes_compute(
     retry_of_run_id: int | None,
     retry_non_retriable: bool = False,
     include_removes: bool = True,
-    members: QuerySet[Any] | None = None,
+    gone_staged: bool = False,
 ) -> int:
     """Fill the changes table: adds (members not acknowledged as members) then removes
     (acknowledged members no longer in the cohort). Duplicate identities collapse to the
     lowest profile id, so two profiles sharing an email are sent once. Returns the removes.
 
     Members whose raw value matched the state already carry its is_member (`acked`), so
-    only the normalised rows (the churn) are joined to the state again. With `members`
-    (the raw table holds only unacknowledged members), an acknowledged member stays when
-    the cohort still has a member with that raw identity, which is asked of the cohort
-    itself, as a bare anti-join would, instead of a staged copy of it.
+    only the normalised rows (the churn) are joined to the state again. With `gone_staged`
+    (staging_churn_load: the raw table holds only unacknowledged members), the acknowledged
+    members whose raw identity left the cohort are in the gone table already; otherwise
+    they are found against the raw table, which holds every member.
     """
+    if gone_staged and (full_resync or retry_of_run_id is not None):
+        raise ValueError("A full resync or a retry plans from every member, not from the staged churn.")
     synced = _q(SyncedMember._meta.db_table)
     failures = _q(SyncFailure._meta.db_table)
     raw, normalised, changes = _q(RAW_TABLE), _q(NORMALISED_TABLE), _q(CHANGES_TABLE)
@@ -347,46 +428,25 @@ def staging_changes_compute(
         ") a GROUP BY a.identity ORDER BY MIN(a.profile_id)"
     )
     adds_params = [True, *raw_params, *retry_params, sync_id, *norm_params, *retry_params]
-    still_member_params: list[object] = []
-    if members is None:
-        still_member = f"EXISTS (SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value)"
-    else:
-        members_sql, still_member_params = members.values_list("_identity").query.sql_with_params()
-        members_sql += _projected()
-        if _is_postgres():
-            # An anti-join (hashed); NOT IN over a million rows would not be.
-            still_member = f'EXISTS (SELECT 1 FROM ({members_sql}) m WHERE m."_identity" = s.identity_value)'
-        else:
-            # SQLite indexes an IN list once; a correlated EXISTS would rescan the cohort.
-            # (Without the NULLs, or NOT IN would be unknown for every row.)
-            still_member = (
-                f's.identity_value IN (SELECT m."_identity" FROM ({members_sql}) m WHERE m."_identity" IS NOT NULL)'
-            )
     gone_sql = (
         f"SELECT s.id, s.identity_value FROM {synced} s "
-        f"WHERE s.sync_id = %s AND s.is_member = %s{retry_synced} AND NOT {still_member}"
+        f"WHERE s.sync_id = %s AND s.is_member = %s{retry_synced} AND NOT EXISTS "
+        f"(SELECT 1 FROM {raw} r WHERE r.acked IS NOT NULL AND r.raw = s.identity_value)"
     )
-    gone_params: list[object] = [sync_id, True, *retry_params, *still_member_params]
-
-    def removes_sql(gone: str) -> str:
-        return (
-            f"INSERT INTO {changes} (identity, is_member, profile_id) "
-            f"SELECT g.identity_value, %s, NULL FROM ({gone}) g "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {normalised} n WHERE n.identity = g.identity_value) "
-            "ORDER BY g.id"
-        )
-
+    gone_params: list[object] = [sync_id, True, *retry_params]
+    if gone_staged:
+        gone_sql, gone_params = f"SELECT id, identity_value FROM {_q(GONE_TABLE)}", []
+    removes_sql = (
+        f"INSERT INTO {changes} (identity, is_member, profile_id) "
+        f"SELECT g.identity_value, %s, NULL FROM ({gone_sql}) g "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {normalised} n WHERE n.identity = g.identity_value) "
+        "ORDER BY g.id"
+    )
     with connection.cursor() as cursor:
         cursor.execute(adds_sql, adds_params)
         if not include_removes:
             return 0
-        if members is not None and _is_postgres():
-            # The anti-join against the cohort reads no temporary table, so on its own it
-            # may run in parallel (see _table_fill); the churn it leaves is small.
-            _table_fill(cursor, GONE_TABLE, "id, identity_value", gone_sql, gone_params, churn=True)
-            cursor.execute(removes_sql(f"SELECT id, identity_value FROM {_q(GONE_TABLE)}"), [False])
-        else:
-            cursor.execute(removes_sql(gone_sql), [False, *gone_params])
+        cursor.execute(removes_sql, [False, *gone_params])
         return max(cursor.rowcount, 0)
 
 

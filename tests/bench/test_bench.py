@@ -94,3 +94,29 @@ def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nOld rows stay.") and text.count(f"{TINY:,} profiles (") == 2
     assert any(name.startswith("marketo_sync: nothing changed") and met for name, met, _ in targets(result))
+
+
+@pytest.mark.django_db
+def test_the_bench_clears_the_runs_of_earlier_bench_runs_with_their_plan_records() -> None:
+    from bench.suite import NAME_PREFIX, bench_data_clear
+    from syncs.models import RunPlanChunk, Sync, SyncRun
+    from tests.factories import ProfileFactory, SyncFactory, SyncRunFactory
+
+    if connection.vendor != "postgresql":  # the bench, and its cleaning, run on PostgreSQL only
+        with pytest.raises(CommandError, match="PostgreSQL only"):
+            call_command("bench", "--fleet", "3", "--allow-any-database")
+        return
+    kept = SyncRunFactory()
+    run = SyncRunFactory(sync=SyncFactory(name=f"{NAME_PREFIX}fleet sync 000"))
+    for planned in (run, kept):
+        RunPlanChunk.objects.create(run=planned, first_seq=1, is_member=True, users=1,
+                                    identities='["a@example.com"]', profile_ids="[1]")
+    ProfileFactory(distinct_id=f"{data.PREFIX}00000001")
+
+    # Every run of a fleet records its plan: a second `bench --fleet` on the same database
+    # failed on the plan records' foreign key.
+    bench_data_clear()
+
+    assert list(RunPlanChunk.objects.values_list("run_id", flat=True)) == [kept.pk]
+    assert not SyncRun.objects.filter(pk=run.pk).exists()
+    assert not Sync.objects.filter(name__startswith=NAME_PREFIX).exists()
