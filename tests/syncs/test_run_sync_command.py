@@ -184,3 +184,18 @@ def test_human_dry_run_output_says_what_sending_would_take(fake: FakeConnector) 
     assert code == 0
     assert "sending this plan would take 3 API calls: 2 to read the data extension and its columns; " \
         "1 for rowset upserts (up to 50 rows each). Token (identity) requests are not counted." in out
+
+
+def test_a_projection_that_fails_leaves_the_dry_run_as_it_was(fake: FakeConnector, monkeypatch, caplog) -> None:
+    def broken(**kwargs: object) -> None:
+        raise ValueError("no projection today")
+
+    monkeypatch.setattr("syncs.engine.runner.plan_calls_project", broken)
+    pro_profile("ana@example.com")
+    sync = SyncFactory()
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    summary = json.loads(out)
+    assert code == 0 and summary["planned_adds"] == 1 and summary["projected_api_calls"] is None
+    assert "could not be projected" in caplog.text
