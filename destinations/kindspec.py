@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -184,6 +184,114 @@ class KindOptions:
 
 
 @dataclass(frozen=True)
+class PlannedSend:
+    """What a projection of a run's API calls is given: the run's plan and the destination.
+
+    The plan is in plan order, the joining users first, then the leaving ones (as the engine
+    sends it, syncs.engine.staging). What costs a read of the plan is asked for only by the
+    kinds that need it."""
+
+    adds: int
+    removes: int
+    # The kind's KindOptions, parsed; the destination's settings; the sync's options.
+    options: Any
+    settings: Mapping[str, str]
+    sync_options: Mapping[str, Any]
+    # The sync's field, as written.
+    target_field: str = ""
+    # A run of this sync has validated its target before (a column it would create exists).
+    target_confirmed: bool = False
+    # Characters of the joining and of the leaving users' identities (file sizes).
+    identity_lengths: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    # (position in the plan, 0 first; identity) of each leaving user for whom the synced
+    # state keeps no destination id, in plan order (kinds that look such users up).
+    leavers_without_remote_id: Callable[[], Sequence[tuple[int, str]]] = lambda: ()
+
+    @property
+    def total(self) -> int:
+        return self.adds + self.removes
+
+
+@dataclass(frozen=True)
+class CallCount:
+    """Some of a run's API calls: how many (at least `minimum`; at most `maximum`, or with
+    no bound known when it is None) and what for."""
+
+    what: str
+    minimum: int
+    maximum: int | None
+
+    @classmethod
+    def exactly(cls, what: str, count: int) -> CallCount:
+        return cls(what, count, count)
+
+    @classmethod
+    def at_least(cls, what: str, count: int) -> CallCount:
+        return cls(what, count, None)
+
+    def text(self) -> str:
+        return f"{_calls_range(self.minimum, self.maximum)} {self.what}"
+
+
+def _calls_range(minimum: int, maximum: int | None) -> str:
+    if maximum is None:
+        return f"at least {minimum:,}"
+    if maximum == minimum:
+        return f"{minimum:,}"
+    return f"{minimum:,} to {maximum:,}"
+
+
+# Said with every projection: what it counts and what it does not.
+PROJECTION_ASSUMES = (
+    "Token (identity) requests are not counted. Counted as if every request is answered at "
+    "the first try and every user is accepted: retries, and re-sends that isolate rejected "
+    "users, add to it."
+)
+
+
+@dataclass(frozen=True)
+class CallProjection:
+    """The API calls a run of a plan makes (KindSpec.project_calls)."""
+
+    parts: tuple[CallCount, ...]
+
+    @property
+    def minimum(self) -> int:
+        return sum(p.minimum for p in self.parts)
+
+    @property
+    def maximum(self) -> int | None:
+        """None: no upper bound is known (status polls last as long as the platform takes)."""
+        if any(p.maximum is None for p in self.parts):
+            return None
+        return sum(p.maximum or 0 for p in self.parts)
+
+    def text(self) -> str:
+        """"at least 1,204 API calls", "12 API calls", "2 to 10 API calls"."""
+        return f"{_calls_range(self.minimum, self.maximum)} API call{'' if self.minimum == self.maximum == 1 else 's'}"
+
+    def detail(self) -> str:
+        """Each part in words, then what the count leaves out."""
+        parts = "; ".join(p.text() for p in self.parts if p.minimum or p.maximum != 0)
+        return f"{parts or 'no calls'}. {PROJECTION_ASSUMES}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"min": self.minimum, "max": self.maximum}
+
+    def stored(self) -> dict[str, Any]:
+        """What a run keeps (SyncRun.plan_sample), read back by `from_stored`."""
+        return {**self.as_json(), "parts": [[p.what, p.minimum, p.maximum] for p in self.parts]}
+
+    @classmethod
+    def from_stored(cls, stored: Any) -> CallProjection | None:
+        try:
+            return cls(tuple(CallCount(str(what), int(low), None if high is None else int(high))
+                             for what, low, high in stored["parts"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class KindSpec:
     """Everything CohortSync knows about one destination kind, in one place."""
 
@@ -216,6 +324,9 @@ class KindSpec:
     # Where its field names live ("<account>|de:<key>"), and that place in words.
     field_scope: Callable[[Mapping[str, str]], str]
     field_scope_label: Callable[[Mapping[str, str]], str]
+    # Import path of a function (PlannedSend) -> CallProjection: the API calls a run of a
+    # plan makes, as the kind's connector would send it (what a dry run reports).
+    calls_projection: str
     sync_options: tuple[SyncOption, ...] = ()
     # `apply` checks that a sync's target exists in the destination before writing
     # anything (for kinds whose target cannot be created by a run and whose check only
@@ -228,6 +339,10 @@ class KindSpec:
 
     def connector_class(self) -> Any:
         return import_string(self.connector)
+
+    def project_calls(self, send: PlannedSend) -> CallProjection:
+        projection: CallProjection = import_string(self.calls_projection)(send)
+        return projection
 
     def sandbox_tables(self) -> Callable[..., Any]:
         return import_string(self.sandbox.tables)

@@ -28,6 +28,7 @@ from syncs.admin_charts import (
 from syncs.models import ACTIVE_RUN_STATUSES, RunStatus, Sync, SyncFailure, SyncRun
 from syncs.selectors import (
     RECENT_RUNS,
+    run_call_forecast,
     run_failures,
     run_plan_is_recorded,
     run_progress,
@@ -465,6 +466,7 @@ def run_detail_context(request: HttpRequest, run: SyncRun) -> dict[str, Any]:
         "progress_url": reverse("admin:syncs_syncrun_progress", args=[run.pk]),
         "progress_poll_seconds": RUN_PROGRESS_POLL_SECONDS,
         "plan": plan_sample_rows(run),
+        "forecast": run_call_forecast(run),
         "plan_csv_url": reverse("admin:syncs_syncrun_plan_csv", args=[run.pk]),
         "plan_recorded": run_plan_is_recorded(run),
         "failure_groups": _failure_groups(request, run, query),

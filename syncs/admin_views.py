@@ -38,7 +38,7 @@ from syncs.admin_display import plan_sample_rows, run_progress_payload
 from syncs.admin_sync_form import sync_form_config, target_check_message
 from syncs.forms import ExportCohortsForm
 from syncs.models import DISTINCT_ID_IDENTITIES, RunStatus, Sync, SyncRun
-from syncs.selectors import run_failures, run_planned_users
+from syncs.selectors import run_call_forecast, run_failures, run_planned_users
 
 TARGET_FIELDS_CACHE_SECONDS = 300
 COVERAGE_TIME_LIMIT_SECONDS = 10
@@ -369,7 +369,7 @@ def runs_approve(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: 
         "title": "Approve guarded runs?" if not single else f"Approve run #{waiting[0].pk}?",
         "subtitle": None,
         "opts": model_admin.opts,
-        "runs": [(run, plan_sample_rows(run)) for run in waiting],
+        "runs": [(run, plan_sample_rows(run), run_call_forecast(run)) for run in waiting],
         "single": single,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "media": model_admin.media,

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from cohorts.models import Profile
+from destinations.kindspec import CallProjection
 from syncs.models import (
     ACTIVE_RUN_STATUSES,
     FROZEN_SYNC_FIELDS,
@@ -26,6 +27,9 @@ from syncs.models import (
 from syncs.schedules import SYNC_SCHEDULE_PREFIX, sync_schedule_name
 
 RETRIABLE_OPERATIONS = (SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE)
+# Where a dry run (or a run the mass-removal guard holds) keeps its projected API calls in
+# SyncRun.plan_sample (written by syncs.engine.runner).
+PROJECTION_KEY = "projected_api_calls"
 
 
 def sync_is_frozen(sync: Sync) -> bool:
@@ -72,6 +76,28 @@ def sync_last_run(sync: Sync) -> SyncRun | None:
         .order_by("-created_at", "-id")
         .first()
     )
+
+
+@dataclass(frozen=True)
+class CallForecast:
+    """What sending a planned run would cost: its projected API calls (kept by the run when
+    it was planned) and, where the destination account has a daily quota, how much of it is
+    left now and when it resets (None when unknown)."""
+
+    calls: CallProjection
+    daily_quota_left: int | None = None
+    quota_resets_at: dt.datetime | None = None
+
+
+def run_call_forecast(run: SyncRun) -> CallForecast | None:
+    """The run's projected API calls (dry runs and runs awaiting approval), or None."""
+    sample = run.plan_sample if isinstance(run.plan_sample, dict) else {}
+    calls = CallProjection.from_stored(sample.get(PROJECTION_KEY))
+    if calls is None:
+        return None
+    # The daily quota left (daily_quota_left, quota_resets_at) is filled here, from the
+    # destination account's budget, once that store exists.
+    return CallForecast(calls=calls)
 
 
 def run_outcome_counts(run: SyncRun) -> dict[str, int]:

@@ -10,6 +10,7 @@ SPEC = KindSpec(
     label="Marketo",
     short_label="Marketo",
     connector="destinations.marketo.connector.MarketoConnector",
+    calls_projection="destinations.marketo.projection.project_calls",
     settings=(marketo.BASE_URL,),
     fieldsets=(marketo.FIELDSET,),
     options=marketo.MarketoOptions,

@@ -10,6 +10,7 @@ SPEC = KindSpec(
     label="Marketo: static list",
     short_label="Marketo static list",
     connector="destinations.marketo_static_list.connector.StaticListConnector",
+    calls_projection="destinations.marketo_static_list.projection.project_calls",
     settings=(marketo.BASE_URL,),
     fieldsets=(marketo.FIELDSET,),
     options=marketo.MarketoOptions,

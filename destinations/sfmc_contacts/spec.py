@@ -30,6 +30,7 @@ SPEC = KindSpec(
     label="Salesforce Marketing Cloud: contacts",
     short_label="SFMC contacts",
     connector="destinations.sfmc_contacts.connector.ContactsConnector",
+    calls_projection="destinations.sfmc_contacts.projection.project_calls",
     settings=(
         *sfmc.SETTINGS,
         SettingField(

@@ -40,6 +40,7 @@ SPEC = KindSpec(
     label="Salesforce Marketing Cloud: data extension",
     short_label="SFMC data extension",
     connector="destinations.sfmc_data_extension.connector.DataExtensionConnector",
+    calls_projection="destinations.sfmc_data_extension.projection.project_calls",
     settings=(
         *sfmc.SETTINGS,
         SettingField(

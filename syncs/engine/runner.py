@@ -19,11 +19,13 @@ from cohorts.rules import RuleError
 from cohortsync_site.database import statistics_refresh
 from destinations.base import Connector, SyncTarget
 from destinations.errors import DestinationError
+from destinations.kindspec import CallProjection
 from destinations.registry import connector_for
 from syncs import codes
 from syncs.engine import staging
 from syncs.engine.ledger import RunLedger, run_claim
 from syncs.engine.planning import Plan, plan_build
+from syncs.engine.projection import PROJECTION_KEY, plan_calls_project
 from syncs.engine.sending import units_send
 from syncs.engine.units import BatchUnits, FileUnits, units_for
 from syncs.models import RunStatus, Sync, SyncedMember, SyncRun
@@ -137,6 +139,10 @@ def _execute(run: SyncRun, ledger: RunLedger) -> None:
             "ratio": verdict.ratio,
             "reason": verdict.reason,
         }
+        # What sending this plan would cost, while the plan is still staged.
+        projection = _calls_projected(sync, plan, run.pk)
+        if projection is not None:
+            sample[PROJECTION_KEY] = projection.stored()
     # Before sending; the ledger moves the acknowledged members by what the run acknowledged.
     ledger.planned(plan, sample=sample, acknowledged_members=verdict.acknowledged)
     if plan.members and plan.skipped >= plan.members:
@@ -218,6 +224,16 @@ def _planned_counts_kept_current(ledger: RunLedger, plan: Plan) -> None:
         return planned
 
     plan.rest = rest_recorded
+
+
+def _calls_projected(sync: Sync, plan: Plan, run_id: int) -> CallProjection | None:
+    """The plan's projected API calls; None (and a log entry) when they could not be
+    projected: a preview's estimate never fails the run."""
+    try:
+        return plan_calls_project(sync=sync, plan=plan, run_id=run_id)
+    except Exception:
+        logger.exception("Run %s: the API calls of its plan could not be projected", run_id)
+        return None
 
 
 def _validate(connector: Connector, target: SyncTarget) -> None:

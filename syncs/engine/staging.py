@@ -568,3 +568,30 @@ def staging_range_failed(*, first_seq: int, last_seq: int) -> list[StagedChange]
             StagedChange(seq=seq, identity=identity, is_member=bool(is_member), profile_id=profile_id)
             for seq, identity, is_member, profile_id in cursor.fetchall()
         ]
+
+
+def staging_identity_lengths() -> tuple[int, int]:
+    """Characters of the joining and of the leaving users' identities in the changes table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT is_member, SUM(LENGTH(identity)) FROM {_q(CHANGES_TABLE)} GROUP BY is_member"
+        )
+        lengths = {bool(is_member): int(total or 0) for is_member, total in cursor.fetchall()}
+    return lengths.get(True, 0), lengths.get(False, 0)
+
+
+def staging_leavers_without_remote_id(*, sync_id: int, adds: int) -> list[tuple[int, str]]:
+    """(position in the plan, identity) of each leaving user whose synced state keeps no
+    destination id, in plan order. The `adds` joining users come first in the plan, so a
+    leaver's position is `adds` plus its rank among the leavers."""
+    synced = _q(SyncedMember._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT x.position, x.identity FROM ("
+            "SELECT c.identity, ROW_NUMBER() OVER (ORDER BY c.seq) - 1 AS position "
+            f"FROM {_q(CHANGES_TABLE)} c WHERE c.is_member = %s) x "
+            f"LEFT JOIN {synced} s ON s.sync_id = %s AND s.identity_value = x.identity "
+            "WHERE s.remote_id IS NULL OR s.remote_id = '' ORDER BY x.position",
+            [False, sync_id],
+        )
+        return [(adds + int(position), identity) for position, identity in cursor.fetchall()]

@@ -101,6 +101,8 @@ def test_held_run_exits_4(fake: FakeConnector) -> None:
     code, out = _run_sync(sync.name, "--inline", "--json")
 
     assert code == 4 and json.loads(out)["status"] == RunStatus.AWAITING_APPROVAL
+    # What approving it would send: the data extension's reads and one rowset.
+    assert json.loads(out)["projected_api_calls"] == {"min": 3, "max": 3}
 
 
 def test_without_inline_the_run_is_queued_and_exits_3(fake: FakeConnector) -> None:
@@ -137,3 +139,63 @@ def test_human_output_mentions_the_counts(fake: FakeConnector) -> None:
 
     assert code == 0
     assert "of Pro users: succeeded" in out and "acknowledged: +1 / -0" in out
+
+
+def test_a_dry_run_reports_the_api_calls_its_plan_would_take(fake: FakeConnector) -> None:
+    """An SFMC data extension of 2 rows per rowset: 2 reads of the data extension, then one
+    rowset per 2 users. Before any run validated the column, creating it may take up to 8
+    more calls."""
+    for n in range(3):
+        pro_profile(f"user{n}@example.com")
+    sync = SyncFactory(name="Pro users", destination__options={"rowset_batch_size": 2})
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    assert code == 0 and json.loads(out)["projected_api_calls"] == {"min": 4, "max": 12}
+
+    _run_sync(sync.name, "--inline")
+    for n in range(3, 8):
+        pro_profile(f"user{n}@example.com")
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["projected_api_calls"] == {"min": 5, "max": 5}
+
+    # A run that sends reports what it did (api_calls), not a projection.
+    code, out = _run_sync(sync.name, "--inline", "--json")
+    assert code == 0 and json.loads(out)["projected_api_calls"] is None
+
+
+def test_a_dry_run_projection_open_ended_by_status_polls_has_no_maximum(fake: FakeConnector) -> None:
+    for n in range(3):
+        pro_profile(f"user{n}@example.com")
+    sync = SyncFactory(destination__options={"async_threshold": 2}, options={"create_missing_field": False})
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    # 2 reads, one async upsert of the 3 rows and at least one poll of its status.
+    assert code == 0 and json.loads(out)["projected_api_calls"] == {"min": 4, "max": None}
+
+
+def test_human_dry_run_output_says_what_sending_would_take(fake: FakeConnector) -> None:
+    pro_profile("ana@example.com")
+    sync = SyncFactory(name="Pro users", options={"create_missing_field": False})
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run")
+
+    assert code == 0
+    assert "sending this plan would take 3 API calls: 2 to read the data extension and its columns; " \
+        "1 for rowset upserts (up to 50 rows each). Token (identity) requests are not counted." in out
+
+
+def test_a_projection_that_fails_leaves_the_dry_run_as_it_was(fake: FakeConnector, monkeypatch, caplog) -> None:
+    def broken(**kwargs: object) -> None:
+        raise ValueError("no projection today")
+
+    monkeypatch.setattr("syncs.engine.runner.plan_calls_project", broken)
+    pro_profile("ana@example.com")
+    sync = SyncFactory()
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    summary = json.loads(out)
+    assert code == 0 and summary["planned_adds"] == 1 and summary["projected_api_calls"] is None
+    assert "could not be projected" in caplog.text

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from syncs.errors import SyncRunConflict
 from syncs.models import RunStatus, Sync, SyncRun
-from syncs.selectors import run_outcome_counts
+from syncs.selectors import run_call_forecast, run_outcome_counts
 from syncs.services import sync_run_create, sync_run_execute, sync_run_request
 
 # Exit codes: a promise to scripts, documented in --help.
@@ -30,7 +30,11 @@ CONFLICT_STATUS = "conflict"
 
 def run_summary(run: SyncRun) -> dict[str, Any]:
     """The --json object: users acknowledged as true (added) / false (removed), failed,
-    skipped (missing or invalid identity), plus the plan and run facts."""
+    skipped (missing or invalid identity), plus the plan and run facts.
+
+    `projected_api_calls`: for a dry run (or a run awaiting approval), the API calls sending
+    its plan would take, {"min": n, "max": n or null (no upper bound known)}; else null."""
+    forecast = run_call_forecast(run)
     return {
         "run_id": run.pk,
         "sync": run.sync.name,
@@ -41,6 +45,7 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "planned_adds": run.planned_adds,
         "planned_removes": run.planned_removes,
         "api_calls": run.api_calls,
+        "projected_api_calls": forecast.calls.as_json() if forecast is not None else None,
         "duration_seconds": run.duration_seconds,
         "error_code": run.error_code or None,
         "error": run.error_message or None,
@@ -91,6 +96,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summary))
         else:
             self._human(summary, inline=options["inline"])
+            self._forecast(run)
         code = EXIT_CODES.get(run.status, 2)
         if code:
             raise SystemExit(code)
@@ -132,3 +138,9 @@ class Command(BaseCommand):
         )
         if summary["error"]:
             self.stdout.write(f"  {summary['error']}")
+
+    def _forecast(self, run: SyncRun) -> None:
+        forecast = run_call_forecast(run)
+        if forecast is None:
+            return
+        self.stdout.write(f"  sending this plan would take {forecast.calls.text()}: {forecast.calls.detail()}")
