@@ -376,6 +376,14 @@ class ReadOnlySession:
         self.connection = connection
         self.kind = kind
         self._deadline = deadline
+        self._streams: list[Any] = []
+
+    def streams_close(self) -> None:
+        """Close the results a caller left unread (a check on their columns failed). PyMySQL
+        reads what is left of an unbuffered result before the connection's next statement
+        either way; closing it here does that without a warning."""
+        for result in self._streams:
+            result.close()
 
     def _driver_sql(self, sql: str) -> str:
         # psycopg and PyMySQL read %s placeholders (and %% for a literal %) as soon as the
@@ -394,9 +402,11 @@ class ReadOnlySession:
     def execute(self, sql: str, params: Sequence[Any] = (), *, tail: str = "") -> Any:
         """Run `sql` (plus `tail`, CohortSync's own SQL holding placeholders) streamed."""
         self._deadline.restart()
-        return self.connection.execution_options(stream_results=True).exec_driver_sql(
+        result = self.connection.execution_options(stream_results=True).exec_driver_sql(
             self._driver_sql(sql) + tail, tuple(params)
         )
+        self._streams.append(result)
+        return result
 
     def fetch(self, result: Any, size: int) -> list[tuple[Any, ...]]:
         self._deadline.restart()
@@ -422,18 +432,22 @@ def source_session(source: SourceSettings) -> Iterator[ReadOnlySession]:
             connection = engine.connect()
         except SQLAlchemyError as exc:
             raise _source_error(exc, source, connecting=True) from None
+        session: ReadOnlySession | None = None
         try:
             if source.kind == SourceKind.MYSQL:
                 connection.exec_driver_sql("START TRANSACTION READ ONLY")
             elif source.kind == SourceKind.POSTGRESQL:
                 connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            yield ReadOnlySession(connection, source.kind, deadline)
+            session = ReadOnlySession(connection, source.kind, deadline)
+            yield session
         except SQLAlchemyError as exc:
             raise _source_error(exc, source) from None
         except sqlite3.Error as exc:  # raised by the driver outside SQLAlchemy's wrapping
             raise _source_error(exc, source) from None
         finally:
             try:
+                if session is not None:
+                    session.streams_close()
                 connection.rollback()
                 connection.close()
             except SQLAlchemyError:
