@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import random
 import threading
 import time
 import uuid
@@ -50,6 +51,13 @@ from destinations.kindspec import KindOptions, QuotaDay
 logger = logging.getLogger(__name__)
 
 STORES = ("database", "redis", "memory")
+# A request's place in flight is a lease of this long, renewed every LEASE_RENEW_SECONDS while
+# the request lasts: a worker killed mid-request (SIGKILL, a lost host) stops renewing, and
+# its places come back within this long.
+LEASE_SECONDS = 30.0
+LEASE_RENEW_SECONDS = 10.0
+# The longest a start waiting for a place in flight sleeps before it looks again.
+CONCURRENCY_POLL_MAX_SECONDS = 0.2
 
 
 def rate_window_margin(period: float) -> float:
@@ -127,7 +135,7 @@ class AccountBudget:
         now: Callable[[], dt.datetime] = utc_now,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        lease_seconds: float = 300.0,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         if limits.daily_quota is not None and quota_day is None:
             raise ValueError("A daily quota needs the platform's quota day.")
@@ -150,6 +158,7 @@ class AccountBudget:
         lease_id = uuid.uuid4().hex
         holding = False
         waited = 0.0
+        polls = 0
         while True:
             now = self._clock()
             verdict = self.store.start(StartRequest(
@@ -158,28 +167,85 @@ class AccountBudget:
                 day=day.day if day is not None else "", holding=holding,
             ))
             if verdict.started:
+                if not holding:
+                    _keeper.track(self, lease_id)
                 return lease_id
             if verdict.quota_reached:
                 assert day is not None and self.limits.daily_quota is not None
                 raise DailyQuotaReached(quota=self.limits.daily_quota, used=verdict.day_calls, resets_at=day.resets_at)
+            if verdict.holding and not holding:
+                _keeper.track(self, lease_id)  # held while waiting for the window
             holding = verdict.holding
-            if max_wait is not None and waited + verdict.wait > max_wait:
+            wait = verdict.wait
+            if not holding:
+                # Every place is in flight: nobody says when one comes back, so look again,
+                # less often the longer it takes (a few database transactions a second).
+                polls += 1
+                wait = min(wait * 1.5 ** polls, CONCURRENCY_POLL_MAX_SECONDS) * random.uniform(0.8, 1.2)
+            if max_wait is not None and waited + wait > max_wait:
                 if holding:
                     self.finish(lease_id)
                 raise BudgetBusyError(
                     "The destination account's API budget (calls per window and at once) is in "
                     "use by running syncs; try again in a minute.", code="budget_busy",
                 )
-            self._sleep(verdict.wait)
-            waited += verdict.wait
+            self._sleep(wait)
+            waited += wait
 
     def finish(self, lease_id: str) -> None:
         """The request's answer is in: give its place in flight back."""
+        _keeper.untrack(lease_id)
         try:
             self.store.finish(self.key, lease_id)
         except Exception:  # the lease expires on its own; the answer matters more
             logger.warning("Could not return a request's place in the API budget of %s; it expires "
                            "in %.0fs", self.key, self.lease_seconds, exc_info=True)
+
+
+class _LeaseKeeper:
+    """Renews the leases of this process's requests in flight (a thread of its own while
+    there are any), so a lease can be short and still outlast a slow request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leases: dict[str, AccountBudget] = {}
+        self._thread: threading.Thread | None = None
+
+    def track(self, budget: AccountBudget, lease_id: str) -> None:
+        with self._lock:
+            self._leases[lease_id] = budget
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="api-budget-leases", daemon=True)
+                self._thread.start()
+
+    def untrack(self, lease_id: str) -> None:
+        with self._lock:
+            self._leases.pop(lease_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LEASE_RENEW_SECONDS)
+            with self._lock:
+                if not self._leases:
+                    self._thread = None
+                    return
+            self.renew_now()
+
+    def renew_now(self) -> None:
+        """Renew every tracked lease once (the thread's pass)."""
+        by_budget: dict[int, tuple[AccountBudget, list[str]]] = {}
+        with self._lock:
+            for lease_id, budget in self._leases.items():
+                by_budget.setdefault(id(budget), (budget, []))[1].append(lease_id)
+        for budget, lease_ids in by_budget.values():
+                try:
+                    budget.store.renew(budget.key, lease_ids, budget._clock() + budget.lease_seconds)
+                except Exception:
+                    logger.warning("Could not renew requests' places in the API budget of %s", budget.key,
+                                   exc_info=True)
+
+
+_keeper = _LeaseKeeper()
 
 
 # --- the configured store ------------------------------------------------------------------
@@ -230,7 +296,7 @@ def account_budget(
     limits: BudgetLimits,
     quota_day: Callable[[dt.datetime], QuotaDay] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
-    lease_seconds: float = 300.0,
+    lease_seconds: float = LEASE_SECONDS,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> AccountBudget:

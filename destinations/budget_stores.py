@@ -23,6 +23,7 @@ import datetime as dt
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +77,8 @@ class BudgetStore(Protocol):
     def start(self, request: StartRequest) -> Verdict: ...
 
     def finish(self, key: str, lease_id: str) -> None: ...
+
+    def renew(self, key: str, lease_ids: list[str], until: float) -> None: ...
 
     def day_calls(self, key: str, day: str) -> int: ...
 
@@ -145,6 +148,13 @@ class MemoryBudgetStore:
             if state is not None:
                 state.leases.pop(lease_id, None)
 
+    def renew(self, key: str, lease_ids: list[str], until: float) -> None:
+        with self._lock:
+            state = self._states.get(key)
+            for lease_id in lease_ids if state is not None else ():
+                if lease_id in state.leases:
+                    state.leases[lease_id] = until
+
     def day_calls(self, key: str, day: str) -> int:
         with self._lock:
             state = self._states.get(key)
@@ -192,6 +202,14 @@ class DatabaseBudgetStore:
         else:
             removed = RawSQL("json_remove(leases, %s)", (f'$."{lease_id}"',))
         ApiBudget.objects.using(self.using).filter(account_key=key).update(leases=removed)
+
+    def renew(self, key: str, lease_ids: list[str], until: float) -> None:
+        with transaction.atomic(using=self.using):
+            row = self._locked(key)
+            renewed = [lease_id for lease_id in lease_ids if lease_id in row.leases]
+            if renewed:
+                row.leases.update(dict.fromkeys(renewed, until))
+                row.save(using=self.using, update_fields=["leases", "updated_at"])
 
     def day_calls(self, key: str, day: str) -> int:
         from destinations.models import ApiBudget
@@ -281,6 +299,13 @@ class RedisBudgetStore:
 
     def finish(self, key: str, lease_id: str) -> None:
         self._redis.zrem(self._key("leases", key), lease_id)
+
+    def renew(self, key: str, lease_ids: list[str], until: float) -> None:
+        leases = self._key("leases", key)
+        with self._redis.pipeline() as pipe:
+            pipe.zadd(leases, dict.fromkeys(lease_ids, until), xx=True)
+            pipe.expire(leases, max(1, math.ceil(until - time.time())))
+            pipe.execute()
 
     def day_calls(self, key: str, day: str) -> int:
         return int(self._redis.get(self._key("day", f"{key}:{day}")) or 0)

@@ -148,7 +148,6 @@ class MarketoClient:
             ),
             quota_day=quota_day,
             now=self._now,
-            lease_seconds=read_timeout + RATE_WINDOW_SECONDS + 30.0,
             clock=clock if injected else None,
             sleep=sleep if injected else None,
         )

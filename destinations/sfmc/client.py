@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from django.conf import settings
 
 from destinations import scrubbing
 from destinations.answers import Answer
@@ -56,9 +55,6 @@ NOT_WRITTEN = (
     "happening, something between CohortSync and SFMC (a proxy?) answers in its place."
 )
 
-# A request's place in flight is given back when its answer comes, or (a worker killed
-# mid-request) this long after the longest a request may last (connect + read timeout).
-LEASE_EXTRA_SECONDS = 40.0
 
 
 def sfmc_budget_limits(options: SfmcOptions) -> BudgetLimits:
@@ -156,7 +152,6 @@ class SfmcClient:
         self.budget = account_budget(
             key=sfmc_account_key(config.settings),
             limits=sfmc_budget_limits(options),
-            lease_seconds=float(settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS) + LEASE_EXTRA_SECONDS,
         )
         self.transport = HttpTransport(budget=self.budget, retry=retry, sleep=sleep)
         self._tokens = token_cache or TokenCache(

@@ -9,6 +9,7 @@ import threading
 import pytest
 from django.core.cache import cache
 
+from destinations import budget as budget_module
 from destinations.budget import (
     AccountBudget,
     BudgetBusyError,
@@ -17,7 +18,7 @@ from destinations.budget import (
     daily_quota_status,
     memory_budget_store,
 )
-from destinations.budget_stores import MemoryBudgetStore
+from destinations.budget_stores import MemoryBudgetStore, StartRequest
 from destinations.errors import QuotaExhaustedError
 from destinations.kindspec import QuotaDay
 from destinations.marketo.client import MarketoClient
@@ -135,6 +136,23 @@ def test_a_person_waiting_is_not_kept_waiting_behind_running_syncs():
     assert clock.now == 0.0
     # The lease the refused start had taken while waiting for the window was given back.
     assert len(account.store._states["test:account"].leases) == 1
+
+
+def test_requests_in_flight_keep_their_places_while_their_process_renews_them():
+    clock = FakeClock()
+    account = budget(BudgetLimits(window_calls=100, window_seconds=20.0, max_concurrency=1), clock,
+                     sleep=lambda s: (_ for _ in ()).throw(AssertionError("waited")), lease_seconds=5.0)
+    slow = account.start()
+    clock.now = 4.0
+
+    budget_module._keeper.renew_now()
+
+    clock.now = 8.0  # past the first expiry: the place is still taken
+    assert not account.store.start(StartRequest(
+        key=account.key, now=clock.now, window=account.limits.window, max_concurrency=1, lease_id="other",
+        lease_until=clock.now + 5.0)).started
+    account.finish(slow)
+    account.start()
 
 
 def test_the_call_that_would_cross_the_daily_quota_is_refused_before_it_is_sent():

@@ -149,3 +149,15 @@ def test_the_database_store_keeps_one_row_per_account(db):
     assert (row.day, row.day_calls) == (DAY, 2)
     assert list(row.leases) == ["two"]
     assert row.starts == [T0, T0 + 1]
+
+
+def test_a_renewed_lease_outlasts_its_first_expiry(store):
+    # A request slower than the lease keeps its place while its process renews it.
+    big = Window(100, 20.21)
+    assert ask(store, T0, lease="slow", window=big, concurrency=1, lease_seconds=5.0).started
+
+    store.renew(KEY, ["slow", "gone"], T0 + 12.0)
+
+    assert not ask(store, T0 + 8.0, window=big, concurrency=1).started
+    store.finish(KEY, "slow")
+    assert ask(store, T0 + 8.5, window=big, concurrency=1).started
