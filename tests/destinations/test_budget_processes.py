@@ -93,3 +93,68 @@ def test_two_processes_share_one_marketo_budget(sandbox, environment: dict[str, 
         assert in_window <= CALLS_PER_20S, f"{in_window} calls within 20 s of the call at {first - arrivals[0]:.2f} s"
     # Together they needed a second window: each process waited for the other's calls.
     assert arrivals[-1] - arrivals[0] >= WINDOW
+
+
+def _manage(environment: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, input=stdin,
+                          capture_output=True, text=True, timeout=180)
+
+
+def _run_sync(environment: dict[str, str]) -> dict:
+    result = _manage(environment, "run_sync", "Quota sync", "--inline", "--json")
+    assert result.stdout.strip(), result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_run_in_another_process_stops_at_the_daily_quota_and_resumes_the_next_day(
+    sandbox, environment: dict[str, str], tmp_path: Path
+) -> None:
+    """The production path: `run_sync` in a process of its own, its send loop's threads
+    drawing on the store, and the store's day rewritten as midnight in Chicago would."""
+    marketo = sandbox.sandboxes.marketo
+    marketo.configure(daily_quota=6)  # one more than the budget: a 607 would mean it let one through
+    leads = [f"quota{n:02d}@example.com" for n in range(10)]
+    profiles = tmp_path / "profiles.csv"
+    profiles.write_text("distinct_id,$email,plan\n" + "".join(f"q{n},{email},pro\n" for n, email in enumerate(leads)))
+    configuration = {
+        "destinations": [{"name": "Marketo", "kind": "marketo", "base_url": sandbox.marketo_base_url,
+                          "client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret",
+                          "options": {"batch_size": 2, "max_concurrency": 1, "daily_call_quota": 5}}],
+        "cohorts": [{"name": "Pro", "rules": {"all": [{"property": "plan", "op": "eq", "value": "pro"}]}}],
+        "syncs": [{"name": "Quota sync", "cohort": "Pro", "destination": "Marketo", "field": "cohortProUsers"}],
+    }
+    for args, stdin in ((("import_profiles", str(profiles)), None), (("apply", "-"), json.dumps(configuration))):
+        done = _manage(environment, *args, stdin=stdin)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    stopped = _run_sync(environment)
+
+    assert (stopped["status"], stopped["error_code"]) == ("partial", "quota_exhausted"), stopped
+    assert "daily_call_quota" in stopped["error"] and "America/Chicago" in stopped["error"]
+    calls = marketo.state()["calls"]
+    assert calls["daily_used"] == 5 and calls["refused"] == {}
+    # The field check took one call; four wrote two leads each.
+    assert stopped["added"] == 8
+
+    # Midnight in Chicago: Marketo's count starts again, and so does the budget's.
+    marketo.configure(daily_quota=50_000)
+    _day_rewrite(environment, "2000-01-01")
+
+    resumed = _run_sync(environment)
+
+    assert (resumed["status"], resumed["added"]) == ("succeeded", 2), resumed
+    assert all(marketo.lead(email)["cohortProUsers"] is True for email in leads)
+    calls = marketo.state()["calls"]
+    assert calls["by_endpoint"]["POST /rest/v1/leads.json"] == 5 and calls["refused"] == {}
+
+
+def _day_rewrite(environment: dict[str, str], day: str) -> None:
+    """Move the store's quota day back, as if the calls had been counted yesterday."""
+    store = environment["COHORTSYNC_API_BUDGET_STORE"]
+    if store == "database":
+        code = f"from destinations.models import ApiBudget; print(ApiBudget.objects.update(day={day!r}))"
+    else:  # the day's count is a key of its own per day: delete today's
+        code = ("from destinations.budget import budget_store; s = budget_store(); "
+                "print(sum(s._redis.delete(k) for k in s._redis.scan_iter(f'{s.prefix}:day:*')))")
+    done = _manage(environment, "shell", "-c", code)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "1", (done.stdout, done.stderr[-2000:])
