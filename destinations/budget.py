@@ -156,6 +156,14 @@ class AccountBudget:
         `max_wait` seconds."""
         day = self._quota_day(self._now()) if self.limits.daily_quota is not None and self._quota_day else None
         lease_id = uuid.uuid4().hex
+        try:
+            return self._start(lease_id, day, max_wait)
+        except BaseException:
+            if lease_id in _keeper:
+                self.finish(lease_id)  # a lease taken while waiting for the window is given back
+            raise
+
+    def _start(self, lease_id: str, day: QuotaDay | None, max_wait: float | None) -> str:
         holding = False
         waited = 0.0
         polls = 0
@@ -183,8 +191,6 @@ class AccountBudget:
                 polls += 1
                 wait = min(wait * 1.5 ** polls, CONCURRENCY_POLL_MAX_SECONDS) * random.uniform(0.8, 1.2)
             if max_wait is not None and waited + wait > max_wait:
-                if holding:
-                    self.finish(lease_id)
                 raise BudgetBusyError(
                     "The destination account's API budget (calls per window and at once) is in "
                     "use by running syncs; try again in a minute.", code="budget_busy",
@@ -217,6 +223,10 @@ class _LeaseKeeper:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="api-budget-leases", daemon=True)
                 self._thread.start()
+
+    def __contains__(self, lease_id: str) -> bool:
+        with self._lock:
+            return lease_id in self._leases
 
     def untrack(self, lease_id: str) -> None:
         with self._lock:
