@@ -220,7 +220,7 @@ class _LeaseKeeper:
     def track(self, budget: AccountBudget, lease_id: str) -> None:
         with self._lock:
             self._leases[lease_id] = budget
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked
                 self._thread = threading.Thread(target=self._run, name="api-budget-leases", daemon=True)
                 self._thread.start()
 

@@ -8,7 +8,8 @@ never sleeps; it says how long to wait.
 
 - Memory: a lock and a dict.
 - Database: one ApiBudget row per account, locked (SELECT ... FOR UPDATE on PostgreSQL; the
-  IMMEDIATE transaction on SQLite) for the one short transaction a start takes.
+  IMMEDIATE transaction on SQLite) for the one short transaction a start takes, on one
+  connection per process (_DatabaseThread).
 - Redis: the window is `limits`' moving-window script (maintained upstream), fed
   millisecond timestamps so windows need not be whole seconds (SFMC's paced 51 ms); the
   leases and the daily count, which `limits` has no structure for, are one small script
@@ -21,9 +22,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
+import os
 import re
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -170,17 +174,73 @@ class MemoryBudgetStore:
             self._states.clear()
 
 
+class _DatabaseThread:
+    """The one thread of a process that runs the database store's statements, on its own
+    connection: a process holds one connection for its budgets however many threads send
+    requests (a run has twice its concurrency in threads, each with its own connection
+    otherwise), and a start commits at once even when the caller is inside a transaction
+    (which would keep the account's row locked until the caller commits)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+
+    def run(self, operation: Callable[[], Any], *, using: str) -> Any:
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():  # none yet, or forked
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-budget-db")
+                self._pid = os.getpid()
+            executor = self._executor
+        return executor.submit(self._guarded, operation, using).result()
+
+    @staticmethod
+    def _guarded(operation: Callable[[], Any], using: str) -> Any:
+        try:
+            return operation()
+        except Exception:
+            # A broken connection (the server restarted) is replaced on the next call.
+            connections[using].close_if_unusable_or_obsolete()
+            raise
+
+    def close(self) -> None:
+        """Close the thread's connection (tests, before their database is dropped)."""
+        with self._lock:
+            executor = self._executor if self._pid == os.getpid() else None
+        if executor is not None:
+            executor.submit(connections.close_all).result()
+
+
+database_thread = _DatabaseThread()
+
+
 class DatabaseBudgetStore:
     """Budgets in the ApiBudget table: shared by every process on the database.
 
-    A start is one transaction on the calling thread's connection (a savepoint when the
-    caller is in a transaction already): the account's row is locked, decided on and
-    written back. A finish is another, shorter one."""
+    A start is one short transaction: the account's row is locked, decided on and written
+    back; a finish is one statement. Both run on the process's budget thread
+    (_DatabaseThread), except when the caller holds a SQLite write transaction: that thread
+    would wait for it, so they run in the caller's transaction (a savepoint)."""
 
     def __init__(self, *, using: str = "default") -> None:
         self.using = using
 
+    def _run(self, operation: Callable[[], Any]) -> Any:
+        caller = connections[self.using]
+        if caller.vendor == "sqlite" and caller.in_atomic_block:
+            return operation()
+        return database_thread.run(operation, using=self.using)
+
     def start(self, request: StartRequest) -> Verdict:
+        return self._run(lambda: self._start(request))
+
+    def finish(self, key: str, lease_id: str) -> None:
+        self._run(lambda: self._finish(key, lease_id))
+
+    def renew(self, key: str, lease_ids: list[str], until: float) -> None:
+        self._run(lambda: self._renew(key, lease_ids, until))
+
+    def _start(self, request: StartRequest) -> Verdict:
         with transaction.atomic(using=self.using):
             row = self._locked(request.key)
             state = _State(starts=list(row.starts), leases=dict(row.leases), day=row.day, day_calls=row.day_calls)
@@ -189,7 +249,7 @@ class DatabaseBudgetStore:
             row.save(using=self.using, update_fields=["starts", "leases", "day", "day_calls", "updated_at"])
         return verdict
 
-    def finish(self, key: str, lease_id: str) -> None:
+    def _finish(self, key: str, lease_id: str) -> None:
         # One statement, no transaction of its own: the lease is removed from the JSON in
         # the database (lease ids are letters and digits, safe in a JSON path).
         if not _LEASE_ID.fullmatch(lease_id):
@@ -203,7 +263,7 @@ class DatabaseBudgetStore:
             removed = RawSQL("json_remove(leases, %s)", (f'$."{lease_id}"',))
         ApiBudget.objects.using(self.using).filter(account_key=key).update(leases=removed)
 
-    def renew(self, key: str, lease_ids: list[str], until: float) -> None:
+    def _renew(self, key: str, lease_ids: list[str], until: float) -> None:
         with transaction.atomic(using=self.using):
             row = self._locked(key)
             renewed = [lease_id for lease_id in lease_ids if lease_id in row.leases]

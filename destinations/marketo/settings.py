@@ -80,7 +80,10 @@ def marketo_api_url(settings: Mapping[str, str]) -> str:
 def marketo_instance(settings: Mapping[str, str]) -> str:
     """The instance's REST host, as written."""
     url = (settings.get("base_url") or "").strip()
-    return urlsplit(url).netloc or url
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:  # a stored URL urlsplit refuses ("https://[127.0.0.1]"): as written
+        return url
 
 
 def marketo_account_key(settings: Mapping[str, str]) -> str:

@@ -20,10 +20,17 @@ from destinations.budget_stores import (
 from destinations.models import ApiBudget
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-KEY = "marketo:123-abc-456.mktorest.com"
+KEY = "marketo:123-abc-456.mktorest.com"  # each test's own: see _own_key
 T0 = 1_800_000_000.0
 DAY = "2027-01-15"
 SMALL = Window(3, 20.21)
+
+
+@pytest.fixture(autouse=True)
+def _own_key(monkeypatch) -> None:
+    # The database store commits on its own connection (outside the test's transaction, on
+    # PostgreSQL): each test draws on an account of its own.
+    monkeypatch.setattr(f"{__name__}.KEY", f"marketo:{uuid.uuid4().hex}.mktorest.com")
 
 
 @pytest.fixture(params=["memory", "database", "redis"])
@@ -39,12 +46,12 @@ def store(request, db) -> Iterator[BudgetStore]:
 
 
 def ask(
-    store: BudgetStore, now: float, *, lease: str = "", key: str = KEY, window: Window = SMALL,
+    store: BudgetStore, now: float, *, lease: str = "", key: str = "", window: Window = SMALL,
     concurrency: int = 10, quota: int | None = None, day: str = DAY, holding: bool = False,
     lease_seconds: float = 300.0,
 ):
     return store.start(StartRequest(
-        key=key, now=now, window=window, max_concurrency=concurrency, lease_id=lease or uuid.uuid4().hex,
+        key=key or KEY, now=now, window=window, max_concurrency=concurrency, lease_id=lease or uuid.uuid4().hex,
         lease_until=now + lease_seconds, daily_quota=quota, day=day, holding=holding,
     ))
 
@@ -134,7 +141,7 @@ def test_a_start_waiting_for_the_window_keeps_its_lease_and_its_days_unit(store)
 def test_accounts_have_budgets_of_their_own(store):
     assert ask(store, T0, window=Window(1, 20.21), quota=1).started
 
-    assert ask(store, T0, key="marketo:999-xyz-000.mktorest.com", window=Window(1, 20.21), quota=1).started
+    assert ask(store, T0, key=f"{KEY}-other", window=Window(1, 20.21), quota=1).started
     assert ask(store, T0, window=Window(1, 20.21), quota=1).quota_reached
 
 
@@ -144,7 +151,7 @@ def test_the_database_store_keeps_one_row_per_account(db):
     ask(store, T0 + 1, quota=10, lease="two")
     store.finish(KEY, "one")
 
-    row = ApiBudget.objects.get()
+    row = ApiBudget.objects.get(account_key=KEY)
     assert row.account_key == KEY
     assert (row.day, row.day_calls) == (DAY, 2)
     assert list(row.leases) == ["two"]
