@@ -27,10 +27,13 @@ SMALL = Window(3, 20.21)
 
 
 @pytest.fixture(autouse=True)
-def _own_key(monkeypatch) -> None:
+def _own_key(monkeypatch, db) -> Iterator[None]:
     # The database store commits on its own connection (outside the test's transaction, on
-    # PostgreSQL): each test draws on an account of its own.
-    monkeypatch.setattr(f"{__name__}.KEY", f"marketo:{uuid.uuid4().hex}.mktorest.com")
+    # PostgreSQL): each test draws on an account of its own, and removes its rows after.
+    key = f"marketo:{uuid.uuid4().hex}.mktorest.com"
+    monkeypatch.setattr(f"{__name__}.KEY", key)
+    yield
+    DatabaseBudgetStore()._run(lambda: ApiBudget.objects.filter(account_key__startswith=key).delete())
 
 
 @pytest.fixture(params=["memory", "database", "redis"])
