@@ -15,6 +15,7 @@ from destinations.budget import (
     BudgetBusyError,
     BudgetLimits,
     DailyQuotaReached,
+    budget_store_name,
     daily_quota_status,
     memory_budget_store,
 )
@@ -188,6 +189,16 @@ def test_the_next_quota_day_starts_afresh():
 def test_marketos_quota_day_is_the_calendar_day_in_chicago():
     assert quota_day(dt.datetime(2027, 1, 16, 5, 59, tzinfo=dt.UTC)) == QuotaDay("2027-01-15", RESETS)
     assert quota_day(dt.datetime(2027, 1, 16, 6, 0, tzinfo=dt.UTC)).day == "2027-01-16"
+
+
+def test_the_store_follows_redis_url_unless_chosen(settings):
+    settings.COHORTSYNC_API_BUDGET_STORE = ""
+    settings.REDIS_URL = ""
+    assert budget_store_name() == "database"
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert budget_store_name() == "redis"
+    settings.COHORTSYNC_API_BUDGET_STORE = "database"
+    assert budget_store_name() == "database"
 
 
 # --- one budget per account ---------------------------------------------------------------
