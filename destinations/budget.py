@@ -172,7 +172,7 @@ class AccountBudget:
             verdict = self.store.start(StartRequest(
                 key=self.key, now=now, window=self._window, max_concurrency=self.limits.max_concurrency,
                 lease_id=lease_id, lease_until=now + self.lease_seconds, daily_quota=self.limits.daily_quota,
-                day=day.day if day is not None else "", holding=holding,
+                day=day.day if day is not None else "", holding=holding, clock=self._clock,
             ))
             if verdict.started:
                 if not holding:

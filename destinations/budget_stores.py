@@ -20,6 +20,7 @@ never sleeps; it says how long to wait.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -63,6 +64,16 @@ class StartRequest:
     daily_quota: int | None = None
     day: str = ""
     holding: bool = False
+    # When given, the store reads the time itself right before deciding (once the account's
+    # row is locked), and `now` / `lease_until` move with it: a start recorded earlier than
+    # the request is sent lets the call one window later reach the platform too early.
+    clock: Callable[[], float] | None = None
+
+    def stamped(self) -> StartRequest:
+        if self.clock is None:
+            return self
+        now = self.clock()
+        return dataclasses.replace(self, now=now, lease_until=self.lease_until + (now - self.now), clock=None)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class BudgetStore(Protocol):
 
 def _decide(state: _State, request: StartRequest) -> Verdict:
     """The one decision every store without scripts makes, on an account's state."""
+    request = request.stamped()
     now = request.now
     if not request.holding:
         if request.daily_quota is not None:
@@ -335,6 +347,7 @@ class RedisBudgetStore:
         return f"{self.prefix}:{kind}:{key}"
 
     def start(self, request: StartRequest) -> Verdict:
+        request = request.stamped()
         if not request.holding:
             taken, day_calls = self._lease_script(
                 keys=[self._key("leases", request.key), self._key("day", f"{request.key}:{request.day}")],

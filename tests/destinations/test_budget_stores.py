@@ -171,3 +171,16 @@ def test_a_renewed_lease_outlasts_its_first_expiry(store):
     assert not ask(store, T0 + 8.0, window=big, concurrency=1).started
     store.finish(KEY, "slow")
     assert ask(store, T0 + 8.5, window=big, concurrency=1).started
+
+
+def test_a_start_counts_from_when_the_store_decided_it(store):
+    # Waiting for the account's row (or the process's budget thread) must not make a start
+    # look older than it is: the call one window later would reach the platform too early.
+    decided = T0 + 10.0
+    assert store.start(StartRequest(
+        key=KEY, now=T0, window=Window(1, 20.21), max_concurrency=10, lease_id="late",
+        lease_until=T0 + 300.0, clock=lambda: decided,
+    )).started
+
+    assert not ask(store, T0 + 25.0, window=Window(1, 20.21)).started
+    assert ask(store, decided + 20.22, window=Window(1, 20.21)).started
