@@ -689,6 +689,8 @@ class MarketoSandbox:
         if path == "/_sandbox/state" and request.method == "GET":
             limit = request.args.get("limit", type=int)
             return _json(self.state(limit))
+        if path == "/_sandbox/arrivals" and request.method == "GET":
+            return _json({"arrivals": self.accepted_arrivals()})
         if path == "/_sandbox/reset" and request.method == "POST":
             self.reset()
             return _json({"ok": True})
