@@ -158,6 +158,15 @@ COHORTSYNC_REMOVAL_GUARD_RATIO = env.float("COHORTSYNC_REMOVAL_GUARD_RATIO", def
 COHORTSYNC_SANDBOX_HOST = env.str("COHORTSYNC_SANDBOX_HOST", default="127.0.0.1")
 COHORTSYNC_SANDBOX_PORT = env.int("COHORTSYNC_SANDBOX_PORT", default=8765)
 COHORTSYNC_HTTP_TIMEOUT_SECONDS = env.float("COHORTSYNC_HTTP_TIMEOUT_SECONDS", default=60.0)
+# Where each destination account's API budget lives (destinations.budget): empty for Redis
+# when REDIS_URL is set and the database otherwise; or database, redis, memory (one process).
+COHORTSYNC_API_BUDGET_STORE = env.str("COHORTSYNC_API_BUDGET_STORE", default="")
+if COHORTSYNC_API_BUDGET_STORE not in ("", "database", "redis", "memory"):
+    raise ImproperlyConfigured(
+        f"COHORTSYNC_API_BUDGET_STORE must be database, redis, memory or empty, not {COHORTSYNC_API_BUDGET_STORE!r}."
+    )
+if COHORTSYNC_API_BUDGET_STORE == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("COHORTSYNC_API_BUDGET_STORE=redis needs REDIS_URL.")
 # Destination calls a person waits for (the sync form's field check, Test connection): one
 # attempt each, all of them within this many seconds.
 COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS = env.float("COHORTSYNC_INTERACTIVE_TIMEOUT_SECONDS", default=10.0)

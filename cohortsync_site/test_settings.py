@@ -23,6 +23,10 @@ Q_CLUSTER.pop("redis", None)
 Q_CLUSTER["orm"] = "default"
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# The API budgets of one test process live in memory (tests reset them): a database budget
+# would be written by the send loop's threads inside each test's transaction. The budget
+# tests use the database and Redis stores themselves, across real processes.
+COHORTSYNC_API_BUDGET_STORE = os.environ.get("COHORTSYNC_API_BUDGET_STORE", "memory")
 # The sandbox emulators listen on loopback during tests.
 COHORTSYNC_ALLOWED_API_HOSTS = ["127.0.0.1", "localhost"]
 # Alert webhooks go to a listener on loopback during tests.

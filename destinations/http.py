@@ -7,7 +7,8 @@ it. The transport:
   COHORTSYNC_ALLOWED_API_HOSTS, are refused;
 - never follows a redirect: a 3xx answer is a permanent error naming the refused host;
 - always sets timeouts;
-- keeps request rate and concurrency within the destination's limits, across threads;
+- keeps request rate, concurrency and daily calls within the destination account's budget
+  (destinations.budget), shared by every thread, process and host;
 - retries transient failures (network errors, 5xx, 429 and whatever the client's
   `check` callback classifies as transient) with exponential backoff and jitter,
   honouring Retry-After;
@@ -24,7 +25,6 @@ import os
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -36,6 +36,7 @@ import requests
 from django.conf import settings
 from django.core.cache import cache as django_cache
 
+from destinations.budget import AccountBudget
 from destinations.errors import (
     DestinationError,
     RateLimitedError,
@@ -98,71 +99,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def rate_window_margin(period: float) -> float:
-    """How much longer than the destination's window ours is kept (10 ms + 1 %: 20 ms of a
-    1-second window, 210 ms of Marketo's 20 seconds). The destination counts a request when
-    it arrives, not when we sent it: a request sent exactly one window after another can
-    arrive a little sooner relative to it, when the first one waited in a busy server's
-    queue, and be refused; a refusal costs far more (Retry-After, Marketo's 20 s) than the
-    margin."""
-    return 0.01 + 0.01 * period
-
-
-class RateLimiter:
-    """At most `calls` request starts in any sliding window of `period` seconds (thread-safe).
-
-    `margin` lengthens the window we keep (see rate_window_margin). `paced` also spaces
-    starts at least period / calls apart instead of letting a window's calls go at once:
-    a burst makes a busy server count its first requests late and the next window's
-    early, so it refuses some although the client kept the limit.
-    """
-
-    def __init__(self, calls: int, period: float, *, margin: float = 0.0, paced: bool = False,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if calls < 1 or period <= 0 or margin < 0:
-            raise ValueError("A rate limit needs calls >= 1, period > 0 and margin >= 0.")
-        self.calls = calls
-        self.period = period
-        self.margin = margin
-        self.spacing = period / calls if paced else 0.0
-        self._clock = clock
-        self._sleep = sleep
-        self._starts: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    @classmethod
-    def for_destination(
-        cls,
-        calls: int,
-        period: float,
-        *,
-        paced: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> RateLimiter:
-        """A limiter for a destination's published limit of `calls` per `period`: its window
-        is kept rate_window_margin(period) longer than the destination's own."""
-        return cls(calls, period, margin=rate_window_margin(period), paced=paced, clock=clock, sleep=sleep)
-
-    def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = self._clock()
-                window = self.period + self.margin
-                while self._starts and now - self._starts[0] >= window:
-                    self._starts.popleft()
-                spaced = not self._starts or now - self._starts[-1] >= self.spacing
-                if len(self._starts) < self.calls and spaced:
-                    self._starts.append(now)
-                    return
-                if len(self._starts) < self.calls:
-                    wait = self.spacing - (now - self._starts[-1])
-                else:
-                    wait = window - (now - self._starts[0])
-            self._sleep(max(wait, 0.001))
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -181,8 +117,8 @@ class HttpTransport:
     def __init__(
         self,
         *,
-        rate_limiter: RateLimiter | None = None,
-        max_concurrency: int = 4,
+        budget: AccountBudget | None = None,
+        max_concurrency: int | None = None,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float | None = None,
@@ -195,10 +131,13 @@ class HttpTransport:
         # own credentials.
         self.session.trust_env = False
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        if max_concurrency is None:
+            max_concurrency = budget.limits.max_concurrency if budget is not None else 4
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max_concurrency + 2)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self.rate_limiter = rate_limiter
+        # The account's budget: every request start but the unbudgeted ones draws on it.
+        self.budget = budget
         self.max_concurrency = max_concurrency
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self.retry = retry or RetryPolicy()
@@ -217,10 +156,15 @@ class HttpTransport:
         url: str,
         *,
         check: Callable[[requests.Response], None] | None = None,
+        budgeted: bool = True,
         **kwargs: Any,
     ) -> requests.Response:
         """Send with retries. `check` may raise TransientError (retried) or any other
-        DestinationError (raised at once) for responses that are errors in disguise."""
+        DestinationError (raised at once) for responses that are errors in disguise.
+        `budgeted=False`: the request does not draw on the account's budget (calls the
+        platform does not count, such as Marketo's identity endpoint). Each attempt of a
+        budgeted request takes a start (and a day's unit) of its own: the platform counts
+        retries too. A used-up daily quota raises DailyQuotaReached before anything is sent."""
         ensure_url_allowed(url)
         # A redirect would take the request (and its credentials) to a URL nobody checked.
         kwargs["allow_redirects"] = False
@@ -235,7 +179,7 @@ class HttpTransport:
             if interactive is not None:
                 kwargs["timeout"] = _interactive_timeout(kwargs["timeout"], interactive, url)
             try:
-                response = self._send_once(method, url, **kwargs)
+                response = self._send_once(method, url, budgeted=budgeted, interactive=interactive, **kwargs)
                 self._raise_for_transport_status(response, url)
                 if check is not None:
                     check(response)
@@ -265,13 +209,17 @@ class HttpTransport:
             self._environment[key] = environment
         return environment
 
-    def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send_once(
+        self, method: str, url: str, *, budgeted: bool, interactive: tuple[float, float] | None, **kwargs: Any
+    ) -> requests.Response:
         with self._slots:
-            # The rate is counted once a slot is ours, right before sending: a start taken
-            # earlier and then spent waiting for a slot would reach the destination late,
-            # and the call one window after it early enough to be refused.
-            if self.rate_limiter is not None:
-                self.rate_limiter.acquire()
+            # The budget is drawn on once a slot of this process is ours, right before
+            # sending: a start taken earlier and then spent waiting for a slot would reach
+            # the destination late, and the call one window after it early enough to be refused.
+            lease = None
+            if self.budget is not None and budgeted:
+                max_wait = None if interactive is None else max(0.0, interactive[0] - time.monotonic())
+                lease = self.budget.start(max_wait=max_wait)
             with self._calls_lock:
                 self._calls += 1
             try:
@@ -289,6 +237,9 @@ class HttpTransport:
                 raise DestinationError(
                     f"Request to {_safe_url(url)} failed: {type(exc).__name__}.", code="request_error"
                 ) from None
+            finally:
+                if lease is not None:
+                    self.budget.finish(lease)  # type: ignore[union-attr]
 
     @staticmethod
     def _raise_for_transport_status(response: requests.Response, url: str) -> None:

@@ -8,6 +8,7 @@ choices from the registry (destinations.kinds), so a spec stays importable on it
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ class KindOptions:
     made; every key that does not apply to the kind is refused."""
 
     _bounds: ClassVar[dict[type, tuple[OptionBounds, ...]]] = {}
+    # The options that are the account's API budget (destinations.budget): when several
+    # destination records point at one account, the smallest value of each applies to all.
+    budget_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def bounds(cls) -> tuple[OptionBounds, ...]:
@@ -292,6 +296,23 @@ class CallProjection:
 
 
 @dataclass(frozen=True)
+class QuotaDay:
+    """The day a call counts toward in a daily quota, and when that day's quota resets."""
+
+    day: str  # YYYY-MM-DD in the platform's time zone
+    resets_at: dt.datetime  # aware, UTC
+
+
+@dataclass(frozen=True)
+class DailyQuota:
+    """A platform's daily call quota per account: the option holding it, and the day a call
+    made at a given moment (aware datetime) counts toward."""
+
+    option: str
+    day: Callable[[dt.datetime], QuotaDay]
+
+
+@dataclass(frozen=True)
 class KindSpec:
     """Everything CohortSync knows about one destination kind, in one place."""
 
@@ -332,6 +353,8 @@ class KindSpec:
     # anything (for kinds whose target cannot be created by a run and whose check only
     # reads, such as a Marketo static list).
     target_checked_on_apply: bool = False
+    # The account's daily call quota, for platforms that have one (Marketo).
+    daily_quota: DailyQuota | None = None
 
     @property
     def setting_names(self) -> tuple[str, ...]:

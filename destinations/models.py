@@ -52,3 +52,27 @@ class Destination(models.Model):
     @property
     def default_interval_minutes(self) -> int:
         return kind_spec(self.kind).default_interval_minutes
+
+
+class ApiBudget(models.Model):
+    """The API budget of one destination account, shared by every process and host when the
+    budget lives in the database (destinations.budget_stores.DatabaseBudgetStore): the
+    recent request starts, the requests in flight (leases that expire, so a killed worker
+    cannot keep its places) and the calls of the current quota day. One row per account,
+    locked while a request start is decided."""
+
+    account_key = models.CharField(max_length=500, unique=True)
+    # Request starts (seconds since the epoch) within the account's window, oldest first.
+    starts = models.JSONField(default=list)
+    # Requests in flight: lease id -> when the lease expires (seconds since the epoch).
+    leases = models.JSONField(default=dict)
+    # The quota day (YYYY-MM-DD in the platform's zone) and the calls counted in it.
+    day = models.CharField(max_length=10, blank=True, default="")
+    day_calls = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "API budget"
+
+    def __str__(self) -> str:
+        return self.account_key

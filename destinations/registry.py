@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from destinations.base import Connector, DestinationConfig
+from destinations.budget import account_budget_options
 from destinations.errors import ConfigurationError
 from destinations.kinds import kind_spec
 from destinations.kindspec import UnknownKindError
@@ -17,7 +18,8 @@ _override: ConnectorFactory | None = None
 
 def destination_config(destination: Destination) -> DestinationConfig:
     """The destination's kind settings and its options, parsed once (ConfigurationError
-    when the kind is unknown or the stored options no longer pass)."""
+    when the kind is unknown or the stored options no longer pass), each budget option the
+    smallest among the records on the destination's account (destinations.budget)."""
     try:
         spec = kind_spec(destination.kind)
     except UnknownKindError as exc:
@@ -31,7 +33,8 @@ def destination_config(destination: Destination) -> DestinationConfig:
         client_id=destination.client_id,
         client_secret=destination.client_secret,
         settings={name: getattr(destination, name) or "" for name in spec.setting_names},
-        options=spec.options.of(destination.options or {}),
+        # Records sharing the account share its budget: the smaller of each budget option.
+        options=account_budget_options(destination, spec.options.of(destination.options or {})),
     )
 
 

@@ -59,3 +59,21 @@ def test_sqlite_default_uses_wal_and_immediate_transactions(tmp_path):
     options = _settings_in_subprocess(tmp_path, {}, "settings.DATABASES['default']['OPTIONS']")
     assert "'transaction_mode': 'IMMEDIATE'" in options
     assert "journal_mode=WAL" in options
+
+
+def test_api_budgets_live_in_redis_with_redis_url_and_in_the_database_without(tmp_path):
+    expression = "settings.COHORTSYNC_API_BUDGET_STORE or ('redis' if settings.REDIS_URL else 'database')"
+    assert _settings_in_subprocess(tmp_path, {"REDIS_URL": "redis://127.0.0.1:6379/3"}, expression) == "redis"
+    assert _settings_in_subprocess(tmp_path, {}, expression) == "database"
+
+
+def test_a_bad_api_budget_store_refuses_to_start(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "true", "COHORTSYNC_VAR_DIR": str(tmp_path),
+           "COHORTSYNC_API_BUDGET_STORE": "memcached"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django, os; os.environ['DJANGO_SETTINGS_MODULE']="
+         "'cohortsync_site.settings'; django.setup()"],
+        env=env, capture_output=True, text=True, cwd=settings.BASE_DIR,
+    )
+    assert result.returncode != 0
+    assert "COHORTSYNC_API_BUDGET_STORE must be database, redis, memory or empty, not 'memcached'" in result.stderr

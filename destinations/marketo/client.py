@@ -18,13 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from django.conf import settings
 
 from destinations import scrubbing
 from destinations.answers import Answer
+from destinations.budget import BudgetLimits, DailyQuotaReached, account_budget
 from destinations.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -35,9 +35,15 @@ from destinations.errors import (
     TargetValidationError,
     TransientError,
 )
-from destinations.http import AccessToken, HttpTransport, RateLimiter, TokenCache, TokenExpiredError
+from destinations.http import AccessToken, HttpTransport, TokenCache, TokenExpiredError
 from destinations.marketo import messages
-from destinations.marketo.settings import normalize_marketo_base_url
+from destinations.marketo.settings import (
+    marketo_account_key,
+    normalize_marketo_base_url,
+    quota_day,
+    quota_resets_at,
+    quota_zone,
+)
 from destinations.validation import SettingError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +57,6 @@ MIN_READ_TIMEOUT_SECONDS = 100.0
 # span a whole window for the second. (A full 20 s per refusal idled a slot for 20 s.)
 RATE_LIMIT_WAIT_SECONDS = RATE_WINDOW_SECONDS / 4
 IMPORT_QUEUE_WAIT_SECONDS = 30.0
-QUOTA_TIMEZONE = "America/Chicago"
 _OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
 IMPORT_STATES = frozenset({"Queued", "Importing", "Complete", "Failed"})
 # Ends the message of an unexpected answer to a write: what becomes of the users.
@@ -61,46 +66,15 @@ NOT_WRITTEN = (
 )
 
 
-# One limiter per instance, API service and rate in this process, so concurrent runs to the
-# same Marketo instance share its calls-per-20-seconds budget instead of each taking all of it
-# (SFMC's client does the same per account).
-_limiters: dict[tuple[str, str, int], RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def shared_rate_limiter(base_url: str, client_id: str, calls_per_20s: int) -> RateLimiter:
-    key = (base_url.rstrip("/").lower(), client_id, int(calls_per_20s))
-    with _limiters_lock:
-        limiter = _limiters.get(key)
-        if limiter is None:
-            limiter = _limiters[key] = RateLimiter.for_destination(int(calls_per_20s), RATE_WINDOW_SECONDS)
-        return limiter
-
-
 class ImportQueueFullError(RateLimitedError):
     """Marketo's bulk import queue (10 jobs per instance, shared) is full (1016)."""
 
     default_code = "import_queue_full"
 
 
-def _quota_zone() -> dt.tzinfo:
-    try:
-        return ZoneInfo(QUOTA_TIMEZONE)
-    except ZoneInfoNotFoundError:  # no tz database on this host: Adobe documents CST
-        return dt.timezone(dt.timedelta(hours=-6), "CST")
-
-
-def quota_resets_at(now: dt.datetime) -> dt.datetime:
-    """The next midnight in America/Chicago, when Marketo's daily quota resets (as UTC)."""
-    zone = _quota_zone()
-    next_day = (now.astimezone(zone) + dt.timedelta(days=1)).date()
-    midnight = dt.datetime.combine(next_day, dt.time(0, 0), tzinfo=zone)
-    return midnight.astimezone(dt.UTC)
-
-
 def _quota_error(marketo_message: str, now: dt.datetime) -> QuotaExhaustedError:
     resets = quota_resets_at(now)
-    local = resets.astimezone(_quota_zone())
+    local = resets.astimezone(quota_zone())
     said = f' Marketo said: "{marketo_message}".' if marketo_message else ""
     return QuotaExhaustedError(
         "Marketo's daily API quota for this instance is used up (607). The run stops here and "
@@ -108,6 +82,20 @@ def _quota_error(marketo_message: str, now: dt.datetime) -> QuotaExhaustedError:
         f"{local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC). The quota is shared by every "
         f"integration on the instance; ask Adobe to raise it if this happens often.{said}",
         code=messages.QUOTA_CODE,
+        resumes_at=resets.isoformat(),
+    )
+
+
+def _budget_quota_error(reached: DailyQuotaReached) -> QuotaExhaustedError:
+    """The run stops before the call that would cross daily_call_quota (nothing was sent)."""
+    resets = reached.resets_at
+    local = resets.astimezone(quota_zone())
+    return QuotaExhaustedError(
+        f"This Marketo instance's daily API budget of {reached.quota} calls (daily_call_quota) is "
+        f"used up: {reached.used} calls were counted today, by every CohortSync worker. The run "
+        "stops before the call that would cross it and can resume after the quota resets at "
+        f"midnight America/Chicago, {local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC). "
+        "Raise daily_call_quota in the destination options if Adobe raised the instance's quota.",
         resumes_at=resets.isoformat(),
     )
 
@@ -127,9 +115,10 @@ class MarketoClient:
         client_secret: str,
         calls_per_20s: int = 50,
         max_concurrency: int = 5,
+        daily_call_quota: int = 50_000,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        now: Callable[[], dt.datetime] = _utcnow,
+        now: Callable[[], dt.datetime] | None = None,
         token_cache: TokenCache | None = None,
     ) -> None:
         try:
@@ -145,20 +134,24 @@ class MarketoClient:
         self._client_id = client_id
         self._client_secret = client_secret
         scrubbing.secret_remember(client_secret)
-        self._now = now
+        self._now = now or _utcnow
         read_timeout = max(settings.COHORTSYNC_HTTP_TIMEOUT_SECONDS, MIN_READ_TIMEOUT_SECONDS)
-        if clock is time.monotonic and sleep is time.sleep:
-            limiter = shared_rate_limiter(self.base_url, client_id, calls_per_20s)
-        else:
-            # An injected clock or sleep (tests) is its own timeline: it must not share, or
-            # wait on, the process's real-time budget.
-            limiter = RateLimiter.for_destination(calls_per_20s, RATE_WINDOW_SECONDS, clock=clock, sleep=sleep)
-        self.transport = HttpTransport(
-            rate_limiter=limiter,
-            max_concurrency=max_concurrency,
-            read_timeout=read_timeout,
-            sleep=sleep,
+        # The instance's budget, shared by every worker and host (destinations.budget). An
+        # injected clock or sleep (tests) is its own timeline: it must not share, or wait
+        # on, the real-time budget.
+        injected = not (clock is time.monotonic and sleep is time.sleep)
+        self.budget = account_budget(
+            key=marketo_account_key({"base_url": self.base_url}),
+            limits=BudgetLimits(
+                window_calls=int(calls_per_20s), window_seconds=RATE_WINDOW_SECONDS,
+                max_concurrency=int(max_concurrency), daily_quota=int(daily_call_quota),
+            ),
+            quota_day=quota_day,
+            now=self._now,
+            clock=clock if injected else None,
+            sleep=sleep if injected else None,
         )
+        self.transport = HttpTransport(budget=self.budget, read_timeout=read_timeout, sleep=sleep)
         self._tokens = token_cache or TokenCache(namespace="marketo")
         self._token_key = self._tokens.key(self.base_url, client_id, client_secret)
         self._token_lock = threading.Lock()
@@ -195,6 +188,8 @@ class MarketoClient:
             },
             headers={"Accept": "application/json"},
             check=self._check_identity,
+            # Marketo counts no identity call against the instance's limits or quota.
+            budgeted=False,
         )
         answer = Answer(response, "Marketo's identity endpoint", "issue an access token",
                         advice=messages.IDENTITY_ADVICE)
@@ -262,6 +257,8 @@ class MarketoClient:
                 return self.transport.request(
                     method, url, headers=headers, check=self._check_envelope, **kwargs
                 )
+            except DailyQuotaReached as reached:
+                raise _budget_quota_error(reached) from None
             except TokenExpiredError as exc:
                 if attempt == 2:
                     raise AuthenticationError(

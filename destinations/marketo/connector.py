@@ -116,6 +116,7 @@ class MarketoInstanceConnector(Connector):
             client_secret=config.client_secret,
             calls_per_20s=self.options.calls_per_20s,
             max_concurrency=self.options.max_concurrency,
+            daily_call_quota=self.options.daily_call_quota,
             sleep=sleep,
             clock=clock,
         )

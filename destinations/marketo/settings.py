@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from destinations.kindspec import Fieldset, KindOptions, SandboxDescription, SettingField, bounded
+from destinations.kindspec import (
+    DailyQuota,
+    Fieldset,
+    KindOptions,
+    QuotaDay,
+    SandboxDescription,
+    SettingField,
+    bounded,
+)
 from destinations.validation import SettingError, url_setting_parse, with_scheme
 
 # A pasted Marketo URL ends at the host (or a proxy prefix) before one of these segments.
@@ -18,6 +28,28 @@ OFFICIAL_HOSTS = (".mktorest.com",)
 DEFAULT_INTERVAL_MINUTES = 120
 # Leads are matched by email.
 DEFAULT_IDENTITY = "$email"
+# Marketo's daily API quota resets at midnight in this zone.
+QUOTA_TIMEZONE = "America/Chicago"
+
+
+def quota_zone() -> dt.tzinfo:
+    try:
+        return ZoneInfo(QUOTA_TIMEZONE)
+    except ZoneInfoNotFoundError:  # no tz database on this host: Adobe documents CST
+        return dt.timezone(dt.timedelta(hours=-6), "CST")
+
+
+def quota_resets_at(now: dt.datetime) -> dt.datetime:
+    """The next midnight in America/Chicago, when Marketo's daily quota resets (as UTC)."""
+    zone = quota_zone()
+    next_day = (now.astimezone(zone) + dt.timedelta(days=1)).date()
+    midnight = dt.datetime.combine(next_day, dt.time(0, 0), tzinfo=zone)
+    return midnight.astimezone(dt.UTC)
+
+
+def quota_day(now: dt.datetime) -> QuotaDay:
+    """The Marketo day a call made at `now` counts toward (a calendar day in America/Chicago)."""
+    return QuotaDay(day=now.astimezone(quota_zone()).date().isoformat(), resets_at=quota_resets_at(now))
 
 
 def normalize_marketo_base_url(value: str) -> str:
@@ -48,7 +80,10 @@ def marketo_api_url(settings: Mapping[str, str]) -> str:
 def marketo_instance(settings: Mapping[str, str]) -> str:
     """The instance's REST host, as written."""
     url = (settings.get("base_url") or "").strip()
-    return urlsplit(url).netloc or url
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:  # a stored URL urlsplit refuses ("https://[127.0.0.1]"): as written
+        return url
 
 
 def marketo_account_key(settings: Mapping[str, str]) -> str:
@@ -66,6 +101,11 @@ class MarketoOptions(KindOptions):
     batch_size: int = bounded(300, 1, 300)
     # Runs with more changes than this go through bulk import.
     bulk_threshold: int = bounded(50_000, 1, 100_000_000)
+    # Calls a day (Marketo's default subscription quota; Adobe raises it on request). A run
+    # stops before the call that would cross it, and resumes after midnight America/Chicago.
+    daily_call_quota: int = bounded(50_000, 1, 100_000_000)
+
+    budget_fields: ClassVar[tuple[str, ...]] = ("calls_per_20s", "max_concurrency", "daily_call_quota")
 
 
 BASE_URL = SettingField(
@@ -103,4 +143,5 @@ ACCOUNT_SPEC: dict[str, Any] = {
     "sandbox": SANDBOX,
     "credentials_help": CREDENTIALS_HELP,
     "account_key": marketo_account_key,
+    "daily_quota": DailyQuota(option="daily_call_quota", day=quota_day),
 }

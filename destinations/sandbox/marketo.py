@@ -144,6 +144,9 @@ class MarketoSandbox:
             self.canned = CannedAnswers()
             self.lists = StaticLists()
             self._window: deque[float] = deque()
+            # When each accepted call arrived (time.monotonic), the latest ones: what tests
+            # check windows against (accepted_arrivals).
+            self._accepted: deque[float] = deque(maxlen=100_000)
             self._in_flight = 0
             self._daily_used = 0
             self._day = self._today()
@@ -217,6 +220,12 @@ class MarketoSandbox:
                     "token_in_query": self._token_in_query,
                 },
             }
+
+    def accepted_arrivals(self) -> list[float]:
+        """When each call the limits let through arrived (time.monotonic, oldest first; the
+        latest 100,000). Identity calls are not among them: Marketo does not limit them."""
+        with self._lock:
+            return list(self._accepted)
 
     def list_members(self, name: str) -> set[str]:
         """The (lower-cased) emails of the members of the static list called `name`."""
@@ -326,6 +335,7 @@ class MarketoSandbox:
             if self._daily_used >= int(self.config["daily_quota"]):
                 raise SandboxError("607", f"Max daily quota '{self.config['daily_quota']}' reached")
             self._window.append(now)
+            self._accepted.append(now)
             self._daily_used += 1
             self._in_flight += 1
 
@@ -679,6 +689,8 @@ class MarketoSandbox:
         if path == "/_sandbox/state" and request.method == "GET":
             limit = request.args.get("limit", type=int)
             return _json(self.state(limit))
+        if path == "/_sandbox/arrivals" and request.method == "GET":
+            return _json({"arrivals": self.accepted_arrivals()})
         if path == "/_sandbox/reset" and request.method == "POST":
             self.reset()
             return _json({"ok": True})

@@ -20,6 +20,7 @@ import requests
 from destinations import scrubbing
 from destinations.answers import Answer
 from destinations.base import DestinationConfig
+from destinations.budget import BudgetLimits, account_budget
 from destinations.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -29,7 +30,6 @@ from destinations.errors import (
 from destinations.http import (
     AccessToken,
     HttpTransport,
-    RateLimiter,
     RetryPolicy,
     TokenCache,
     TokenExpiredError,
@@ -41,6 +41,7 @@ from destinations.sfmc.settings import (
     SfmcOptions,
     normalize_sfmc_auth_base_url,
     normalize_sfmc_subdomain,
+    sfmc_account_key,
 )
 from destinations.validation import SettingError
 
@@ -54,21 +55,16 @@ NOT_WRITTEN = (
     "happening, something between CohortSync and SFMC (a proxy?) answers in its place."
 )
 
-# One limiter per account and rate in this process, so concurrent runs to the same SFMC
-# account share its request budget instead of each taking the full rate.
-_limiters: dict[tuple[str, str, float], RateLimiter] = {}
-_limiters_lock = threading.Lock()
 
 
-def shared_rate_limiter(auth_base_url: str, client_id: str, requests_per_second: float) -> RateLimiter:
-    key = (auth_base_url, client_id, requests_per_second)
-    with _limiters_lock:
-        limiter = _limiters.get(key)
-        if limiter is None:
-            # A fractional rate (0.5/s) becomes "1 call per 2 s"; 20/s "20 calls per 1 s".
-            calls = max(1, int(requests_per_second))
-            limiter = _limiters[key] = RateLimiter.for_destination(calls, calls / requests_per_second, paced=True)
-        return limiter
+def sfmc_budget_limits(options: SfmcOptions) -> BudgetLimits:
+    """The tenant's budget: requests_per_second, paced (a fractional rate such as 0.5/s is one
+    call per 2 s), and max_concurrency. SFMC has no daily quota. Token requests draw on it
+    too: SFMC throttles them like any other (they are rare, tokens are cached)."""
+    rate = options.requests_per_second
+    calls = max(1, int(rate))
+    return BudgetLimits(window_calls=calls, window_seconds=calls / rate,
+                        max_concurrency=options.max_concurrency, paced=True)
 
 
 def sfmc_auth_base_url(config: DestinationConfig) -> str:
@@ -153,12 +149,11 @@ class SfmcClient:
         self.requests_per_second = options.requests_per_second
         self.max_concurrency = options.max_concurrency
         self.sleep = sleep
-        self.transport = HttpTransport(
-            rate_limiter=shared_rate_limiter(self.auth_base_url, self.client_id, self.requests_per_second),
-            max_concurrency=self.max_concurrency,
-            retry=retry,
-            sleep=sleep,
+        self.budget = account_budget(
+            key=sfmc_account_key(config.settings),
+            limits=sfmc_budget_limits(options),
         )
+        self.transport = HttpTransport(budget=self.budget, retry=retry, sleep=sleep)
         self._tokens = token_cache or TokenCache(
             namespace="sfmc", early_expiry_seconds=TOKEN_EARLY_EXPIRY_SECONDS
         )

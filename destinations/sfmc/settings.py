@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from destinations.kindspec import Fieldset, KindOptions, SandboxDescription, SettingField, bounded
@@ -156,6 +156,8 @@ class SfmcOptions(KindOptions):
 
     requests_per_second: float = bounded(20.0, 0.1, 1000)
     max_concurrency: int = bounded(4, 1, 32)
+
+    budget_fields: ClassVar[tuple[str, ...]] = ("requests_per_second", "max_concurrency")
 
 
 # What the specs of every SFMC kind take from the account they write to

@@ -125,11 +125,14 @@ def test_every_schedule_fires_once_per_slot_and_accounts_run_in_parallel(
     broker: str, shared_database: SharedDatabase, sandbox: Any, tmp_path: Path,
 ) -> None:
     # Each call takes 0.3 s, so a run lasts a few seconds and runs can be seen overlapping.
-    sandbox.sandboxes.marketo.configure(latency=0.3)
+    # The Marketo instance allows one call at a time: the two Marketo syncs, on whichever
+    # workers and hosts, share that budget (destinations.budget) and are never refused.
+    marketo_budget = {"calls_per_20s": 20, "max_concurrency": 1}
+    sandbox.sandboxes.marketo.configure(latency=0.3, **marketo_budget)
     sandbox.sandboxes.sfmc.configure(latency_seconds=0.3)
     sandbox.sandboxes.sfmc.add_attribute("Cohort_Team")
     configuration = {
-        "destinations": _destinations(sandbox.url),
+        "destinations": _destinations(sandbox.url, marketo_options={"batch_size": 25, **marketo_budget}),
         "cohorts": COHORTS,
         "syncs": [
             _sync("Pro → DE", "Pro", "SFMC DE", "Pro_users", "$distinct_id"),
@@ -182,6 +185,8 @@ def test_every_schedule_fires_once_per_slot_and_accounts_run_in_parallel(
         assert {r["status"] for r in runs} == {"succeeded"}, runs
         assert sorted(_sync_tasks_processed(clusters).values()) == [2] * syncs
         assert all(c.alive() for c in clusters)
+        refused = sandbox.sandboxes.marketo.state()["calls"]["refused"]
+        assert not {"606", "615"} & set(refused), refused
 
 
 def _web_start(host: Host) -> str:

@@ -158,7 +158,8 @@ def test_dumpdata_writes_the_encrypted_secret_never_the_plaintext(tmp_path):
 
     text = open(path).read()
     assert "plain-Secret-123" not in text
-    secrets = {r["fields"]["name"]: r["fields"]["client_secret"] for r in records}
+    secrets = {r["fields"]["name"]: r["fields"]["client_secret"] for r in records
+               if r["model"] == "destinations.destination"}
     assert secrets["No secret"] == ""
     assert secrets["Growth DE"].startswith(CIPHERTEXT_PREFIX)
     assert decrypt_secret(secrets["Growth DE"]) == "plain-Secret-123"

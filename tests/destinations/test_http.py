@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import threading
 from types import SimpleNamespace
 
 import pytest
@@ -26,7 +25,6 @@ from destinations.errors import (
 from destinations.http import (
     MAX_RETRY_AFTER_SECONDS,
     HttpTransport,
-    RateLimiter,
     RetryPolicy,
     TokenCache,
     TokenExpiredError,
@@ -433,95 +431,6 @@ def test_unexpected_request_exceptions_are_not_retried(transport, sleeps):
     assert sleeps == []
 
 
-# --- RateLimiter -------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A shared clock that only moves when a thread sleeps; remembers each thread's last read."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._lock = threading.Lock()
-        self._last = threading.local()
-
-    def __call__(self) -> float:
-        with self._lock:
-            self._last.value = self.now
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-    @property
-    def last_read(self) -> float:
-        return self._last.value
-
-
-def test_rate_limiter_never_exceeds_its_limit_in_any_window_across_threads():
-    clock = FakeClock()
-    limiter = RateLimiter(10, 1.0, clock=clock, sleep=clock.sleep)
-    starts: list[float] = []
-    starts_lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(25):
-            limiter.acquire()
-            # The limiter reads the clock once per attempt, under its lock; the last read
-            # is the start it recorded.
-            with starts_lock:
-                starts.append(clock.last_read)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert len(starts) == 200
-    starts.sort()
-    for i, start in enumerate(starts):
-        in_window = sum(1 for other in starts[i:] if other < start + 1.0)
-        assert in_window <= 10, f"{in_window} starts within 1s of t={start}"
-    # 200 starts at 10 per second take at least 19 seconds of (fake) time.
-    assert starts[-1] >= 19.0
-
-
-def test_rate_limiter_lets_a_burst_through_without_waiting():
-    clock = FakeClock()
-    waits: list[float] = []
-    limiter = RateLimiter(5, 20.0, clock=clock, sleep=lambda s: (waits.append(s), clock.sleep(s)))
-
-    for _ in range(5):
-        limiter.acquire()
-    assert waits == []
-
-    limiter.acquire()
-    assert sum(waits) == pytest.approx(20.0)
-
-
-def test_rate_limiter_margin_keeps_the_window_longer_than_the_destinations():
-    clock = FakeClock()
-    waits: list[float] = []
-    limiter = RateLimiter(2, 1.0, margin=0.02, clock=clock, sleep=lambda s: (waits.append(s), clock.sleep(s)))
-
-    for _ in range(3):
-        limiter.acquire()
-    assert sum(waits) == pytest.approx(1.02)
-
-
-def test_a_paced_rate_limiter_spaces_starts_evenly_instead_of_bursting():
-    clock = FakeClock()
-    limiter = RateLimiter(4, 1.0, paced=True, clock=clock, sleep=clock.sleep)
-    starts = []
-
-    for _ in range(6):
-        limiter.acquire()
-        starts.append(clock.last_read)
-
-    assert [round(b - a, 3) for a, b in zip(starts, starts[1:], strict=False)] == [0.25] * 5
-
-
 def test_the_transport_reads_proxies_and_the_ca_bundle_once_per_host(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
     monkeypatch.setenv("NO_PROXY", "example.mktorest.com")
@@ -539,12 +448,6 @@ def test_the_transport_reads_proxies_and_the_ca_bundle_once_per_host(monkeypatch
     assert transport._environment_for("https://123-abc-456.mktorest.com/x")["proxies"]["https"].startswith(
         "http://proxy.internal")
     assert transport.session.trust_env is False
-
-
-@pytest.mark.parametrize(("calls", "period", "margin"), [(0, 1.0, 0.0), (5, 0, 0.0), (5, 1.0, -0.1)])
-def test_rate_limiter_rejects_impossible_limits(calls, period, margin):
-    with pytest.raises(ValueError):
-        RateLimiter(calls, period, margin=margin)
 
 
 # --- TokenCache --------------------------------------------------------------------------

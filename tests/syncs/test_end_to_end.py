@@ -409,20 +409,21 @@ def test_bad_credentials_fail_the_run_clearly_without_the_secret(kind: Kind, san
 # --- Shared rate budgets -------------------------------------------------------------------
 
 
-def test_connectors_for_one_marketo_instance_share_its_rate_budget(sandbox) -> None:
+def test_connectors_for_one_marketo_instance_share_its_budget(sandbox) -> None:
     kind = KINDS[2]
     first, second = kind.destination(sandbox), kind.destination(sandbox)
     other_service = DestinationFactory(marketo=True, base_url=sandbox.marketo_base_url, client_id="other-id",
                                        client_secret=SANDBOX_SECRET)
 
-    limiter = connector_for(first).client.transport.rate_limiter
+    budget = connector_for(first).client.budget
 
-    assert limiter is not None
-    # Two syncs to the same instance (even through two destinations) draw on one budget of
-    # Marketo's calls per 20 s, as SFMC's per-account limiter does; another API service has its own.
-    assert connector_for(second).client.transport.rate_limiter is limiter
-    assert connector_for(first).client.transport.rate_limiter is limiter
-    assert connector_for(other_service).client.transport.rate_limiter is not limiter
+    # Marketo's limits are the instance's, shared by every integration: two syncs to it (even
+    # through two destinations, or another API service) draw on one budget, held by the
+    # configured store (memory in tests, Redis or the database in production).
+    assert budget.key == f"marketo:127.0.0.1:{sandbox.port}"
+    for destination in (second, first, other_service):
+        shared = connector_for(destination).client.budget
+        assert (shared.key, shared.store) == (budget.key, budget.store)
 
 
 # --- The large-run paths, guards and controls ----------------------------------------------

@@ -45,6 +45,9 @@ class Command(BaseCommand):
                             help=f"Fleet cycles to measure (default {DEFAULT_CYCLES}).")
         parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                             help=f"Q_WORKERS of the fleet's task cluster (default {DEFAULT_WORKERS}).")
+        parser.add_argument("--shared-budget", action="store_true",
+                            help="Two task clusters, two syncs to one Marketo instance: its budget shared "
+                            "(--profiles members per sync, default 60,000).")
         parser.add_argument("--allow-any-database", action="store_true",
                             help="Run on a database whose name does not contain 'bench'.")
         # Internal: one measured step, run by the bench itself in a fresh process.
@@ -65,6 +68,14 @@ class Command(BaseCommand):
         command = "python manage.py " + " ".join(sys.argv[2:] and ["bench", *sys.argv[2:]] or ["bench"])
         if options["fleet"] is not None:
             self._fleet(options, command)
+            return
+        if options["shared_budget"]:
+            from bench.shared_budget import DEFAULT_MEMBERS, shared_budget_run
+            from bench.shared_budget import summary_text as shared_summary
+
+            result = shared_budget_run(members=options["profiles"] or DEFAULT_MEMBERS, command=command,
+                                       out=self.stdout.write)
+            self.stdout.write(shared_summary(result))
             return
         profiles = LARGE_PROFILES if options["large"] else (options["profiles"] or DEFAULT_PROFILES)
         if profiles < 100:

@@ -7,7 +7,8 @@ import responses
 
 from destinations.base import MembershipChange
 from destinations.errors import RateLimitedError
-from destinations.sfmc.client import shared_rate_limiter
+from destinations.sfmc.client import sfmc_budget_limits
+from destinations.sfmc.settings import SfmcOptions
 from destinations.sfmc_data_extension.connector import DataExtensionConnector
 from tests.destinations.sfmc.conftest import OFFICIAL_AUTH, OFFICIAL_REST, official_config, target
 
@@ -87,7 +88,8 @@ def test_retry_after_longer_than_a_run_can_wait_is_raised(sleeps):
 
 
 def test_fractional_request_rate_becomes_one_call_per_interval():
-    limiter = shared_rate_limiter("https://x.auth.marketingcloudapis.com", "cid-frac", 0.5)
+    limits = sfmc_budget_limits(SfmcOptions(requests_per_second=0.5))
 
-    assert (limiter.calls, limiter.period) == (1, 2.0)
-    assert shared_rate_limiter("https://x.auth.marketingcloudapis.com", "cid-frac", 0.5) is limiter
+    assert (limits.window_calls, limits.window_seconds, limits.paced) == (1, 2.0, True)
+    # Paced: one start per window and its margin (2 s + 10 ms + 1 %).
+    assert (limits.window.calls, limits.window.seconds) == (1, pytest.approx(2.03))

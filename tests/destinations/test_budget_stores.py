@@ -1,0 +1,186 @@
+"""The budget stores (destinations/budget_stores.py): the same window, concurrency and daily
+semantics in memory, in the database (whichever DATABASE_URL) and in Redis (127.0.0.1:6379,
+a key prefix of each test's own)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from destinations.budget_stores import (
+    BudgetStore,
+    DatabaseBudgetStore,
+    MemoryBudgetStore,
+    RedisBudgetStore,
+    StartRequest,
+    Window,
+)
+from destinations.models import ApiBudget
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+KEY = "marketo:123-abc-456.mktorest.com"  # each test's own: see _own_key
+T0 = 1_800_000_000.0
+DAY = "2027-01-15"
+SMALL = Window(3, 20.21)
+
+
+@pytest.fixture(autouse=True)
+def _own_key(monkeypatch, db) -> Iterator[None]:
+    # The database store commits on its own connection (outside the test's transaction, on
+    # PostgreSQL): each test draws on an account of its own, and removes its rows after.
+    key = f"marketo:{uuid.uuid4().hex}.mktorest.com"
+    monkeypatch.setattr(f"{__name__}.KEY", key)
+    yield
+    DatabaseBudgetStore()._run(lambda: ApiBudget.objects.filter(account_key__startswith=key).delete())
+
+
+@pytest.fixture(params=["memory", "database", "redis"])
+def store(request, db) -> Iterator[BudgetStore]:
+    if request.param == "memory":
+        yield MemoryBudgetStore()
+    elif request.param == "database":
+        yield DatabaseBudgetStore()
+    else:
+        redis_store = RedisBudgetStore(REDIS_URL, prefix=f"cohortsync-test-{uuid.uuid4().hex}")
+        yield redis_store
+        redis_store.clear()
+
+
+def ask(
+    store: BudgetStore, now: float, *, lease: str = "", key: str = "", window: Window = SMALL,
+    concurrency: int = 10, quota: int | None = None, day: str = DAY, holding: bool = False,
+    lease_seconds: float = 300.0,
+):
+    return store.start(StartRequest(
+        key=key or KEY, now=now, window=window, max_concurrency=concurrency, lease_id=lease or uuid.uuid4().hex,
+        lease_until=now + lease_seconds, daily_quota=quota, day=day, holding=holding,
+    ))
+
+
+def test_the_window_lets_its_calls_start_then_says_how_long_to_wait(store):
+    assert [ask(store, T0 + i / 10).started for i in range(3)] == [True, True, True]
+
+    refused = ask(store, T0 + 1.0, lease="fourth")
+
+    assert not refused.started and not refused.quota_reached
+    # The oldest start leaves the window (20 s + margin) 19.21 s later.
+    assert refused.wait == pytest.approx(19.21, abs=0.01)
+    assert refused.holding
+    # Still full just before; the same start goes once the oldest has left.
+    assert not ask(store, T0 + 20.2, lease="fourth", holding=True).started
+    assert ask(store, T0 + 20.22, lease="fourth", holding=True).started
+
+
+def test_a_paced_window_spaces_starts(store):
+    paced = Window(1, 0.051)
+
+    assert ask(store, T0, window=paced).started
+    too_soon = ask(store, T0 + 0.03, window=paced, lease="second")
+
+    assert not too_soon.started and too_soon.wait == pytest.approx(0.021, abs=0.002)
+    assert ask(store, T0 + 0.052, window=paced, lease="second", holding=True).started
+
+
+def test_requests_in_flight_are_leases_given_back_when_they_finish(store):
+    big = Window(100, 20.21)
+    assert ask(store, T0, lease="a", window=big, concurrency=2).started
+    assert ask(store, T0, lease="b", window=big, concurrency=2).started
+
+    third = ask(store, T0 + 0.1, lease="c", window=big, concurrency=2)
+    assert not third.started and not third.holding and 0 < third.wait <= 0.1
+
+    store.finish(KEY, "a")
+    assert ask(store, T0 + 0.2, lease="c", window=big, concurrency=2).started
+
+
+def test_a_lease_nobody_gives_back_expires(store):
+    # A worker killed mid-request (SIGKILL) never finishes: its place comes back anyway.
+    big = Window(100, 20.21)
+    assert ask(store, T0, lease="killed", window=big, concurrency=1, lease_seconds=5.0).started
+    assert not ask(store, T0 + 4.0, window=big, concurrency=1).started
+
+    assert ask(store, T0 + 5.5, window=big, concurrency=1).started
+
+
+def test_the_daily_quota_refuses_the_call_that_would_cross_it(store):
+    big = Window(100, 20.21)
+    assert [ask(store, T0 + i, window=big, quota=3).started for i in range(3)] == [True] * 3
+
+    refused = ask(store, T0 + 4, window=big, quota=3)
+
+    assert refused.quota_reached and not refused.started and refused.day_calls == 3
+    assert store.day_calls(KEY, DAY) == 3
+    # Nothing was taken by the refusal: the window still has room for 97 more.
+    assert ask(store, T0 + 5, window=big, quota=None).started
+
+
+def test_a_new_quota_day_starts_from_zero(store):
+    big = Window(100, 20.21)
+    for i in range(2):
+        assert ask(store, T0 + i, window=big, quota=2).started
+    assert ask(store, T0 + 3, window=big, quota=2).quota_reached
+
+    assert ask(store, T0 + 4, window=big, quota=2, day="2027-01-16").started
+    assert store.day_calls(KEY, "2027-01-16") == 1
+    assert store.day_calls(KEY, "2027-01-17") == 0
+
+
+def test_a_start_waiting_for_the_window_keeps_its_lease_and_its_days_unit(store):
+    # The unit is taken once, before the wait: a call that waited is not counted twice.
+    small = Window(1, 20.21)
+    assert ask(store, T0, window=small, quota=5).started
+
+    waiting = ask(store, T0 + 1, lease="w", window=small, quota=5, concurrency=2)
+    assert waiting.holding and store.day_calls(KEY, DAY) == 2
+    # Its lease holds the second place in flight meanwhile.
+    assert not ask(store, T0 + 2, lease="x", window=Window(100, 20.21), concurrency=2).started
+
+    assert ask(store, T0 + 21, lease="w", window=small, quota=5, concurrency=2, holding=True).started
+    assert store.day_calls(KEY, DAY) == 2
+
+
+def test_accounts_have_budgets_of_their_own(store):
+    assert ask(store, T0, window=Window(1, 20.21), quota=1).started
+
+    assert ask(store, T0, key=f"{KEY}-other", window=Window(1, 20.21), quota=1).started
+    assert ask(store, T0, window=Window(1, 20.21), quota=1).quota_reached
+
+
+def test_the_database_store_keeps_one_row_per_account(db):
+    store = DatabaseBudgetStore()
+    ask(store, T0, quota=10, lease="one")
+    ask(store, T0 + 1, quota=10, lease="two")
+    store.finish(KEY, "one")
+
+    row = ApiBudget.objects.get(account_key=KEY)
+    assert row.account_key == KEY
+    assert (row.day, row.day_calls) == (DAY, 2)
+    assert list(row.leases) == ["two"]
+    assert row.starts == [T0, T0 + 1]
+
+
+def test_a_renewed_lease_outlasts_its_first_expiry(store):
+    # A request slower than the lease keeps its place while its process renews it.
+    big = Window(100, 20.21)
+    assert ask(store, T0, lease="slow", window=big, concurrency=1, lease_seconds=5.0).started
+
+    store.renew(KEY, ["slow", "gone"], T0 + 12.0)
+
+    assert not ask(store, T0 + 8.0, window=big, concurrency=1).started
+    store.finish(KEY, "slow")
+    assert ask(store, T0 + 8.5, window=big, concurrency=1).started
+
+
+def test_a_start_counts_from_when_the_store_decided_it(store):
+    # Waiting for the account's row (or the process's budget thread) must not make a start
+    # look older than it is: the call one window later would reach the platform too early.
+    decided = T0 + 10.0
+    assert store.start(StartRequest(
+        key=KEY, now=T0, window=Window(1, 20.21), max_concurrency=10, lease_id="late",
+        lease_until=T0 + 300.0, clock=lambda: decided,
+    )).started
+
+    assert not ask(store, T0 + 25.0, window=Window(1, 20.21)).started
+    assert ask(store, decided + 20.22, window=Window(1, 20.21)).started
