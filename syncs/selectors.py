@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from cohorts.models import Profile
+from destinations.budget import daily_quota_status
 from destinations.kindspec import CallProjection
 from syncs.models import (
     ACTIVE_RUN_STATUSES,
@@ -85,6 +86,7 @@ class CallForecast:
     left now and when it resets (None when unknown)."""
 
     calls: CallProjection
+    daily_quota: int | None = None
     daily_quota_left: int | None = None
     quota_resets_at: dt.datetime | None = None
 
@@ -95,9 +97,11 @@ def run_call_forecast(run: SyncRun) -> CallForecast | None:
     calls = CallProjection.from_stored(sample.get(PROJECTION_KEY))
     if calls is None:
         return None
-    # The daily quota left (daily_quota_left, quota_resets_at) is filled here, from the
-    # destination account's budget, once that store exists.
-    return CallForecast(calls=calls)
+    quota = daily_quota_status(run.sync.destination)
+    if quota is None:
+        return CallForecast(calls=calls)
+    return CallForecast(calls=calls, daily_quota=quota.quota, daily_quota_left=quota.left,
+                        quota_resets_at=quota.resets_at)
 
 
 def run_outcome_counts(run: SyncRun) -> dict[str, int]:

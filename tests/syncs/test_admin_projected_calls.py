@@ -3,9 +3,12 @@ say how many API calls sending the plan would take."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.urls import reverse
 
+from destinations.marketo.settings import quota_resets_at
 from syncs.models import RunStatus
 from tests.factories import SyncedMemberFactory, SyncFactory
 from tests.syncs.fakes import FakeConnector, fake_connector_fixture, pro_profile, run_now  # noqa: F401
@@ -40,6 +43,10 @@ def test_the_approval_page_shows_what_the_held_run_would_take(admin_client, fake
     # Marketo: the lead fields, then one lead sync for the 3 leavers.
     assert "Sending this plan would take <strong>2 API calls</strong>" in page
     assert "1 to read the lead fields (describe); 1 for lead syncs (up to 300 leads each)." in page
+    # The fake connector spends none of the instance's daily quota.
+    resets = quota_resets_at(dt.datetime.now(dt.UTC))
+    assert (f"the account has <strong>50,000</strong> of its 50,000 calls left today (the quota resets at "
+            f"{resets:%Y-%m-%d %H:%M} UTC)") in page
 
 
 def test_a_sent_runs_page_shows_no_projection(admin_client, fake: FakeConnector) -> None:

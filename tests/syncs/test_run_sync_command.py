@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 
@@ -199,3 +200,38 @@ def test_a_projection_that_fails_leaves_the_dry_run_as_it_was(fake: FakeConnecto
     summary = json.loads(out)
     assert code == 0 and summary["planned_adds"] == 1 and summary["projected_api_calls"] is None
     assert "could not be projected" in caplog.text
+
+
+def test_a_marketo_dry_run_reports_the_daily_quota_left_and_when_it_resets(sandbox) -> None:
+    from destinations.marketo.settings import quota_resets_at
+    from tests.factories import DestinationFactory
+
+    destination = DestinationFactory(
+        marketo=True, base_url=sandbox.marketo_base_url, client_id="sandbox-client-id",
+        client_secret="sandbox-client-secret", options={"batch_size": 2, "daily_call_quota": 40},
+    )
+    for n in range(3):
+        pro_profile(f"quota{n}@example.com")
+    sync = SyncFactory(destination=destination, target_field="cohortProUsers")
+    _run_sync(sync.name, "--inline")
+    used = sandbox.sandboxes.marketo.state()["calls"]["daily_used"]
+    pro_profile("late@example.com")
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    summary = json.loads(out)
+    assert code == 0 and used > 0
+    assert summary["daily_quota_left"] == 40 - used
+    assert summary["quota_resets_at"] == quota_resets_at(dt.datetime.now(dt.UTC)).isoformat()
+    code, out = _run_sync(sync.name, "--inline", "--dry-run")
+    assert f"the account has {40 - used} of its 40 calls left today" in out
+
+
+def test_an_sfmc_dry_run_has_no_daily_quota(fake: FakeConnector) -> None:
+    pro_profile("ana@example.com")
+    sync = SyncFactory()
+
+    code, out = _run_sync(sync.name, "--inline", "--dry-run", "--json")
+
+    summary = json.loads(out)
+    assert (summary["daily_quota_left"], summary["quota_resets_at"]) == (None, None)

@@ -33,7 +33,9 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
     skipped (missing or invalid identity), plus the plan and run facts.
 
     `projected_api_calls`: for a dry run (or a run awaiting approval), the API calls sending
-    its plan would take, {"min": n, "max": n or null (no upper bound known)}; else null."""
+    its plan would take, {"min": n, "max": n or null (no upper bound known)}; else null.
+    `daily_quota_left`, `quota_resets_at`: with it, for a destination account with a daily
+    quota (Marketo), the calls left today and when the quota resets (ISO 8601, UTC)."""
     forecast = run_call_forecast(run)
     return {
         "run_id": run.pk,
@@ -46,6 +48,10 @@ def run_summary(run: SyncRun) -> dict[str, Any]:
         "planned_removes": run.planned_removes,
         "api_calls": run.api_calls,
         "projected_api_calls": forecast.calls.as_json() if forecast is not None else None,
+        "daily_quota_left": forecast.daily_quota_left if forecast is not None else None,
+        "quota_resets_at": (
+            forecast.quota_resets_at.isoformat() if forecast is not None and forecast.quota_resets_at else None
+        ),
         "duration_seconds": run.duration_seconds,
         "error_code": run.error_code or None,
         "error": run.error_message or None,
@@ -144,3 +150,8 @@ class Command(BaseCommand):
         if forecast is None:
             return
         self.stdout.write(f"  sending this plan would take {forecast.calls.text()}: {forecast.calls.detail()}")
+        if forecast.daily_quota_left is not None and forecast.quota_resets_at is not None:
+            self.stdout.write(
+                f"  the account has {forecast.daily_quota_left:,} of its {forecast.daily_quota:,} calls left "
+                f"today; the quota resets at {forecast.quota_resets_at:%Y-%m-%d %H:%M} UTC"
+            )
