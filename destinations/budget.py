@@ -248,11 +248,11 @@ class _LeaseKeeper:
             for lease_id, budget in self._leases.items():
                 by_budget.setdefault(id(budget), (budget, []))[1].append(lease_id)
         for budget, lease_ids in by_budget.values():
-                try:
-                    budget.store.renew(budget.key, lease_ids, budget._clock() + budget.lease_seconds)
-                except Exception:
-                    logger.warning("Could not renew requests' places in the API budget of %s", budget.key,
-                                   exc_info=True)
+            try:
+                budget.store.renew(budget.key, lease_ids, budget._clock() + budget.lease_seconds)
+            except Exception:
+                logger.warning("Could not renew requests' places in the API budget of %s", budget.key,
+                               exc_info=True)
 
 
 _keeper = _LeaseKeeper()
