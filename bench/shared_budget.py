@@ -37,6 +37,7 @@ from bench.fleet import (
     profiles_copy,
     task_cluster,
 )
+from bench.report import results_append
 from bench.sandbox import HOST, SandboxProcess
 from bench.suite import NAME_PREFIX, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort
@@ -205,14 +206,33 @@ def targets(result: SharedBudgetResult) -> list[tuple[str, bool, str]]:
     ]
 
 
-def summary_text(result: SharedBudgetResult) -> str:
-    lines = ["", f"Shared budget: {SYNCS} syncs × ~{result.members:,} members, two qclusters, one Marketo "
+def _figures(result: SharedBudgetResult) -> list[str]:
+    lines = [f"Shared budget: {SYNCS} syncs × ~{result.members:,} members, two qclusters, one Marketo "
              f"instance ({result.budget} calls / 20 s, {MARKETO_LIMITS['max_concurrency']} at once)"]
     for run in result.runs:
         lines.append(f"  sync {run['sync']}: {run['status']}, {run['succeeded']:,}/{run['attempted']:,} users, "
                      f"{run['api_calls']:,} API calls, {run['seconds']:.1f} s")
     lines.append(f"  {result.calls:,} budgeted calls (+{result.identity_calls} identity calls, not budgeted) in "
                  f"{result.seconds:.0f} s")
-    lines += ["", "Targets:"]
+    return lines
+
+
+def summary_text(result: SharedBudgetResult) -> str:
+    lines = ["", *_figures(result), "", "Targets:"]
     lines += [f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}" for name, ok, evidence in targets(result)]
     return "\n".join(lines)
+
+
+def record(result: SharedBudgetResult, *, doc: Path) -> Path:
+    """Append the result to docs/benchmarks.md, with the machine and the commit."""
+    machine = result.machine
+    when = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
+    block = [
+        "", f"### {when}: shared budget, {SYNCS} syncs × ~{result.members:,} members, two qclusters", "",
+        f"`{result.command}`. Machine: {machine.get('cores')} cores {machine.get('cpu', '?')}, "
+        f"{machine.get('memory', '?')} RAM, PostgreSQL {machine.get('postgresql', '?')}, "
+        f"Python {machine.get('python')}, commit {machine.get('commit')}.", "", "```", *_figures(result), "```",
+        "", "Targets:", "",
+    ]
+    block += [f"- {'met' if ok else '**missed**'}: {name}: {evidence}" for name, ok, evidence in targets(result)]
+    return results_append(block, doc=doc)

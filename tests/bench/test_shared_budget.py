@@ -7,7 +7,13 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from bench.shared_budget import SharedBudgetResult, shared_budget_run, targets, window_figures
+from bench.shared_budget import (
+    SharedBudgetResult,
+    record,
+    shared_budget_run,
+    targets,
+    window_figures,
+)
 from syncs.models import RunStatus
 
 
@@ -36,6 +42,20 @@ def test_a_run_meets_its_targets_within_the_budget_using_most_of_it():
     assert verdicts(_result(101, [99, 98])) == [True, False, True, True]
     assert verdicts(_result(100, [99, 98], {"606": 1})) == [True, True, False, True]
     assert verdicts(_result(100, [99, 60])) == [True, True, True, False]
+
+
+def test_a_recorded_run_names_its_machine_commit_figures_and_verdicts(tmp_path):
+    result = _result(100, [99, 60], {"615": 2})
+    result.machine = {"cores": "2", "commit": "abc1234", "python": "3.11.7"}
+    result.runs = [{"sync": n, "status": RunStatus.SUCCEEDED, "succeeded": 300, "attempted": 300,
+                    "api_calls": 3, "seconds": 1.5} for n in (1, 2)]
+
+    text = record(result, doc=tmp_path / "benchmarks.md").read_text()
+
+    assert "shared budget, 2 syncs × ~100 members, two qclusters" in text
+    assert "commit abc1234" in text and "  sync 1: succeeded, 300/300 users, 3 API calls, 1.5 s" in text
+    assert "- **missed**: 0 calls refused: 2 × 615" in text
+    assert "- **missed**: ≥ 85% of the budget used" in text
 
 
 @pytest.mark.e2e

@@ -70,12 +70,16 @@ class Command(BaseCommand):
             self._fleet(options, command)
             return
         if options["shared_budget"]:
+            from bench.report import DOC
             from bench.shared_budget import DEFAULT_MEMBERS, shared_budget_run
+            from bench.shared_budget import record as shared_record
             from bench.shared_budget import summary_text as shared_summary
 
             result = shared_budget_run(members=options["profiles"] or DEFAULT_MEMBERS, command=command,
                                        out=self.stdout.write)
             self.stdout.write(shared_summary(result))
+            if options["record"]:
+                self.stdout.write(f"Recorded in {shared_record(result, doc=DOC)}.")
             return
         profiles = LARGE_PROFILES if options["large"] else (options["profiles"] or DEFAULT_PROFILES)
         if profiles < 100:
