@@ -47,6 +47,10 @@ class Command(BaseCommand):
                             help=f"Q_WORKERS of the fleet's task cluster (default {DEFAULT_WORKERS}).")
         parser.add_argument("--allow-any-database", action="store_true",
                             help="Run on a database whose name does not contain 'bench'.")
+        parser.add_argument("--growth", action="store_true",
+                            help="Print how each recorded figure grows from size to size (the growth "
+                            "exponent) and its value at 30M by the last exponent, from the results in "
+                            "docs/benchmarks.md; with --record, append that table there.")
         # Internal: one measured step, run by the bench itself in a fresh process.
         parser.add_argument("--step", help=argparse.SUPPRESS)
 
@@ -63,6 +67,9 @@ class Command(BaseCommand):
             self.stdout.write(RESULT_MARK + json.dumps(result))
             return
         command = "python manage.py " + " ".join(sys.argv[2:] and ["bench", *sys.argv[2:]] or ["bench"])
+        if options["growth"]:
+            self._growth(options)
+            return
         if options["fleet"] is not None:
             self._fleet(options, command)
             return
@@ -95,3 +102,15 @@ class Command(BaseCommand):
         self.stdout.write(summary_text(result))
         if options["record"]:
             self.stdout.write(f"Recorded in {record(result, doc=DOC)}.")
+
+    def _growth(self, options: dict) -> None:  # type: ignore[type-arg]
+        from bench.growth import growth_block, growth_rows, growth_table, records_parse
+        from bench.report import DOC, results_append
+
+        paths = options["paths"] if options["paths"] != list(PATH_NAMES) else None
+        rows = growth_rows(records_parse(DOC.read_text(encoding="utf-8")), paths=paths)
+        if not rows:
+            raise CommandError(f"No figure is recorded at two sizes in {DOC}: run the bench with --record first.")
+        self.stdout.write(growth_table(rows))
+        if options["record"]:
+            self.stdout.write(f"Recorded in {results_append(growth_block(rows), doc=DOC)}.")
