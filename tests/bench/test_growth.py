@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import call_command
 
 from bench.growth import (
     Figure,
@@ -72,3 +75,12 @@ def test_growth_reads_the_latest_run_of_each_size_and_projects_by_the_last_expon
 
     table = growth_table(list(rows.values()))
     assert "| profiles import: wall s | 2.00 | 20.00 | 200 | 1.00 | 1.00 | 600 |" in table
+
+
+def test_bench_growth_prints_the_table_of_the_recorded_runs_without_a_database() -> None:
+    out = io.StringIO()
+    # No bench database (nor PostgreSQL) is needed to read docs/benchmarks.md.
+    call_command("bench", "--growth", "--paths", "sfmc_async", stdout=out)
+    table = out.getvalue()
+    assert table.startswith("| figure |") and "k 100k→1M" in table and "30M by the last k" in table
+    assert "sfmc_async 1% churn: plan s" in table and "marketo_bulk" not in table

@@ -55,6 +55,10 @@ class Command(BaseCommand):
         parser.add_argument("--step", help=argparse.SUPPRESS)
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        if options["growth"]:
+            # Reads docs/benchmarks.md only: no database needed.
+            self._growth(options)
+            return
         try:
             database_check(allow_any_database=options["allow_any_database"] or bool(options["step"]))
         except BenchRefused as exc:
@@ -67,9 +71,6 @@ class Command(BaseCommand):
             self.stdout.write(RESULT_MARK + json.dumps(result))
             return
         command = "python manage.py " + " ".join(sys.argv[2:] and ["bench", *sys.argv[2:]] or ["bench"])
-        if options["growth"]:
-            self._growth(options)
-            return
         if options["fleet"] is not None:
             self._fleet(options, command)
             return
