@@ -60,8 +60,11 @@ def test_runs_above_the_threshold_use_files_of_at_most_10_mb(make_connector):
     files = connector.send_plan(50_001)
     assert files.units == UnitKind.FILES
     assert files.batch_size * bulk.ESTIMATED_ROW_BYTES <= 10_000_000 and files.batch_size >= 100_000
-    # Only as many files as Marketo imports at once (plus those queued behind them) are out.
-    assert files.concurrency == 4
+    # Only as many files as Marketo imports at once, plus two pairs queued behind them (so
+    # each pair is through its queued step before its slots free), are out: 4 of Marketo's
+    # 10 queue places stay free for other integrations.
+    assert make_connector(bulk_threshold=50_000, max_concurrency=10).send_plan(50_001).concurrency == 6
+    assert make_connector(bulk_threshold=50_000, max_concurrency=4).send_plan(50_001).concurrency == 4
 
 
 def test_the_send_plan_depends_on_the_run_size_alone(make_connector):
