@@ -178,7 +178,8 @@ def record(result: SuiteResult, *, doc: Path = DOC) -> Path:
         "",
         f"`{result.command}` (total {result.total_seconds:.0f} s). Machine: {machine.get('cores')} cores "
         f"{machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, PostgreSQL "
-        f"{machine.get('postgresql', '?')}, Python {machine.get('python')}, commit {machine.get('commit')}.",
+        f"{machine.get('postgresql', '?')}, Python {machine.get('python')}, commit {machine.get('commit')}"
+        + (f"; load average (1 min) at start / end: {machine['load']}." if machine.get("load") else "."),
         "",
         markdown_table(result),
         "",

@@ -116,6 +116,8 @@ def suite_run(
 ) -> SuiteResult:
     started = time.perf_counter()
     result = SuiteResult(profiles=profiles, paths=list(path_names), command=command)
+    # The machine's load says how far the figures are ours: 2 cores shared with anything else.
+    load_at_start = os.getloadavg()[0]
     call_command("migrate", verbosity=0)
     out(f"Cleaning earlier bench data in {connection.settings_dict.get('NAME')} ...")
     bench_data_clear()
@@ -167,6 +169,7 @@ def suite_run(
             out(_line(step))
     result.total_seconds = time.perf_counter() - started
     result.machine = machine_info()
+    result.machine["load"] = f"{load_at_start:.1f} / {os.getloadavg()[0]:.1f}"
     return result
 
 

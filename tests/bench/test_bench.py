@@ -93,6 +93,7 @@ def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
     record(result, doc=doc)
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nOld rows stay.") and text.count(f"{TINY:,} profiles (") == 2
+    assert "load average (1 min) at start / end: " in text
     assert any(name.startswith("marketo_sync: nothing changed") and met for name, met, _ in targets(result))
 
 
