@@ -152,7 +152,7 @@ class MarketoInstanceConnector(Connector):
         who = f" as {scope}" if scope else ""
         return f"Marketo at {urlsplit(self.client.base_url).netloc}{who}"
 
-    def _import(self, content: bytes, *, list_id: int | None = None) -> list[PushOutcome]:
+    def _import(self, content: bytes | bulk.ImportBody, *, list_id: int | None = None) -> list[PushOutcome]:
         """Import one CSV file; outcomes for the rows Marketo refused (the rest imported)."""
         refused = bulk.bulk_import_file(
             client=self.client, content=content, list_id=list_id, sleep=self._sleep, clock=self._clock
@@ -277,7 +277,7 @@ class MarketoConnector(MarketoInstanceConnector):
             for email, message in file.invalid
         ]
         if file.rows:
-            failed += self._import(file.take())
+            failed += self._import(file.take_body())
         return failed
 
 
