@@ -158,12 +158,16 @@ def step_admin(*, run_id: int, cohort_id: int) -> dict[str, Any]:
     client = Client()
     client.force_login(user)
     cohort = Cohort.objects.get(pk=cohort_id)
+    run = SyncRun.objects.get(pk=run_id)
     pages = {
         "sync list": reverse("admin:syncs_sync_changelist"),
-        f"run detail ({SyncRun.objects.get(pk=run_id).failures.count():,} failure rows)":
+        f"run detail ({run.failures.count():,} failure rows)":
             reverse("admin:syncs_syncrun_change", args=[run_id]),
         f"cohort page ({cohort.name})": reverse("admin:cohorts_cohort_change", args=[cohort_id]),
         "run list": reverse("admin:syncs_syncrun_changelist"),
+        # Every profile, and the sync page with its acknowledged members.
+        "profile list": reverse("admin:cohorts_profile_changelist"),
+        "sync page": reverse("admin:syncs_sync_change", args=[run.sync_id]),
     }
     results = []
     with measured() as m:

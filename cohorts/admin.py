@@ -25,14 +25,16 @@ from cohorts.selectors import (
     EMAIL_PROPERTY,
     PREVIEW_LIMIT,
     cohort_dynamic_sync_names,
-    cohort_member_count,
+    cohort_member_page_count,
     cohort_members,
     cohort_members_preview,
     profile_property_names,
     profiles_search,
 )
+from cohortsync_site.admin_paging import LargeTablePaginator, large_table_paginator
 from cohortsync_site.admin_site import admin_object_or_404
 from cohortsync_site.csv_download import csv_download
+from cohortsync_site.database import PageCount
 from syncs.selectors import cohort_syncs_with_counts
 
 SHOWN_REJECTS = 100
@@ -51,9 +53,17 @@ class ProfileAdmin(admin.ModelAdmin):
     search_help_text = "Exact email, or a distinct id or the start of one."
     readonly_fields = ("properties_table", "created_at", "updated_at")
     list_per_page = 100
-    # Counting a million-row table on every search is the slowest part of the page.
+    # Counting a million-row table on every search is the slowest part of the page; the list
+    # is paged without counting at all (10M profiles: a COUNT(*) of seconds per page view).
     show_full_result_count = False
+    paginator = LargeTablePaginator
+    # "Show all" would load the whole table; pages are the only way through it.
+    list_max_show_all = 0
     change_list_template = "admin/cohorts/profile/change_list.html"
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet[Profile], per_page: int,
+                      orphans: int = 0, allow_empty_first_page: bool = True) -> LargeTablePaginator:
+        return large_table_paginator(request, queryset, per_page, allow_empty_first_page)
 
     def get_fields(self, request: HttpRequest, obj: Profile | None = None) -> list[str]:
         # The table shows what is stored; the JSON below it is how to change it. A new
@@ -237,7 +247,10 @@ class CohortAdmin(admin.ModelAdmin):
         count = _stored_member_count(obj)
         if isinstance(count, RuleError):
             return f"The stored rules are invalid: {count}"
-        return f"{count:,} profiles match right now."
+        if not count.exact:
+            return (f"About {count.value:,} profiles match right now (PostgreSQL's estimate: "
+                    "counting them exactly would keep this page waiting).")
+        return f"{count.value:,} profiles match right now."
 
     @admin.display(description="First members")
     def members_preview(self, obj: Cohort) -> str:
@@ -373,7 +386,7 @@ class CohortAdmin(admin.ModelAdmin):
             "propertyNames": profile_property_names(),
             "ops": RULE_OPS,
             # What the live count is compared with: the cohort as saved, and who syncs it.
-            "currentCount": count if isinstance(count, int) else None,
+            "currentCount": count.value if isinstance(count, PageCount) else None,
             "dynamicSyncs": cohort_dynamic_sync_names(obj) if obj is not None else [],
         }
 
@@ -385,7 +398,7 @@ def cohort_sync_rows(cohort: Cohort, request: HttpRequest) -> list[dict[str, Any
         {
             "sync": sync,
             "url": reverse("admin:syncs_sync_change", args=[sync.pk]) if can_open else "",
-            "acknowledged": f"{acknowledged:,}",
+            "acknowledged": str(acknowledged),
         }
         for sync, acknowledged in cohort_syncs_with_counts(cohort.pk)
     ]
@@ -400,13 +413,13 @@ def _stored(cohort: Cohort) -> Cohort:
     return cached
 
 
-def _stored_member_count(cohort: Cohort) -> int | RuleError:
+def _stored_member_count(cohort: Cohort) -> PageCount | RuleError:
     """The saved cohort's member count, counted once per page (the field and the editor's
     script both show it)."""
     cached = getattr(cohort, "_admin_member_count", None)
     if cached is None:
         try:
-            cached = cohort_member_count(_stored(cohort))
+            cached = cohort_member_page_count(_stored(cohort))
         except RuleError as exc:
             cached = exc
         cohort._admin_member_count = cached  # type: ignore[attr-defined]

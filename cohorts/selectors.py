@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 
 from cohorts.models import Cohort, Profile, StaticMembership
 from cohorts.rules import DISTINCT_ID_PROPERTY, RuleError, rules_to_q
-from cohortsync_site.database import QueryTooSlow, statement_time_limit
+from cohortsync_site.database import PageCount, QueryTooSlow, page_count, statement_time_limit
 
 PREVIEW_LIMIT = 50
 # Kinds whose members are the distinct ids stored in StaticMembership.
@@ -74,6 +74,12 @@ def profile_property_names(*, sample: int = PROPERTY_NAMES_SAMPLE) -> list[str]:
 
 def cohort_member_count(cohort: Cohort) -> int:
     return cohort_members(cohort).count()
+
+
+def cohort_member_page_count(cohort: Cohort) -> PageCount:
+    """The member count a page shows: exact, or PostgreSQL's estimate for a cohort of
+    millions (counting 10M members takes seconds, and the cohort page shows it on every view)."""
+    return page_count(cohort_members(cohort))
 
 
 def cohort_members_preview(cohort: Cohort, limit: int = PREVIEW_LIMIT) -> QuerySet[Profile]:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from cohortsync_site.admin_paging import LargeTablePaginator, large_table_paginator
 from cohortsync_site.admin_site import admin_object_or_404
 from destinations.models import Destination
 from syncs import (
@@ -27,7 +28,6 @@ from syncs import (
     services,
 )
 from syncs.admin_display import (
-    LargeTablePaginator,
     run_duration_display,
     status_badge,
     syncs_for_listing,
@@ -563,13 +563,7 @@ class SyncFailureAdmin(AuditTrailAdmin):
 
     def get_paginator(self, request: HttpRequest, queryset: QuerySet[SyncFailure], per_page: int,
                       orphans: int = 0, allow_empty_first_page: bool = True) -> LargeTablePaginator:
-        return LargeTablePaginator(
-            queryset,
-            per_page,
-            orphans=0,
-            allow_empty_first_page=allow_empty_first_page,
-            page_number=admin_display.page_number(request.GET.get("p")),
-        )
+        return large_table_paginator(request, queryset, per_page, allow_empty_first_page)
 
     @admin.display(description="Run", ordering="run_id")
     def run_link(self, obj: SyncFailure) -> str:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.paginator import Paginator
 from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.http import HttpRequest
 from django.urls import reverse
@@ -18,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from cohortsync_site.admin_paging import page_number
 from syncs.admin_charts import (
     changes_chart,
     chart_legend,
@@ -33,7 +32,7 @@ from syncs.selectors import (
     run_plan_is_recorded,
     run_progress,
     run_retry_failures,
-    sync_acknowledged_member_count,
+    sync_acknowledged_member_page_count,
     sync_schedules_next_run,
     syncs_recent_runs,
 )
@@ -231,9 +230,9 @@ def sync_overdue_by(sync: Sync) -> dt.timedelta | None:
 
 
 def acknowledged_members_display(sync: Sync) -> str:
-    # One sync, counted through the (sync, is_member) index: cheap enough for one page.
-    count = sync_acknowledged_member_count(sync)
-    return f"{count:,} members acknowledged by the destination"
+    # One sync, counted through the (sync, is_member) index; estimated beyond millions.
+    count = sync_acknowledged_member_page_count(sync)
+    return f"{str(count).capitalize()} members acknowledged by the destination"
 
 
 def frozen_note(sync: Sync, *, can_create: bool = True) -> str:
@@ -320,13 +319,6 @@ def _sample_identity(value: Any) -> str:
             return f"{identity} ({distinct_id})"
         return str(identity or distinct_id)
     return str(value)
-
-
-def page_number(raw: str | None) -> int:
-    try:
-        return max(1, int(raw or 1))
-    except ValueError:
-        return 1
 
 
 REJECTED_OPERATIONS = (SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE)
@@ -499,29 +491,6 @@ def _retry_buttons(run: SyncRun) -> dict[str, bool]:
 def recent_failure_codes() -> list[str]:
     recent = SyncFailure.objects.order_by("-id").values_list("code", flat=True)[:RECENT_CODES_WINDOW]
     return sorted(set(recent))
-
-
-class LargeTablePaginator(Paginator):
-    """Pages of a table too big to count: knows only whether the next page exists.
-
-    `count` is the rows before this page plus what this page and one more row hold, so the
-    admin shows "next" links without a COUNT(*) over millions of rows.
-    """
-
-    def __init__(self, object_list: QuerySet, per_page: int, orphans: int = 0,
-                 allow_empty_first_page: bool = True, *, page_number: int = 1) -> None:
-        super().__init__(object_list, per_page, orphans=0, allow_empty_first_page=allow_empty_first_page)
-        self.requested_page = page_number
-
-    @cached_property
-    def count(self) -> int:  # type: ignore[override]
-        offset = (self.requested_page - 1) * self.per_page
-        probe = self.object_list[offset : offset + self.per_page + 1]
-        return offset + len(probe.values_list("pk", flat=True))
-
-    @property
-    def has_next_page(self) -> bool:
-        return self.count > self.requested_page * self.per_page
 
 
 # --- Dashboard ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from cohorts.models import Profile
+from cohortsync_site.database import PageCount, page_count
 from destinations.budget import daily_quota_status
 from destinations.kindspec import CallProjection
 from syncs.models import (
@@ -147,6 +148,11 @@ def sync_acknowledged_member_count(sync: Sync) -> int:
     return SyncedMember.objects.filter(sync_id=sync.pk, is_member=True).count()
 
 
+def sync_acknowledged_member_page_count(sync: Sync) -> PageCount:
+    """The acknowledged members a page shows: exact, or PostgreSQL's estimate for millions."""
+    return page_count(SyncedMember.objects.filter(sync_id=sync.pk, is_member=True))
+
+
 def run_failed_user_count(run: SyncRun, *, non_retriable: bool = True) -> int:
     """Users of the run that a retry would re-send (skipped users have nothing to send):
     every failed user, or with `non_retriable=False` only those whose failure a retry may
@@ -172,16 +178,16 @@ def runs_for_sync(sync: Sync) -> QuerySet[SyncRun]:
     return SyncRun.objects.filter(sync_id=sync.pk).order_by("-created_at", "-id")
 
 
-def cohort_syncs_with_counts(cohort_id: int) -> list[tuple[Sync, int]]:
+def cohort_syncs_with_counts(cohort_id: int) -> list[tuple[Sync, PageCount]]:
     """The syncs of a cohort, each with its acknowledged members (one indexed count per
-    sync: a cohort has a handful)."""
+    sync: a cohort has a handful; estimated for syncs of millions)."""
     syncs = (
         Sync.objects.filter(cohort_id=cohort_id)
         .select_related("destination")
         .defer("destination__client_secret")
         .order_by("name")
     )
-    return [(sync, sync_acknowledged_member_count(sync)) for sync in syncs]
+    return [(sync, sync_acknowledged_member_page_count(sync)) for sync in syncs]
 
 
 # --- Run history and trends --------------------------------------------------------------

@@ -29,3 +29,31 @@ def test_a_query_past_the_limit_is_cancelled_on_postgresql_and_the_connection_st
         with connection.cursor() as cursor:
             cursor.execute("SHOW statement_timeout")
             assert cursor.fetchone()[0] == "0"
+
+
+def test_a_page_count_is_exact_up_to_its_limits_and_the_planners_estimate_beyond(django_assert_max_num_queries):
+    from cohorts.models import Profile
+    from cohortsync_site.database import page_count
+    from tests.factories import ProfileFactory
+
+    # No ANALYZE here: its row counts outlive the test's rollback and change later tests' plans.
+    for i in range(30):
+        ProfileFactory(distinct_id=f"p-{i}", properties={"plan": "pro"})
+    profiles = Profile.objects.all()
+
+    assert page_count(profiles) == page_count(profiles, exact_up_to=1000)
+    exact = page_count(profiles)
+    assert (exact.value, exact.exact, str(exact)) == (30, True, "30")
+    beyond = page_count(profiles, exact_up_to=0)
+    slow = Profile.objects.extra(where=["pg_sleep(0.01) IS NOT NULL"] if connection.vendor == "postgresql" else [])
+    timed_out = page_count(slow, seconds=0.05)
+    if connection.vendor == "postgresql":
+        # More rows than the limit by the planner's estimate: nothing is counted.
+        with django_assert_max_num_queries(1):
+            beyond = page_count(profiles, exact_up_to=0)
+        assert beyond.exact is False and beyond.value > 0 and str(beyond) == f"about {beyond.value:,}"
+        # 30 rows × 10 ms is past 50 ms: the count stops and the estimate is shown.
+        assert timed_out.exact is False and timed_out.value > 0
+    else:
+        # SQLite has neither an estimate nor a time limit: always counted.
+        assert (beyond.value, beyond.exact) == (30, True) and (timed_out.value, timed_out.exact) == (30, True)

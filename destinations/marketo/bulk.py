@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from destinations.errors import PermanentError, TransientError
-from destinations.marketo.client import ImportQueueFullError, MarketoClient
+from destinations.marketo.client import (
+    ImportBody,
+    ImportQueueFullError,
+    MarketoClient,
+    import_boundary,
+    import_content_type,
+    import_part_head,
+    import_part_tail,
+)
 
 # Marketo's limit is 10 MB per file; stay clear of it whatever "MB" means on their side.
 MAX_FILE_BYTES = 9_500_000
@@ -61,14 +69,19 @@ class CsvFile:
     per-row objects. Rows whose email Marketo would refuse are not written; they are
     kept in `invalid` to be reported per user."""
 
-    __slots__ = ("_body", "_check", "_max_bytes", "invalid", "rows")
+    __slots__ = ("_body", "_boundary", "_check", "_head", "_max_bytes", "invalid", "rows")
 
     def __init__(
         self, *, field: str, check: Callable[[str], str] | None = None, max_bytes: int | None = None
     ) -> None:
         self._max_bytes = max_bytes or MAX_FILE_BYTES
         self._check = check
+        # The CSV is written inside the import call's multipart frame, so the file is sent
+        # as it is (take_body) rather than copied into a request body on the sending thread.
+        self._boundary = import_boundary()
         self._body: io.BytesIO | None = io.BytesIO()
+        self._body.write(import_part_head(self._boundary))
+        self._head = self._body.tell()
         self._body.write(csv_line(["email", field]))
         self.rows = 0
         self.invalid: list[tuple[str, str]] = []
@@ -83,7 +96,7 @@ class CsvFile:
         file, add() per row cost half of filling it. (Lead ids are not part of the file.)"""
         assert self._body is not None, "the file was already taken"
         check, invalid, limit = self._check, self.invalid, self._max_bytes
-        size, written = self._body.tell(), self.rows
+        size, written = self._body.tell() - self._head, self.rows
         lines: list[bytes] = []
         taken = 0
         for email, is_member in rows:
@@ -105,24 +118,31 @@ class CsvFile:
         return taken
 
     def take(self) -> bytes:
-        """The file's bytes; the buffer is released so a file waiting on its import holds
-        no copy of them."""
+        """The file's CSV bytes; the buffer is released."""
         assert self._body is not None, "the file was already taken"
-        content, self._body = self._body.getvalue(), None
+        content, self._body = self._body.getvalue()[self._head:], None
         return content
+
+    def take_body(self) -> ImportBody:
+        """The import call's whole body, the CSV in its frame, without a copy; the buffer is
+        released so a file waiting on its import holds no copy of it."""
+        assert self._body is not None, "the file was already taken"
+        self._body.write(import_part_tail(self._boundary))
+        data, self._body = self._body.getvalue(), None
+        return ImportBody(data=data, content_type=import_content_type(self._boundary))
 
 
 def bulk_import_file(
     *,
     client: MarketoClient,
-    content: bytes,
+    content: bytes | ImportBody,
     list_id: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, RowOutcome]:
-    """Import one CSV file (its rows also added to static list `list_id`, when given);
-    returns only the rows Marketo refused (email -> outcome): every other row of the file
-    was imported."""
+    """Import one CSV file (its rows also added to static list `list_id`, when given; the
+    CSV, or CsvFile.take_body()); returns only the rows Marketo refused (email -> outcome):
+    every other row of the file was imported."""
     batch_id = _create_waiting_for_queue(client=client, content=content, list_id=list_id, sleep=sleep, clock=clock)
     del content
     status = _wait_until_done(client=client, batch_id=batch_id, sleep=sleep, clock=clock)
@@ -146,7 +166,7 @@ def csv_line(values: list[str]) -> bytes:
 def _create_waiting_for_queue(
     *,
     client: MarketoClient,
-    content: bytes,
+    content: bytes | ImportBody,
     list_id: int | None,
     sleep: Callable[[float], None],
     clock: Callable[[], float],

@@ -9,7 +9,7 @@ from django.db import connection
 from bench import data
 from bench.paths import PATH_NAMES, best_seconds, path_spec
 from bench.report import record, targets
-from bench.suite import suite_run
+from bench.suite import StepResult, SuiteResult, suite_run
 from syncs.models import RunStatus
 
 TINY = 300
@@ -93,6 +93,7 @@ def test_a_tiny_suite_runs_every_step_and_records_its_results(tmp_path) -> None:
     record(result, doc=doc)
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nOld rows stay.") and text.count(f"{TINY:,} profiles (") == 2
+    assert "load average (1 min) at start / end: " in text
     assert any(name.startswith("marketo_sync: nothing changed") and met for name, met, _ in targets(result))
 
 
@@ -120,3 +121,21 @@ def test_the_bench_clears_the_runs_of_earlier_bench_runs_with_their_plan_records
     assert list(RunPlanChunk.objects.values_list("run_id", flat=True)) == [kept.pk]
     assert not SyncRun.objects.filter(pk=run.pk).exists()
     assert not Sync.objects.filter(name__startswith=NAME_PREFIX).exists()
+
+
+def test_a_10m_run_is_held_to_the_10m_targets() -> None:
+    def run(profiles: int, *, import_s: float, plan: float, anti: float) -> dict[str, bool]:
+        result = SuiteResult(profiles=profiles, paths=["sfmc_async"], command="test", steps=[
+            StepResult("profiles", "import", {"seconds": import_s}),
+            StepResult("sfmc_async", "1% churn", {"plan_seconds": plan, "anti_join_seconds": anti}),
+        ])
+        return {name.split(":")[0].split(" profiles")[0]: met for name, met, _ in targets(result)}
+
+    # 1M: import ≤ 60 s, plan ≤ 5 s and ≤ 2× the anti-join.
+    assert run(1_000_000, import_s=59.0, plan=4.0, anti=2.1) == {"import of 1,000,000": True, "sfmc_async": True}
+    # 10M: import ≤ 5 minutes (not 10 by scaling 1M's), plan ≤ 15 s and ≤ 1.5× the anti-join.
+    assert run(10_000_000, import_s=310.0, plan=12.0, anti=10.0) == {"import of 10,000,000": False, "sfmc_async": True}
+    assert run(10_000_000, import_s=290.0, plan=12.0, anti=7.9) == {"import of 10,000,000": True, "sfmc_async": False}
+    assert run(10_000_000, import_s=290.0, plan=16.0, anti=20.0)["sfmc_async"] is False
+    # Between sizes, the largest size reached sets the limits (import scaled to the run).
+    assert run(3_000_000, import_s=190.0, plan=4.0, anti=2.5) == {"import of 3,000,000": False, "sfmc_async": True}

@@ -274,3 +274,21 @@ def test_a_new_sync_left_without_an_identity_takes_its_destination_kinds_default
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Sync.objects.get().identity_property == expected
+
+
+def test_a_sync_page_shows_its_acknowledged_members_estimated_when_there_are_millions(admin_client, monkeypatch):
+    sync = SyncFactory()
+    for i in range(3):
+        SyncedMemberFactory(sync=sync, identity_value=f"u{i}@example.com", is_member=True)
+
+    assert "3 members acknowledged by the destination" in admin_client.get(change_url(sync)).content.decode()
+
+    # Past EXACT_COUNT_UP_TO rows by PostgreSQL's statistics the page shows its estimate
+    # (counting a 10M synced state took a second per view); SQLite always counts.
+    monkeypatch.setattr("cohortsync_site.database.EXACT_COUNT_UP_TO", 0)
+    page = admin_client.get(change_url(sync)).content.decode()
+    if connection.vendor == "postgresql":
+        assert "About " in page and " members acknowledged by the destination" in page
+        assert "3 members acknowledged" not in page
+    else:
+        assert "3 members acknowledged by the destination" in page

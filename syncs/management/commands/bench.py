@@ -50,10 +50,18 @@ class Command(BaseCommand):
                             "(--profiles members per sync, default 60,000).")
         parser.add_argument("--allow-any-database", action="store_true",
                             help="Run on a database whose name does not contain 'bench'.")
+        parser.add_argument("--growth", action="store_true",
+                            help="Print how each recorded figure grows from size to size (the growth "
+                            "exponent) and its value at 30M by the last exponent, from the results in "
+                            "docs/benchmarks.md; with --record, append that table there.")
         # Internal: one measured step, run by the bench itself in a fresh process.
         parser.add_argument("--step", help=argparse.SUPPRESS)
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+        if options["growth"]:
+            # Reads docs/benchmarks.md only: no database needed.
+            self._growth(options)
+            return
         try:
             database_check(allow_any_database=options["allow_any_database"] or bool(options["step"]))
         except BenchRefused as exc:
@@ -110,3 +118,15 @@ class Command(BaseCommand):
         self.stdout.write(summary_text(result))
         if options["record"]:
             self.stdout.write(f"Recorded in {record(result, doc=DOC)}.")
+
+    def _growth(self, options: dict) -> None:  # type: ignore[type-arg]
+        from bench.growth import growth_block, growth_rows, growth_table, records_parse
+        from bench.report import DOC, results_append
+
+        paths = options["paths"] if options["paths"] != list(PATH_NAMES) else None
+        rows = growth_rows(records_parse(DOC.read_text(encoding="utf-8")), paths=paths)
+        if not rows:
+            raise CommandError(f"No figure is recorded at two sizes in {DOC}: run the bench with --record first.")
+        self.stdout.write(growth_table(rows))
+        if options["record"]:
+            self.stdout.write(f"Recorded in {results_append(growth_block(rows), doc=DOC)}.")
