@@ -37,7 +37,7 @@ from django_q.models import Schedule
 
 from bench import data
 from bench.paths import best_seconds
-from bench.report import results_append
+from bench.report import machine_text, results_append, verdict_lines
 from bench.sandbox import HOST, MANAGE, SandboxProcess
 from bench.suite import NAME_PREFIX, WRITE_ENDPOINTS, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort, Profile
@@ -512,9 +512,7 @@ def record(result: FleetResult, *, doc: Path) -> Path:
     when = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
     block = [
         "", f"### {when}: fleet of {result.syncs} syncs × ~{result.members:,} members (Q_WORKERS={result.workers})", "",
-        f"`{result.command}` (setup {result.setup_seconds:.0f} s). Machine: {machine.get('cores')} cores "
-        f"{machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, PostgreSQL {machine.get('postgresql', '?')}, "
-        f"Python {machine.get('python')}, commit {machine.get('commit')}.", "", markdown(result), "", "Targets:", "",
+        f"`{result.command}` (setup {result.setup_seconds:.0f} s). {machine_text(machine)}", "",
+        markdown(result), "", "Targets:", "",
     ]
-    block += [f"- {'met' if ok else '**missed**'}: {name}: {evidence}" for name, ok, evidence in targets(result)]
-    return results_append(block, doc=doc)
+    return results_append(block + verdict_lines(targets(result)), doc=doc)

@@ -176,19 +176,29 @@ def record(result: SuiteResult, *, doc: Path = DOC) -> Path:
         "",
         f"### {when}: {result.profiles:,} profiles ({', '.join(result.paths)})",
         "",
-        f"`{result.command}` (total {result.total_seconds:.0f} s). Machine: {machine.get('cores')} cores "
-        f"{machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, PostgreSQL "
-        f"{machine.get('postgresql', '?')}, Python {machine.get('python')}, commit {machine.get('commit')}"
-        + (f"; load average (1 min) at start / end: {machine['load']}." if machine.get("load") else "."),
+        f"`{result.command}` (total {result.total_seconds:.0f} s). {machine_text(machine)}",
         "",
         markdown_table(result),
         "",
         "Targets:",
         "",
     ]
-    for name, ok, evidence in targets(result):
-        block.append(f"- {'met' if ok else '**missed**'}: {name}: {evidence}")
-    return results_append(block, doc=doc)
+    return results_append(block + verdict_lines(targets(result)), doc=doc)
+
+
+def machine_text(machine: dict[str, str]) -> str:
+    """"Machine: 2 cores ..., commit abc1234." as a recorded run states it."""
+    return (
+        f"Machine: {machine.get('cores')} cores {machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, "
+        f"PostgreSQL {machine.get('postgresql', '?')}, Python {machine.get('python')}, commit "
+        f"{machine.get('commit')}"
+        + (f"; load average (1 min) at start / end: {machine['load']}." if machine.get("load") else ".")
+    )
+
+
+def verdict_lines(checks: list[tuple[str, bool, str]]) -> list[str]:
+    """One Markdown list item per target: met, or **missed**, with its evidence."""
+    return [f"- {'met' if ok else '**missed**'}: {name}: {evidence}" for name, ok, evidence in checks]
 
 
 def results_append(block: list[str], *, doc: Path = DOC) -> Path:

@@ -37,7 +37,7 @@ from bench.fleet import (
     profiles_copy,
     task_cluster,
 )
-from bench.report import results_append
+from bench.report import machine_text, results_append, verdict_lines
 from bench.sandbox import HOST, SandboxProcess
 from bench.suite import NAME_PREFIX, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort
@@ -229,10 +229,7 @@ def record(result: SharedBudgetResult, *, doc: Path) -> Path:
     when = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
     block = [
         "", f"### {when}: shared budget, {SYNCS} syncs × ~{result.members:,} members, two qclusters", "",
-        f"`{result.command}`. Machine: {machine.get('cores')} cores {machine.get('cpu', '?')}, "
-        f"{machine.get('memory', '?')} RAM, PostgreSQL {machine.get('postgresql', '?')}, "
-        f"Python {machine.get('python')}, commit {machine.get('commit')}.", "", "```", *_figures(result), "```",
+        f"`{result.command}`. {machine_text(machine)}", "", "```", *_figures(result), "```",
         "", "Targets:", "",
     ]
-    block += [f"- {'met' if ok else '**missed**'}: {name}: {evidence}" for name, ok, evidence in targets(result)]
-    return results_append(block, doc=doc)
+    return results_append(block + verdict_lines(targets(result)), doc=doc)
