@@ -192,6 +192,7 @@ def machine_text(machine: dict[str, str]) -> str:
         f"Machine: {machine.get('cores')} cores {machine.get('cpu', '?')}, {machine.get('memory', '?')} RAM, "
         f"PostgreSQL {machine.get('postgresql', '?')}, Python {machine.get('python')}, commit "
         f"{machine.get('commit')}"
+        + (f"; broker {machine['broker']}, API budgets in {machine['budget_store']}" if machine.get("broker") else "")
         + (f"; load average (1 min) at start / end: {machine['load']}." if machine.get("load") else ".")
     )
 

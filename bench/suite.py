@@ -327,6 +327,11 @@ def machine_info() -> dict[str, str]:
         info["memory"] = f"{int(mem) / 1024 / 1024:.0f} GiB"
     except (OSError, IndexError, ValueError):
         pass
+    from destinations.budget import budget_store_name
+
+    # Where the task queue and the API budgets live: what a cycle's database time includes.
+    info["broker"] = "redis" if settings.REDIS_URL else "database"
+    info["budget_store"] = budget_store_name()
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         info["postgresql"] = str(cursor.fetchone()[0]).split()[0]
