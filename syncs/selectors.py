@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,8 @@ RETRIABLE_OPERATIONS = (SyncFailure.Operation.ADD, SyncFailure.Operation.REMOVE)
 # Where a dry run (or a run the mass-removal guard holds) keeps its projected API calls in
 # SyncRun.plan_sample (written by syncs.engine.runner).
 PROJECTION_KEY = "projected_api_calls"
+
+logger = logging.getLogger(__name__)
 
 
 def sync_is_frozen(sync: Sync) -> bool:
@@ -98,7 +101,13 @@ def run_call_forecast(run: SyncRun) -> CallForecast | None:
     calls = CallProjection.from_stored(sample.get(PROJECTION_KEY))
     if calls is None:
         return None
-    quota = daily_quota_status(run.sync.destination)
+    try:
+        quota = daily_quota_status(run.sync.destination)
+    except Exception:
+        # Options edited into something unreadable since, or the budget store unreachable:
+        # the quota left is an aside, and the page (or the dry run's output) goes on without it.
+        logger.warning("Could not read the daily quota left for run %s", run.pk, exc_info=True)
+        quota = None
     if quota is None:
         return CallForecast(calls=calls)
     return CallForecast(calls=calls, daily_quota=quota.quota, daily_quota_left=quota.left,

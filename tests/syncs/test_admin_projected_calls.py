@@ -56,3 +56,24 @@ def test_a_sent_runs_page_shows_no_projection(admin_client, fake: FakeConnector)
     page = admin_client.get(reverse("admin:syncs_syncrun_change", args=[run.pk])).content.decode()
 
     assert run.status == RunStatus.SUCCEEDED and "Sending this plan would take" not in page
+
+
+def test_a_held_runs_pages_answer_when_the_destinations_options_no_longer_parse(admin_client, fake: FakeConnector) -> None:
+    """The quota left is read when the page is shown: options edited into something unreadable
+    since (here straight in the database) leave it out instead of failing the page."""
+    from destinations.models import Destination
+
+    pro_profile("stays@example.com")
+    sync = SyncFactory(destination__kind="marketo", destination__marketo=True, options={"removal_guard_ratio": 0.5})
+    SyncedMemberFactory(sync=sync, identity_value="stays@example.com", is_member=True)
+    for n in range(3):
+        SyncedMemberFactory(sync=sync, identity_value=f"gone{n}@example.com", is_member=True)
+    held = run_now(sync)
+    Destination.objects.filter(pk=sync.destination_id).update(options={"daily_call_quota": "lots"})
+
+    for name in ("admin:syncs_syncrun_approve", "admin:syncs_syncrun_change"):
+        response = admin_client.get(reverse(name, args=[held.pk]))
+        page = response.content.decode()
+        assert response.status_code == 200, name
+        assert "Sending this plan would take <strong>2 API calls</strong>" in page
+        assert "calls left today" not in page
