@@ -74,15 +74,19 @@ class ImportQueueFullError(RateLimitedError):
     default_code = "import_queue_full"
 
 
+def _quota_resets_text(resets: dt.datetime) -> str:
+    """"midnight America/Chicago, 2026-12-02 00:00 CST (2026-12-02 06:00 UTC)"."""
+    local = resets.astimezone(quota_zone())
+    return f"midnight America/Chicago, {local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC)"
+
+
 def _quota_error(marketo_message: str, now: dt.datetime) -> QuotaExhaustedError:
     resets = quota_resets_at(now)
-    local = resets.astimezone(quota_zone())
     said = f' Marketo said: "{marketo_message}".' if marketo_message else ""
     return QuotaExhaustedError(
         "Marketo's daily API quota for this instance is used up (607). The run stops here and "
-        "can resume after the quota resets at midnight America/Chicago, "
-        f"{local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC). The quota is shared by every "
-        f"integration on the instance; ask Adobe to raise it if this happens often.{said}",
+        f"can resume after the quota resets at {_quota_resets_text(resets)}. The quota is shared "
+        f"by every integration on the instance; ask Adobe to raise it if this happens often.{said}",
         code=messages.QUOTA_CODE,
         resumes_at=resets.isoformat(),
     )
@@ -90,15 +94,13 @@ def _quota_error(marketo_message: str, now: dt.datetime) -> QuotaExhaustedError:
 
 def _budget_quota_error(reached: DailyQuotaReached) -> QuotaExhaustedError:
     """The run stops before the call that would cross daily_call_quota (nothing was sent)."""
-    resets = reached.resets_at
-    local = resets.astimezone(quota_zone())
     return QuotaExhaustedError(
         f"This Marketo instance's daily API budget of {reached.quota} calls (daily_call_quota) is "
         f"used up: {reached.used} calls were counted today, by every CohortSync worker. The run "
         "stops before the call that would cross it and can resume after the quota resets at "
-        f"midnight America/Chicago, {local:%Y-%m-%d %H:%M %Z} ({resets:%Y-%m-%d %H:%M} UTC). "
-        "Raise daily_call_quota in the destination options if Adobe raised the instance's quota.",
-        resumes_at=resets.isoformat(),
+        f"{_quota_resets_text(reached.resets_at)}. Raise daily_call_quota in the destination "
+        "options if Adobe raised the instance's quota.",
+        resumes_at=reached.resets_at.isoformat(),
     )
 
 
