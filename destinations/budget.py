@@ -173,10 +173,15 @@ class AccountBudget:
                 key=self.key, now=now, window=self._window, max_concurrency=self.limits.max_concurrency,
                 lease_id=lease_id, lease_until=now + self.lease_seconds, daily_quota=self.limits.daily_quota,
                 day=day.day if day is not None else "", holding=holding, clock=self._clock,
+                reserve_within=None if max_wait is None else max_wait - waited,
             ))
             if verdict.started:
                 if not holding:
                     _keeper.track(self, lease_id)
+                # The moment the store reserved for this request (now, unless the window
+                # was full): sending sooner would put one call too many in some window.
+                while (early := verdict.at - self._clock()) > 0:
+                    self._sleep(early)
                 return lease_id
             if verdict.quota_reached:
                 assert day is not None and self.limits.daily_quota is not None
@@ -190,7 +195,8 @@ class AccountBudget:
                 # less often the longer it takes (a few database transactions a second).
                 polls += 1
                 wait = min(wait * 1.5 ** polls, CONCURRENCY_POLL_MAX_SECONDS) * random.uniform(0.8, 1.2)
-            if max_wait is not None and waited + wait > max_wait:
+            # verdict.wait too: a reserving store refuses a moment further than max_wait away.
+            if max_wait is not None and waited + max(wait, verdict.wait) > max_wait:
                 raise BudgetBusyError(
                     "The destination account's API budget (calls per window and at once) is in "
                     "use by running syncs; try again in a minute.", code="budget_busy",

@@ -10,16 +10,23 @@ never sleeps; it says how long to wait.
 - Database: one ApiBudget row per account, locked (SELECT ... FOR UPDATE on PostgreSQL; the
   IMMEDIATE transaction on SQLite) for the one short transaction a start takes, on one
   connection per process (_DatabaseThread).
+
+Memory and database *reserve*: when the window is full, a start is given the next free
+moment in it (Verdict.at) and the caller sleeps until then, so a start costs one decision
+however busy the account is. Asking again after a wait instead costs a locked transaction
+per attempt, and busy SFMC accounts (paced, thousands of starts a minute) then spend their
+time queueing on the row.
 - Redis: the window is `limits`' moving-window script (maintained upstream), fed
   millisecond timestamps so windows need not be whole seconds (SFMC's paced 51 ms); the
   leases and the daily count, which `limits` has no structure for, are one small script
   of our own (LEASE_SCRIPT). A start is one round trip for the leases and daily count and
-  one for the window.
+  one for the window. `limits` counts only starts that happened, so Redis does not
+  reserve: a start that finds the window full keeps its lease and day's unit (`holding`)
+  and asks again once the window says it has room.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import math
@@ -64,6 +71,9 @@ class StartRequest:
     daily_quota: int | None = None
     day: str = ""
     holding: bool = False
+    # A reserving store refuses (without taking anything) a moment further than this many
+    # seconds away: a person waiting for an answer can wait only so long (max_wait).
+    reserve_within: float | None = None
     # When given, the store reads the time itself right before deciding (once the account's
     # row is locked), and `now` / `lease_until` move with it: a start recorded earlier than
     # the request is sent lets the call one window later reach the platform too early.
@@ -78,10 +88,12 @@ class StartRequest:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a store decided: started, or how long to wait (`holding` says what was kept),
-    or the day's quota is used up (`day_calls` counted so far)."""
+    """What a store decided: started (the request may be sent at `at`, a moment the store
+    reserved for it), or how long to wait (`holding` says what was kept), or the day's quota
+    is used up (`day_calls` counted so far)."""
 
     started: bool
+    at: float = 0.0
     wait: float = 0.0
     holding: bool = False
     quota_reached: bool = False
@@ -99,35 +111,36 @@ class BudgetStore(Protocol):
 
 
 def _decide(state: _State, request: StartRequest) -> Verdict:
-    """The one decision every store without scripts makes, on an account's state."""
+    """The one decision every store without scripts makes, on an account's state: the day's
+    unit, a place in flight and the first moment the window has room for, all reserved
+    together."""
     request = request.stamped()
     now = request.now
-    if not request.holding:
-        if request.daily_quota is not None:
-            if state.day != request.day:
-                state.day, state.day_calls = request.day, 0
-            if state.day_calls >= request.daily_quota:
-                return Verdict(started=False, quota_reached=True, day_calls=state.day_calls)
-        state.leases = {lease: until for lease, until in state.leases.items() if until > now}
-        if len(state.leases) >= request.max_concurrency:
-            return Verdict(started=False, wait=_concurrency_wait(state.leases, now))
+    if request.daily_quota is not None:
+        if state.day != request.day:
+            state.day, state.day_calls = request.day, 0
+        if state.day_calls >= request.daily_quota:
+            return Verdict(started=False, quota_reached=True, day_calls=state.day_calls)
+    state.leases = {lease: until for lease, until in state.leases.items() if until > now}
+    if len(state.leases) >= request.max_concurrency:
+        return Verdict(started=False, wait=_concurrency_wait(state.leases, now))
     window = request.window
+    # Reserved moments still to come stay; they are the newest.
     state.starts = [start for start in state.starts if now - start < window.seconds]
-    if len(state.starts) >= window.calls:
-        wait = state.starts[-window.calls] + window.seconds - now
-        if not request.holding:
-            state.leases[request.lease_id] = request.lease_until
-            if request.daily_quota is not None:
-                state.day_calls += 1
-        return Verdict(started=False, wait=max(wait, 0.001), holding=True)
-    # Kept in order: a start decided after waiting for the row's lock may carry an earlier
-    # clock reading than one decided meanwhile.
-    bisect.insort(state.starts, now)
-    if not request.holding:
-        state.leases[request.lease_id] = request.lease_until
-        if request.daily_quota is not None:
-            state.day_calls += 1
-    return Verdict(started=True, day_calls=state.day_calls)
+    at = now
+    if state.starts:
+        # After every reservation (the list stays in order), and one window after the start
+        # `calls` back, so no window ever holds more than `calls`.
+        at = max(at, state.starts[-1])
+        if len(state.starts) >= window.calls:
+            at = max(at, state.starts[-window.calls] + window.seconds)
+    if request.reserve_within is not None and at - now > request.reserve_within:
+        return Verdict(started=False, wait=at - now)
+    state.starts.append(at)
+    state.leases[request.lease_id] = request.lease_until + (at - now)
+    if request.daily_quota is not None:
+        state.day_calls += 1
+    return Verdict(started=True, at=at, day_calls=state.day_calls)
 
 
 # A request in flight ends when its answer comes; nobody tells other processes when. They
@@ -364,7 +377,7 @@ class RedisBudgetStore:
         now_ms = request.now * 1000.0
         expiry_ms = math.ceil(request.window.seconds * 1000.0)
         if self._limits.lua_acquire_moving_window([window_key], [now_ms, request.window.calls, expiry_ms, 1]):
-            return Verdict(started=True)
+            return Verdict(started=True, at=request.now)
         window = self._limits.lua_moving_window([window_key], [now_ms - expiry_ms, request.window.calls])
         full = bool(window) and int(window[1]) >= request.window.calls
         wait = (float(window[0]) + expiry_ms - now_ms) / 1000.0 if full else 0.001

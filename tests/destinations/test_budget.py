@@ -63,18 +63,36 @@ def budget(limits: BudgetLimits, clock: FakeClock, sleep=None, **kwargs) -> Acco
 # --- waiting for a start --------------------------------------------------------------------
 
 
+class RecordingStore(MemoryBudgetStore):
+    """Remembers the moment each start was given, and each thread's last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moments: list[float] = []
+        self.last = threading.local()
+
+    def start(self, request: StartRequest):
+        verdict = super().start(request)
+        if verdict.started:
+            self.moments.append(verdict.at)
+            self.last.at = verdict.at
+        return verdict
+
+
 def test_starts_never_exceed_the_window_in_any_window_across_threads():
     clock = FakeClock()
-    shared = budget(BudgetLimits(window_calls=10, window_seconds=1.0, max_concurrency=8), clock)
-    starts: list[float] = []
-    starts_lock = threading.Lock()
+    store = RecordingStore()
+    shared = AccountBudget(key="test:account", limits=BudgetLimits(window_calls=10, window_seconds=1.0,
+                                                                   max_concurrency=8),
+                           store=store, clock=clock, sleep=clock.sleep)
+    sent_too_soon: list[float] = []
 
     def worker() -> None:
         for _ in range(25):
-            shared.finish(shared.start())
-            # The budget reads the clock once per attempt; the last read is the start it took.
-            with starts_lock:
-                starts.append(clock.last_read)
+            lease = shared.start()
+            if clock() < store.last.at:  # start() returned before the moment it was given
+                sent_too_soon.append(clock())
+            shared.finish(lease)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for thread in threads:
@@ -82,8 +100,9 @@ def test_starts_never_exceed_the_window_in_any_window_across_threads():
     for thread in threads:
         thread.join(timeout=30)
 
+    assert sent_too_soon == []
+    starts = sorted(store.moments)
     assert len(starts) == 200
-    starts.sort()
     for i, start in enumerate(starts):
         in_window = sum(1 for other in starts[i:] if other < start + 1.0)
         assert in_window <= 10, f"{in_window} starts within 1s of t={start}"

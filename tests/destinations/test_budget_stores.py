@@ -36,16 +36,30 @@ def _own_key(monkeypatch, db) -> Iterator[None]:
     DatabaseBudgetStore()._run(lambda: ApiBudget.objects.filter(account_key__startswith=key).delete())
 
 
-@pytest.fixture(params=["memory", "database", "redis"])
-def store(request, db) -> Iterator[BudgetStore]:
-    if request.param == "memory":
+def _store(name: str) -> Iterator[BudgetStore]:
+    if name == "memory":
         yield MemoryBudgetStore()
-    elif request.param == "database":
+    elif name == "database":
         yield DatabaseBudgetStore()
     else:
-        redis_store = RedisBudgetStore(REDIS_URL, prefix=f"cohortsync-test-{uuid.uuid4().hex}")
-        yield redis_store
-        redis_store.clear()
+        redis = RedisBudgetStore(REDIS_URL, prefix=f"cohortsync-test-{uuid.uuid4().hex}")
+        yield redis
+        redis.clear()
+
+
+@pytest.fixture(params=["memory", "database", "redis"])
+def store(request, db) -> Iterator[BudgetStore]:
+    yield from _store(request.param)
+
+
+@pytest.fixture(params=["memory", "database"])
+def reserving_store(request, db) -> Iterator[BudgetStore]:
+    yield from _store(request.param)
+
+
+@pytest.fixture
+def redis_store(db) -> Iterator[BudgetStore]:
+    yield from _store("redis")
 
 
 def ask(
@@ -59,28 +73,67 @@ def ask(
     ))
 
 
-def test_the_window_lets_its_calls_start_then_says_how_long_to_wait(store):
-    assert [ask(store, T0 + i / 10).started for i in range(3)] == [True, True, True]
+def moment(store: BudgetStore, now: float, *, lease: str = "", **kwargs) -> float:
+    """When a start asked at `now` may be sent: the moment a reserving store (memory,
+    database) gives it at once, or, in Redis, the time its retries after the waits Redis
+    says are let through."""
+    lease = lease or uuid.uuid4().hex
+    verdict = ask(store, now, lease=lease, **kwargs)
+    for _ in range(10):
+        if verdict.started:
+            return verdict.at
+        assert verdict.holding, verdict
+        now += verdict.wait
+        verdict = ask(store, now, lease=lease, holding=True, **kwargs)
+    raise AssertionError("the start never went")
 
-    refused = ask(store, T0 + 1.0, lease="fourth")
 
-    assert not refused.started and not refused.quota_reached
+def test_the_window_lets_its_calls_start_then_the_next_once_the_oldest_has_left(store):
+    assert [moment(store, T0 + i / 10) for i in range(3)] == [T0, T0 + 0.1, T0 + 0.2]
+
     # The oldest start leaves the window (20 s + margin) 19.21 s later.
+    assert moment(store, T0 + 1.0) == pytest.approx(T0 + 20.21, abs=0.002)
+
+
+def test_a_full_window_reserves_its_next_free_moments_with_one_decision_each(reserving_store):
+    for i in range(3):
+        ask(reserving_store, T0 + i / 10)
+
+    later = [ask(reserving_store, T0 + 1.0) for _ in range(4)]
+
+    assert all(verdict.started for verdict in later)
+    assert [verdict.at for verdict in later] == pytest.approx([T0 + 20.21, T0 + 20.31, T0 + 20.41, T0 + 40.42])
+
+
+def test_redis_says_how_long_a_full_window_keeps_a_start_waiting(redis_store):
+    for i in range(3):
+        ask(redis_store, T0 + i / 10)
+
+    refused = ask(redis_store, T0 + 1.0, lease="fourth")
+
+    assert not refused.started and not refused.quota_reached and refused.holding
     assert refused.wait == pytest.approx(19.21, abs=0.01)
-    assert refused.holding
-    # Still full just before; the same start goes once the oldest has left.
-    assert not ask(store, T0 + 20.2, lease="fourth", holding=True).started
-    assert ask(store, T0 + 20.22, lease="fourth", holding=True).started
+    assert not ask(redis_store, T0 + 20.2, lease="fourth", holding=True).started
 
 
 def test_a_paced_window_spaces_starts(store):
     paced = Window(1, 0.051)
 
-    assert ask(store, T0, window=paced).started
-    too_soon = ask(store, T0 + 0.03, window=paced, lease="second")
+    assert moment(store, T0, window=paced) == T0
+    assert moment(store, T0 + 0.03, window=paced) == pytest.approx(T0 + 0.051, abs=0.002)
 
-    assert not too_soon.started and too_soon.wait == pytest.approx(0.021, abs=0.002)
-    assert ask(store, T0 + 0.052, window=paced, lease="second", holding=True).started
+
+def test_a_reservation_further_than_the_caller_can_wait_takes_nothing(reserving_store):
+    assert ask(reserving_store, T0, window=Window(1, 20.21), quota=5, concurrency=1).started
+
+    hurried = reserving_store.start(StartRequest(
+        key=KEY, now=T0 + 1, window=Window(1, 20.21), max_concurrency=2, lease_id="hurried",
+        lease_until=T0 + 301, daily_quota=5, day=DAY, reserve_within=10.0,
+    ))
+
+    assert not hurried.started and hurried.wait == pytest.approx(19.21)
+    assert reserving_store.day_calls(KEY, DAY) == 1
+    assert moment(reserving_store, T0 + 1, window=Window(1, 20.21), concurrency=2) == pytest.approx(T0 + 20.21)
 
 
 def test_requests_in_flight_are_leases_given_back_when_they_finish(store):
@@ -133,11 +186,16 @@ def test_a_start_waiting_for_the_window_keeps_its_lease_and_its_days_unit(store)
     assert ask(store, T0, window=small, quota=5).started
 
     waiting = ask(store, T0 + 1, lease="w", window=small, quota=5, concurrency=2)
-    assert waiting.holding and store.day_calls(KEY, DAY) == 2
+    if isinstance(store, RedisBudgetStore):
+        assert waiting.holding
+    else:
+        assert waiting.started and waiting.at == pytest.approx(T0 + 20.21)
+    assert store.day_calls(KEY, DAY) == 2
     # Its lease holds the second place in flight meanwhile.
     assert not ask(store, T0 + 2, lease="x", window=Window(100, 20.21), concurrency=2).started
 
-    assert ask(store, T0 + 21, lease="w", window=small, quota=5, concurrency=2, holding=True).started
+    if isinstance(store, RedisBudgetStore):
+        assert ask(store, T0 + 21, lease="w", window=small, quota=5, concurrency=2, holding=True).started
     assert store.day_calls(KEY, DAY) == 2
 
 
@@ -182,5 +240,4 @@ def test_a_start_counts_from_when_the_store_decided_it(store):
         lease_until=T0 + 300.0, clock=lambda: decided,
     )).started
 
-    assert not ask(store, T0 + 25.0, window=Window(1, 20.21)).started
-    assert ask(store, decided + 20.22, window=Window(1, 20.21)).started
+    assert moment(store, T0 + 25.0, window=Window(1, 20.21)) == pytest.approx(decided + 20.21, abs=0.002)
