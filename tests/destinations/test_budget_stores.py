@@ -211,6 +211,7 @@ def test_the_database_store_keeps_one_row_per_account(db):
     ask(store, T0, quota=10, lease="one")
     ask(store, T0 + 1, quota=10, lease="two")
     store.finish(KEY, "one")
+    store.settle()
 
     row = ApiBudget.objects.get(account_key=KEY)
     assert row.account_key == KEY
