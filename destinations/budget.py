@@ -148,6 +148,10 @@ class AccountBudget:
         self._sleep = sleep
         self.lease_seconds = lease_seconds
         self._window = limits.window
+        # A start whose thread wakes later than this after its reserved moment takes a new
+        # one: sent that late, it could share a platform window with the calls reserved after
+        # it. Half the window's margin, the other half being for the way to the platform.
+        self._late = rate_window_margin(limits.window_seconds) / 2
 
     def start(self, *, max_wait: float | None = None) -> str:
         """Wait for a place in flight and in the window, take the quota day's unit, and
@@ -165,6 +169,7 @@ class AccountBudget:
 
     def _start(self, lease_id: str, day: QuotaDay | None, max_wait: float | None) -> str:
         holding = False
+        missed: float | None = None
         waited = 0.0
         polls = 0
         while True:
@@ -173,7 +178,7 @@ class AccountBudget:
                 key=self.key, now=now, window=self._window, max_concurrency=self.limits.max_concurrency,
                 lease_id=lease_id, lease_until=now + self.lease_seconds, daily_quota=self.limits.daily_quota,
                 day=day.day if day is not None else "", holding=holding, clock=self._clock,
-                reserve_within=None if max_wait is None else max_wait - waited,
+                reserve_within=None if max_wait is None else max_wait - waited, replaces=missed,
             ))
             if verdict.started:
                 if not holding:
@@ -182,7 +187,10 @@ class AccountBudget:
                 # was full): sending sooner would put one call too many in some window.
                 while (early := verdict.at - self._clock()) > 0:
                     self._sleep(early)
-                return lease_id
+                if self._clock() - verdict.at <= self._late:
+                    return lease_id
+                holding, missed = True, verdict.at  # woke too late: trade it for a new moment
+                continue
             if verdict.quota_reached:
                 assert day is not None and self.limits.daily_quota is not None
                 raise DailyQuotaReached(quota=self.limits.daily_quota, used=verdict.day_calls, resets_at=day.resets_at)

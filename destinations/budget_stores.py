@@ -78,6 +78,9 @@ class StartRequest:
     # A reserving store refuses (without taking anything) a moment further than this many
     # seconds away: a person waiting for an answer can wait only so long (max_wait).
     reserve_within: float | None = None
+    # A reserving store's moment this start was given and missed (its thread woke too late
+    # to send then): given back as the new one is reserved. Comes with `holding`.
+    replaces: float | None = None
     # When given, the store reads the time itself right before deciding (once the account's
     # row is locked), and `now` / `lease_until` move with it: a start recorded earlier than
     # the request is sent lets the call one window later reach the platform too early.
@@ -120,30 +123,35 @@ def _decide(state: _State, request: StartRequest) -> Verdict:
     together."""
     request = request.stamped()
     now = request.now
-    if request.daily_quota is not None:
-        if state.day != request.day:
-            state.day, state.day_calls = request.day, 0
-        if state.day_calls >= request.daily_quota:
-            return Verdict(started=False, quota_reached=True, day_calls=state.day_calls)
-    state.leases = {lease: until for lease, until in state.leases.items() if until > now}
-    if len(state.leases) >= request.max_concurrency:
-        return Verdict(started=False, wait=_concurrency_wait(state.leases, now))
+    if not request.holding:
+        if request.daily_quota is not None:
+            if state.day != request.day:
+                state.day, state.day_calls = request.day, 0
+            if state.day_calls >= request.daily_quota:
+                return Verdict(started=False, quota_reached=True, day_calls=state.day_calls)
+        state.leases = {lease: until for lease, until in state.leases.items() if until > now}
+        if len(state.leases) >= request.max_concurrency:
+            return Verdict(started=False, wait=_concurrency_wait(state.leases, now))
     window = request.window
     # Reserved moments still to come stay; they are the newest.
-    state.starts = [start for start in state.starts if now - start < window.seconds]
+    starts = [start for start in state.starts if now - start < window.seconds]
+    if request.replaces is not None and request.replaces in starts:
+        starts.remove(request.replaces)
     at = now
-    if state.starts:
+    if starts:
         # After every reservation (the list stays in order), and one window after the start
         # `calls` back, so no window ever holds more than `calls`.
-        at = max(at, state.starts[-1])
-        if len(state.starts) >= window.calls:
-            at = max(at, state.starts[-window.calls] + window.seconds)
+        at = max(at, starts[-1])
+        if len(starts) >= window.calls:
+            at = max(at, starts[-window.calls] + window.seconds)
     if request.reserve_within is not None and at - now > request.reserve_within:
         return Verdict(started=False, wait=at - now)
-    state.starts.append(at)
-    state.leases[request.lease_id] = request.lease_until + (at - now)
-    if request.daily_quota is not None:
-        state.day_calls += 1
+    starts.append(at)
+    state.starts = starts
+    if not request.holding:
+        state.leases[request.lease_id] = request.lease_until + (at - now)
+        if request.daily_quota is not None:
+            state.day_calls += 1
     return Verdict(started=True, at=at, day_calls=state.day_calls)
 
 

@@ -137,6 +137,31 @@ def test_a_paced_budget_spaces_starts_evenly_instead_of_bursting():
     assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [pytest.approx(0.255, abs=0.0011)] * 5
 
 
+def test_a_start_that_wakes_too_late_for_its_moment_takes_a_new_one():
+    # Sent 50 ms after its moment, a call could share SFMC's second with the calls reserved
+    # after it: it gives the moment back and takes the next free one instead.
+    clock = FakeClock()
+    store = RecordingStore()
+    overslept = []
+
+    def oversleep(seconds: float) -> None:
+        clock.sleep(seconds + (0.05 if not overslept else 0.0))
+        overslept.append(seconds)
+
+    account = AccountBudget(key="test:account", store=store, clock=clock, sleep=oversleep,
+                            limits=BudgetLimits(window_calls=4, window_seconds=1.0, max_concurrency=4, paced=True,
+                                                daily_quota=10),
+                            quota_day=lambda now: QuotaDay(day="2027-01-15", resets_at=RESETS))
+    account.finish(account.start())
+
+    account.finish(account.start())
+
+    assert store.moments == pytest.approx([0.0, 0.255, 0.305])
+    assert clock.now == pytest.approx(0.305)
+    # One call, one unit of the day, however many moments it took.
+    assert store.day_calls("test:account", "2027-01-15") == 2
+
+
 @pytest.mark.parametrize(("calls", "seconds", "concurrency", "quota"),
                          [(0, 1.0, 1, None), (5, 0, 1, None), (5, 1.0, 0, None), (5, 1.0, 1, 0)])
 def test_impossible_budgets_are_refused(calls, seconds, concurrency, quota):

@@ -65,11 +65,11 @@ def redis_store(db) -> Iterator[BudgetStore]:
 def ask(
     store: BudgetStore, now: float, *, lease: str = "", key: str = "", window: Window = SMALL,
     concurrency: int = 10, quota: int | None = None, day: str = DAY, holding: bool = False,
-    lease_seconds: float = 300.0,
+    lease_seconds: float = 300.0, replaces: float | None = None,
 ):
     return store.start(StartRequest(
         key=key or KEY, now=now, window=window, max_concurrency=concurrency, lease_id=lease or uuid.uuid4().hex,
-        lease_until=now + lease_seconds, daily_quota=quota, day=day, holding=holding,
+        lease_until=now + lease_seconds, daily_quota=quota, day=day, holding=holding, replaces=replaces,
     ))
 
 
@@ -103,6 +103,22 @@ def test_a_full_window_reserves_its_next_free_moments_with_one_decision_each(res
 
     assert all(verdict.started for verdict in later)
     assert [verdict.at for verdict in later] == pytest.approx([T0 + 20.21, T0 + 20.31, T0 + 20.41, T0 + 40.42])
+
+
+def test_a_missed_moment_is_given_back_for_the_next_free_one(reserving_store):
+    paced = Window(1, 0.051)
+    ask(reserving_store, T0, window=paced, quota=5)
+    missed = ask(reserving_store, T0, lease="late", window=paced, quota=5)
+    ask(reserving_store, T0, window=paced, quota=5)
+    assert missed.at == pytest.approx(T0 + 0.051)
+
+    # Its thread woke at +0.09: the moments after the ones still taken, never two in 51 ms.
+    again = ask(reserving_store, T0 + 0.09, lease="late", window=paced, quota=5, holding=True,
+                replaces=missed.at)
+
+    assert again.started and again.at == pytest.approx(T0 + 0.153)
+    assert ask(reserving_store, T0 + 0.09, window=paced, quota=5).at == pytest.approx(T0 + 0.204)
+    assert reserving_store.day_calls(KEY, DAY) == 4
 
 
 def test_redis_says_how_long_a_full_window_keeps_a_start_waiting(redis_store):
