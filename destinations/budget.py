@@ -92,12 +92,15 @@ class BudgetLimits:
     @property
     def window(self) -> Window:
         """The moving window the stores keep, rate_window_margin longer than the platform's.
-        Paced, it is one start per (window + margin) / calls: starts that far apart can never
-        put more than window_calls in any window + margin."""
-        kept = self.window_seconds + rate_window_margin(self.window_seconds)
+        Paced, it is one start per (window + twice the margin) / calls: starts that far apart
+        can never put more than window_calls in any window + margin. Twice, because a busy
+        paced account runs at exactly its limit (each start reserved one spacing after the
+        last, destinations.budget_stores), leaving no gap but the margin for a request that
+        reaches the platform late; a window that lets its calls go at once has its idle rest."""
+        margin = rate_window_margin(self.window_seconds)
         if self.paced:
-            return Window(1, kept / self.window_calls)
-        return Window(self.window_calls, kept)
+            return Window(1, (self.window_seconds + 2 * margin) / self.window_calls)
+        return Window(self.window_calls, self.window_seconds + margin)
 
 
 class DailyQuotaReached(QuotaExhaustedError):

@@ -16,6 +16,7 @@ destinations.sandbox.canned).
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import secrets
@@ -281,7 +282,9 @@ class SfmcSandbox:
         if (limit and len(self._recent) >= limit) or (concurrent and self._in_flight >= concurrent):
             self.calls["refused"] += 1
             return self._throttled(config["throttle_style"])
-        self._recent.append(now)
+        # In order of arrival, which the lock does not keep: an arrival appended after a later
+        # one would otherwise outlive its second behind it and refuse calls it never met.
+        bisect.insort(self._recent, now)
         return None
 
     def _throttled(self, style: str) -> Response:

@@ -157,3 +157,15 @@ def test_calls_refused_for_the_tenant_rate_are_counted(sandbox, sfmc):
 
     assert answers.count(429) >= 1
     assert sfmc.state()["calls"]["refused"] == answers.count(429)
+
+
+def test_the_tenant_rate_counts_arrivals_in_order_whatever_order_the_lock_lets_them_in(sfmc):
+    # Two requests arrived at 0.000 and 0.005 s; the later one took the lock first. At 1.003 s
+    # the one from 0.000 has left the second and must not refuse the call.
+    sfmc.configure(requests_per_second=2)
+    with sfmc._lock:
+        assert sfmc._fault(100.005) is None
+        assert sfmc._fault(100.000) is None
+
+        assert sfmc._fault(101.003) is None
+        assert sfmc.calls["refused"] == 0
