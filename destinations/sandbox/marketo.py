@@ -11,6 +11,7 @@ Complete/Failed. Where the real behaviour is undocumented the choice made here i
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import io
@@ -334,7 +335,9 @@ class MarketoSandbox:
                 self._day, self._daily_used = today, 0
             if self._daily_used >= int(self.config["daily_quota"]):
                 raise SandboxError("607", f"Max daily quota '{self.config['daily_quota']}' reached")
-            self._window.append(now)
+            # In order of arrival, which the lock does not keep: an arrival appended after a
+            # later one would otherwise outlive its window behind it and refuse calls it never met.
+            bisect.insort(self._window, now)
             self._accepted.append(now)
             self._daily_used += 1
             self._in_flight += 1

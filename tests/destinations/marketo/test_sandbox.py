@@ -245,3 +245,13 @@ def test_a_timed_bulk_job_waiting_for_an_import_slot_starts_when_the_slot_frees(
     # Both queued for a step; the first imports for a step; only then the second imports
     # for a step: three steps, not two (it did not import while it waited for the slot).
     assert done[first] >= 0.6 and done[second] >= 0.9
+
+
+def test_the_20_second_window_counts_arrivals_in_order_whatever_order_the_lock_lets_them_in(marketo):
+    # Two calls arrived at 0.000 and 0.005 s; the later one took the lock first. At 20.003 s
+    # the one from 0.000 has left the window and must not refuse the call.
+    marketo.configure(calls_per_20s=2)
+    marketo._enter(100.005)
+    marketo._enter(100.000)
+
+    marketo._enter(120.003)  # raises SandboxError 606 when the call from 100.000 still counts
