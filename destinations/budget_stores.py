@@ -4,18 +4,12 @@ Redis server).
 
 Every store decides a request start atomically for one account: the daily count, the
 leases of requests in flight and the request window, taken together or not at all. A store
-never sleeps; it says how long to wait.
+never sleeps; it says when the request may go, or how long to wait.
 
 - Memory: a lock and a dict.
 - Database: one ApiBudget row per account, locked (SELECT ... FOR UPDATE on PostgreSQL; the
   IMMEDIATE transaction on SQLite) for the one short transaction a start takes, on one
   connection per process (_DatabaseThread).
-
-Memory and database *reserve*: when the window is full, a start is given the next free
-moment in it (Verdict.at) and the caller sleeps until then, so a start costs one decision
-however busy the account is. Asking again after a wait instead costs a locked transaction
-per attempt, and busy SFMC accounts (paced, thousands of starts a minute) then spend their
-time queueing on the row.
 - Redis: the window is `limits`' moving-window script (maintained upstream), fed
   millisecond timestamps so windows need not be whole seconds (SFMC's paced 51 ms); the
   leases and the daily count, which `limits` has no structure for, are one small script
@@ -23,6 +17,12 @@ time queueing on the row.
   one for the window. `limits` counts only starts that happened, so Redis does not
   reserve: a start that finds the window full keeps its lease and day's unit (`holding`)
   and asks again once the window says it has room.
+
+Memory and database *reserve*: when the window is full, a start is given the next free
+moment in it (Verdict.at) and the caller sleeps until then, so a start costs one decision
+however busy the account is. Asking again after a wait instead costs a locked transaction
+per attempt, and busy SFMC accounts (paced, thousands of starts a minute) then spend their
+time queueing on the row.
 """
 
 from __future__ import annotations
@@ -248,6 +248,7 @@ class _DatabaseThread:
     @staticmethod
     def _guarded(operation: Callable[[], Any], using: str) -> Any:
         try:
+            _commits_unawaited(using)
             return operation()
         except Exception:
             # A broken connection (the server restarted) is replaced on the next call.
@@ -263,6 +264,26 @@ class _DatabaseThread:
 
 
 database_thread = _DatabaseThread()
+_budget_thread = threading.local()
+
+
+def _commits_unawaited(using: str) -> None:
+    """On the budget thread's own PostgreSQL connection, commits do not wait for the disk
+    (synchronous_commit off, that session only): waiting for the WAL flush was most of a
+    start's database time, thousands of times a minute on a busy SFMC account, and what a
+    database crash can lose is the last fraction of a second of starts and leases, which
+    the window's next seconds and the leases' expiry make good. SQLite's commits already
+    don't wait (WAL with synchronous=NORMAL, settings.DATABASES)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    relaxed = getattr(_budget_thread, "relaxed", {})
+    if relaxed.get(using) is connection.connection:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO off")
+    _budget_thread.relaxed = {**relaxed, using: connection.connection}
 
 
 class DatabaseBudgetStore:
@@ -306,8 +327,7 @@ class DatabaseBudgetStore:
         database_thread.post(lambda: self._write_finished(key), using=self.using)
 
     def settle(self) -> None:
-        """Wait until every lease given back so far is written (tests, and a process about to
-        read the rows)."""
+        """Wait until every lease given back so far is written (tests read the rows)."""
         self._run(lambda: None)
 
     def renew(self, key: str, lease_ids: list[str], until: float) -> None:
