@@ -43,7 +43,7 @@ from bench.suite import NAME_PREFIX, WRITE_ENDPOINTS, _child_env, bench_data_cle
 from cohorts.models import Cohort, Profile
 from cohorts.selectors import cohort_members
 from cohortsync_site.database import statistics_refresh
-from destinations.models import Destination
+from destinations.models import ApiBudget, Destination
 from syncs.models import DISTINCT_ID_IDENTITY, RunStatus, Sync, SyncedMember, SyncRun
 from syncs.schedules import sync_schedule_name
 from syncs.services import sync_schedule_update
@@ -351,6 +351,16 @@ def _cycle_runs(syncs: list[Sync], due_at: Any) -> list[SyncRun]:
     return list(SyncRun.objects.filter(sync__in=syncs, created_at__gte=due_at).order_by("pk"))
 
 
+def dead_rows_clear() -> None:
+    """VACUUM (ANALYZE) what a cycle rewrites: the churned profiles, the synced state and
+    the API budget rows (tens of thousands of updates a cycle). Production's autovacuum
+    clears dead rows; this machine's PostgreSQL runs with autovacuum off (docs/benchmarks.md,
+    round 3), and a second cycle, or a second run of the bench, would read the first's."""
+    with connection.cursor() as cursor:
+        for model in (Profile, SyncedMember, ApiBudget):
+            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
+
+
 def cycle_run(
     *, number: int, fleet: dict[Sync, Account], members: int, pgid: int, emulators: list[SandboxProcess],
     out: Callable[[str], None],
@@ -361,10 +371,7 @@ def cycle_run(
         left, joined = data.memberships_churn(count=int(members * CHURN_SHARE), salt=f"cycle-{number}",
                                               prop=sync.cohort.rules["all"][0]["property"])
         churned += left + joined
-    # Production's autovacuum clears the churn's dead rows; this machine's PostgreSQL runs
-    # with autovacuum off (docs/benchmarks.md, round 3), so the bench does it between cycles.
-    with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(Profile._meta.db_table)}")
+    dead_rows_clear()
     out(f"  cycle {number}: {churned:,} memberships changed; every schedule due now ...")
     time.sleep(2.0)  # the cluster's idle activity settles before the counters are read
     before = _snapshot(pgid, emulators)
@@ -419,7 +426,7 @@ def fleet_run(
         profiles_copy(count=profiles, cohorts=syncs)
         fleet = fleet_create(syncs=syncs, emulators=emulators)
         seeded = sum(synced_state_seed(sync) for sync in fleet)
-        statistics_refresh(SyncedMember)
+        dead_rows_clear()  # also those of the earlier run's bench data, cleared above
         # Not due before the cluster runs: each cycle makes them due itself.
         schedules_make(list(fleet), due_at=timezone.now() + dt.timedelta(days=1))
         env = _child_env(None)
