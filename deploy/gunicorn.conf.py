@@ -30,6 +30,10 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn 24+ opens a control socket in $HOME/.gunicorn (or $XDG_RUNTIME_DIR): the service
+# user's home is the root-owned checkout, and two instances of one user would share the path.
+# Nothing here uses it (reload with SIGHUP), so leave it off. Older gunicorn ignores the name.
+control_socket_disable = True
 # Worker heartbeats on a RAM-backed directory where there is one (a slow disk stalls them).
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
