@@ -16,7 +16,8 @@ never sleeps; it says when the request may go, or how long to wait.
   of our own (LEASE_SCRIPT). A start is one round trip for the leases and daily count and
   one for the window. `limits` counts only starts that happened, so Redis does not
   reserve: a start that finds the window full keeps its lease and day's unit (`holding`)
-  and asks again once the window says it has room.
+  and asks again once the window says it has room. Nor can it give a missed start back
+  (`replaces`): it stays counted, which errs on the safe side.
 
 Memory and database *reserve*: when the window is full, a start is given the next free
 moment in it (Verdict.at) and the caller sleeps until then, so a start costs one decision
