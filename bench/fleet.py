@@ -37,7 +37,7 @@ from django_q.models import Schedule
 
 from bench import data
 from bench.paths import best_seconds
-from bench.report import machine_text, results_append, verdict_lines
+from bench.report import console_verdict_lines, machine_text, results_append, verdict_lines
 from bench.sandbox import HOST, MANAGE, SandboxProcess
 from bench.suite import NAME_PREFIX, WRITE_ENDPOINTS, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort, Profile
@@ -510,7 +510,7 @@ def targets(result: FleetResult) -> list[tuple[str, bool, str]]:
 def summary_text(result: FleetResult) -> str:
     lines = ["", f"Fleet: {result.syncs} syncs × ~{result.members:,} members, Q_WORKERS={result.workers}",
              markdown(result), "", "Targets:"]
-    lines += [f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}" for name, ok, evidence in targets(result)]
+    lines += console_verdict_lines(targets(result))
     return "\n".join(lines)
 
 

@@ -163,8 +163,7 @@ def summary_text(result: SuiteResult) -> str:
         "",
         "Targets:",
     ]
-    for name, ok, evidence in targets(result):
-        lines.append(f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}")
+    lines += console_verdict_lines(targets(result))
     return "\n".join(lines)
 
 
@@ -195,6 +194,11 @@ def machine_text(machine: dict[str, str]) -> str:
         + (f"; broker {machine['broker']}, API budgets in {machine['budget_store']}" if machine.get("broker") else "")
         + (f"; load average (1 min) at start / end: {machine['load']}." if machine.get("load") else ".")
     )
+
+
+def console_verdict_lines(checks: list[tuple[str, bool, str]]) -> list[str]:
+    """One console line per target: [met] or [MISSED], with its evidence."""
+    return [f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}" for name, ok, evidence in checks]
 
 
 def verdict_lines(checks: list[tuple[str, bool, str]]) -> list[str]:

@@ -37,7 +37,7 @@ from bench.fleet import (
     profiles_copy,
     task_cluster,
 )
-from bench.report import machine_text, results_append, verdict_lines
+from bench.report import console_verdict_lines, machine_text, results_append, verdict_lines
 from bench.sandbox import HOST, SandboxProcess
 from bench.suite import NAME_PREFIX, _child_env, bench_data_clear, machine_info
 from cohorts.models import Cohort
@@ -219,7 +219,7 @@ def _figures(result: SharedBudgetResult) -> list[str]:
 
 def summary_text(result: SharedBudgetResult) -> str:
     lines = ["", *_figures(result), "", "Targets:"]
-    lines += [f"  [{'met' if ok else 'MISSED'}] {name}: {evidence}" for name, ok, evidence in targets(result)]
+    lines += console_verdict_lines(targets(result))
     return "\n".join(lines)
 
 
