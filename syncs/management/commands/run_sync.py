@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from syncs.errors import SyncRunConflict
 from syncs.models import RunStatus, Sync, SyncRun
-from syncs.selectors import run_call_forecast, run_outcome_counts
+from syncs.selectors import CallForecast, run_call_forecast, run_outcome_counts
 from syncs.services import sync_run_create, sync_run_execute, sync_run_request
 
 # Exit codes: a promise to scripts, documented in --help.
@@ -28,15 +28,15 @@ EXIT_UNKNOWN_SYNC = 64
 CONFLICT_STATUS = "conflict"
 
 
-def run_summary(run: SyncRun) -> dict[str, Any]:
+def run_summary(run: SyncRun, forecast: CallForecast | None) -> dict[str, Any]:
     """The --json object: users acknowledged as true (added) / false (removed), failed,
     skipped (missing or invalid identity), plus the plan and run facts.
 
     `projected_api_calls`: for a dry run (or a run awaiting approval), the API calls sending
     its plan would take, {"min": n, "max": n or null (no upper bound known)}; else null.
     `daily_quota_left`, `quota_resets_at`: with it, for a destination account with a daily
-    quota (Marketo), the calls left today and when the quota resets (ISO 8601, UTC)."""
-    forecast = run_call_forecast(run)
+    quota (Marketo), the calls left today and when the quota resets (ISO 8601, UTC);
+    `forecast` is run_call_forecast(run)."""
     return {
         "run_id": run.pk,
         "sync": run.sync.name,
@@ -97,12 +97,13 @@ class Command(BaseCommand):
             run = sync_run_execute(run_id=run.pk)
         else:
             run.refresh_from_db()
-        summary = run_summary(run)
+        forecast = run_call_forecast(run)
+        summary = run_summary(run, forecast)
         if options["json"]:
             self.stdout.write(json.dumps(summary))
         else:
             self._human(summary, inline=options["inline"])
-            self._forecast(run)
+            self._forecast(forecast)
         code = EXIT_CODES.get(run.status, 2)
         if code:
             raise SystemExit(code)
@@ -145,8 +146,7 @@ class Command(BaseCommand):
         if summary["error"]:
             self.stdout.write(f"  {summary['error']}")
 
-    def _forecast(self, run: SyncRun) -> None:
-        forecast = run_call_forecast(run)
+    def _forecast(self, forecast: CallForecast | None) -> None:
         if forecast is None:
             return
         self.stdout.write(f"  sending this plan would take {forecast.calls.text()}: {forecast.calls.detail()}")
